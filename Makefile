@@ -1,0 +1,34 @@
+# cxr-gan: the two commands a user needs are `make demo` (run the main job) and `make test` (run the tests).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PROFILE ?= demo
+STORE ?= file://$(CURDIR)/cxr-store
+
+.PHONY: venv demo test test-slow bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[all]"
+	touch $(STAMP)
+
+## Main job: the paper's workflow (argo/paper.yaml) on demo phantoms, executed locally; prints the report path.
+demo: venv
+	$(VENV)/bin/cxr run argo/paper.yaml --profile $(PROFILE) --store $(STORE)
+
+## Default test run (CPU, fast). Slow checks: `make test-slow`.
+test: venv
+	$(PY) -m pytest -m "not slow" -q
+
+test-slow: venv
+	$(PY) -m pytest -m slow -q
+
+bench: venv
+	$(PY) bench/input_pipeline.py
+
+clean:
+	rm -rf build cxr-store cxr-runs .pytest_cache

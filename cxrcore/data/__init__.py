@@ -1,0 +1,1 @@
+"""Dataset import, decoding, splitting and loading for cxr-gan."""

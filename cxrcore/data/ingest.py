@@ -1,0 +1,580 @@
+"""Import X-rays into an immutable dataset version (``cxr data import``, ``cxr-prepare``).
+
+Sources: the Kaggle ``chest_xray/`` folder (``train/ test/ val/`` with ``NORMAL/ PNEUMONIA/``), its zip, a plain
+``NORMAL/ PNEUMONIA/`` folder, or an ``s3://`` prefix. Every file is read once, hashed (sha256 of its bytes),
+decoded in any mode to 8-bit grayscale at the dataset's stored resolution, and written into a few large shards.
+Byte-identical copies are dropped and reported; bad files (empty, truncated, not an image, decompression bomb,
+outside a class folder, unsafe archive member) are listed with their reason and the import goes on.
+
+The version id is a hash of the content and the import settings, so re-importing identical input finds its
+version already committed and changes nothing.
+
+Incremental imports (scheduled retraining, :mod:`cxrcore.registry`): ``base_version`` builds the new version on
+top of an existing one — every row and image of the base, each keeping its split (so its test rows, the holdout
+champion and challenger are compared on, never move), plus the source's new images, deduplicated by sha256
+against the base. New rows are split by the configured strategy among themselves; a patient the base already
+holds keeps its side (except with the ``official`` split, where the source's folders decide). ``batches``
+restricts the import to ``<source>/<batch>/`` subtrees, each of which must hold the uploader's ``_SUCCESS``; the
+batches are appended to ``registry/<name>/ledger.json`` once the version is committed, and a batch the ledger
+already lists is never imported again.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import posixpath
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cxrcore import __version__
+from cxrcore.config import PrepareSettings
+from cxrcore.data.dataset import (
+    CLASS_NAMES,
+    DATASET_FORMAT,
+    DatasetError,
+    dataset_prefix,
+    encode_shard,
+    latest_key,
+    manifest_from_csv,
+    manifest_to_csv,
+    resolve_version,
+)
+from cxrcore.data.demo import write_demo_dataset
+from cxrcore.data.images import DecodedImage, ImageRejected, decode_image
+from cxrcore.data.sources import SourceFile, SourceRejection, classify_path, open_source, parse_patient_id
+from cxrcore.data.splits import assign_split, patients_on_both_sides, split_summary
+from cxrcore.logging import get_logger, progress
+from cxrcore.registry import append_to_ledger, ledger_key, parse_batches, read_ledger
+from cxrcore.storage import MARKER_NAME, Marker, Store, StoreError, join_key, sha256_bytes
+
+__all__ = ["DEMO_MARKER", "DEMO_SCHEME", "ImportResult", "import_dataset", "parse_demo_uri", "run"]
+
+log = get_logger(__name__)
+
+DEMO_MARKER = "DEMO_SYNTHETIC.json"
+DEMO_SCHEME = "demo://"
+_IGNORED_NAMES = {DEMO_MARKER.lower(), "readme.txt", "readme.md", "license", "license.txt", "dataset.json"}
+
+
+@dataclasses.dataclass
+class ImportResult:
+    """What an import did; ``summary()`` is the JSON printed by ``cxr data import``."""
+
+    name: str
+    version: str
+    uri: str
+    status: str  # "created" or "unchanged"
+    info: dict[str, Any]
+    rejects: list[dict[str, str]]
+    duplicates: list[dict[str, str]]
+    batch_counts: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+
+    def summary(self, *, max_listed: int = 200) -> dict[str, Any]:
+        """A JSON-ready summary: counts per class and split, rejected files with reasons, duplicates."""
+        return {
+            "dataset": self.name,
+            "version": self.version,
+            "uri": self.uri,
+            "status": self.status,
+            **{key: self.info[key] for key in _SUMMARY_KEYS if key in self.info},
+            "rejected": self.rejects[:max_listed],
+            "rejected_listed": min(len(self.rejects), max_listed),
+            "duplicates": self.duplicates[:max_listed],
+            "duplicates_listed": min(len(self.duplicates), max_listed),
+        }
+
+
+_SUMMARY_KEYS = (
+    "synthetic",
+    "source",
+    "image_size",
+    "files_seen",
+    "images",
+    "duplicate_count",
+    "rejected_count",
+    "rejected_by_reason",
+    "ignored",
+    "counts",
+    "splits",
+    "split",
+    "patients",
+    "patients_on_both_sides",
+    "base_version",
+    "added_images",
+    "batches",
+    "batch_counts",
+)
+
+
+@dataclasses.dataclass
+class _Decoded:
+    file: SourceFile
+    class_name: str | None
+    source_split: str | None
+    sha256: str | None = None
+    image: DecodedImage | None = None
+    reason: str | None = None
+    detail: str | None = None
+
+
+def _process(file: SourceFile, settings: PrepareSettings) -> _Decoded:
+    class_name, source_split = classify_path(file.path)
+    item = _Decoded(file=file, class_name=class_name, source_split=source_split)
+    if class_name is None:
+        item.reason, item.detail = "wrong-folder", "not under a NORMAL/ or PNEUMONIA/ folder"
+        return item
+    try:
+        data = file.read()
+    except ImageRejected as exc:  # a source may refuse while reading (zip member over its limit)
+        item.reason, item.detail = exc.reason, exc.detail
+        return item
+    except OSError as exc:
+        item.reason, item.detail = "unreadable", f"{type(exc).__name__}: {exc}"
+        return item
+    item.sha256 = hashlib.sha256(data).hexdigest()
+    try:
+        item.image = decode_image(
+            data,
+            size=settings.image_size,
+            max_pixels=settings.max_image_pixels,
+            max_bytes=settings.max_file_mb * 2**20,
+        )
+    except ImageRejected as exc:
+        item.reason, item.detail = exc.reason, exc.detail
+    return item
+
+
+def _decode_all(files: list[SourceFile], settings: PrepareSettings) -> Iterator[_Decoded]:
+    workers = settings.decode_workers or max(1, os.cpu_count() or 1)
+    with cf.ThreadPoolExecutor(max_workers=workers) as pool:
+        # pool.map keeps the (sorted) path order, so the first copy of a duplicate is always the same file.
+        yield from pool.map(lambda f: _process(f, settings), files, chunksize=1)
+
+
+def _version_id(rows: list[dict[str, Any]], settings: PrepareSettings, base_version: str | None = None) -> str:
+    content: dict[str, Any] = {
+        "format": DATASET_FORMAT,
+        "image_size": settings.image_size,
+        "split": settings.split,
+        "test_fraction": settings.test_fraction,
+        "seed": settings.seed,
+        "shard_size": settings.shard_size,
+        "images": sorted((r["sha256"], r["class"], r["patient_id"], r["source_split"]) for r in rows),
+    }
+    if base_version is not None:
+        # The base's splits come from its own history, not from these settings: the base names them.
+        content["base_version"] = base_version
+    return "v" + hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _is_ignored(path: str) -> bool:
+    return posixpath.basename(path).lower() in _IGNORED_NAMES
+
+
+def import_dataset(store: Store, settings: PrepareSettings) -> ImportResult:
+    """Imports ``settings.source`` into ``store`` as dataset ``settings.name``.
+
+    Args:
+        store: Destination store.
+        settings: Import settings (source, size, split, limits).
+
+    With ``settings.base_version`` the new version extends that version, and with ``settings.batches`` only
+    those batches of the source are imported and then recorded in the dataset's ledger (see the module
+    docstring).
+
+    Returns:
+        The :class:`ImportResult`; ``status`` is ``unchanged`` when identical input was imported before, when
+        every requested batch is already in the ledger, or when the batches add no new image to the base.
+
+    Raises:
+        FileNotFoundError: The source does not exist.
+        ValueError: The source is unreadable as a whole (e.g. not a zip) or holds no valid image, a requested
+            batch has no ``_SUCCESS``, or the base version's image size differs from ``settings.image_size``.
+        DatasetError: The base version is missing or not committed.
+    """
+    batches = parse_batches(settings.batches)
+    if batches:
+        ledger = {entry["batch"]: entry for entry in read_ledger(store, ledger_key(settings.name))}
+        imported = [batch for batch in batches if batch in ledger]
+        if imported:
+            versions = [ledger[batch]["dataset_version"] for batch in imported]
+            log.warning("batches_already_imported", batches=imported, versions=versions)
+        batches = [batch for batch in batches if batch not in ledger]
+        if not batches:
+            return _ledgered_result(store, settings, ledger[imported[-1]]["dataset_version"])
+    base = _load_base(store, settings)
+    with contextlib.ExitStack() as stack:
+        source_uri = settings.source
+        if source_uri.startswith(DEMO_SCHEME):
+            demo_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cxr-demo-"))) / "demo"
+            write_demo_dataset(demo_dir, **parse_demo_uri(source_uri))
+            source_uri = str(demo_dir)
+        source = stack.enter_context(
+            open_source(
+                source_uri,
+                s3_options=settings.s3.as_options(settings.io_workers),
+                max_file_bytes=settings.max_file_mb * 2**20,
+            )
+        )
+        if settings.source.startswith(DEMO_SCHEME):
+            source.description = settings.source
+        result = _import_from(store, settings, source, base=base, batches=tuple(batches))
+    if batches:
+        imported_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        entries = [
+            {
+                "batch": batch,
+                "dataset_version": result.version,
+                "imported_at": imported_at,
+                **result.batch_counts[batch],
+                "base_version": None if base is None else base.version,
+            }
+            for batch in batches
+        ]
+        append_to_ledger(store, ledger_key(settings.name), entries)
+    return result
+
+
+@dataclasses.dataclass
+class _Base:
+    """The committed version an incremental import extends."""
+
+    version: str
+    prefix: str
+    manifest: pd.DataFrame
+    info: dict[str, Any]
+    marker: Marker
+    shards: list[str]
+
+
+def _load_base(store: Store, settings: PrepareSettings) -> _Base | None:
+    """The base version named by ``settings.base_version`` (``None`` when empty, or ``latest`` of a new dataset)."""
+    if not settings.base_version:
+        return None
+    if settings.base_version == "latest" and not store.exists(latest_key(settings.name)):
+        log.warning("import_without_base", dataset=settings.name, reason="the dataset has no version yet")
+        return None
+    version = resolve_version(store, settings.name, settings.base_version)
+    prefix = dataset_prefix(settings.name, version)
+    try:
+        marker = store.require_committed(prefix)
+    except StoreError as exc:
+        raise DatasetError(f"Base version {settings.name}/{version} cannot be extended: {exc}") from exc
+
+    def read(rel: str) -> bytes:
+        if rel not in marker.outputs:
+            raise DatasetError(f"{store.uri}/{prefix}/{MARKER_NAME} does not list {rel}")
+        return store.get_bytes(join_key(prefix, rel), sha256=marker.outputs[rel]["sha256"])
+
+    info = json.loads(read("dataset.json"))
+    if int(info["image_size"]) != settings.image_size:
+        raise ValueError(
+            f"The base version {settings.name}/{version} stores {info['image_size']} px images; a version built on "
+            f"it must use the same size. Received: image_size={settings.image_size}"
+        )
+    strategy = info.get("split", {}).get("strategy")
+    if strategy != settings.split:
+        log.warning("import_split_differs_from_base", base=strategy, new_rows=settings.split)
+    shards = sorted(key.split("/", 1)[1] for key in marker.outputs if key.startswith("shards/"))
+    if shards != [f"shard-{index:05d}.npy" for index in range(len(shards))]:
+        raise DatasetError(f"Base version {settings.name}/{version} has unexpected shard names: {shards[:5]}")
+    manifest = manifest_from_csv(read("manifest.csv"), key=f"{prefix}/manifest.csv")
+    return _Base(version, prefix, manifest, info, marker, shards)
+
+
+def _ledgered_result(store: Store, settings: PrepareSettings, version: str) -> ImportResult:
+    """Every requested batch is in the ledger already: the version that imported them, unchanged."""
+    prefix = dataset_prefix(settings.name, version)
+    info = store.get_json(join_key(prefix, "dataset.json"))
+    return ImportResult(settings.name, version, f"{store.uri.rstrip('/')}/{prefix}", "unchanged", info, [], [])
+
+
+def _select_batches(
+    files: list[SourceFile], rejections: list[SourceRejection], batches: tuple[str, ...], where: str
+) -> tuple[list[SourceFile], list[SourceRejection], list[str]]:
+    """Keeps the files and refusals of ``<batch>/`` subtrees; returns them and the batches' marker paths."""
+    markers = [f"{batch}/{MARKER_NAME}" for batch in batches]
+    present = {file.path for file in files}
+    missing = [batch for batch, marker in zip(batches, markers) if marker not in present]
+    if missing:
+        raise ValueError(
+            f"Batches {missing} of {where} are not complete: the uploader writes <batch>/{MARKER_NAME} after the "
+            f"last image. Received: batches={list(batches)}"
+        )
+    roots = tuple(f"{batch}/" for batch in batches)
+    kept = [file for file in files if file.path.startswith(roots) and file.path not in markers]
+    return kept, [item for item in rejections if item.path.startswith(roots)], markers
+
+
+def _merge_with_base(base: _Base, new: pd.DataFrame, strategy: str) -> pd.DataFrame:
+    """Base rows unchanged, then the new rows; a new row of a patient the base holds takes that patient's side."""
+    if strategy != "official":
+        sides = base.manifest.groupby("patient_id")["split"]
+        only_test = new["patient_id"].map(sides.agg(lambda split: bool((split == "test").all()))).eq(True)
+        never_test = new["patient_id"].map(sides.agg(lambda split: bool((split != "test").all()))).eq(True)
+        new.loc[only_test, "split"] = "test"
+        new.loc[never_test, "split"] = "train"
+    return pd.concat([base.manifest, new], ignore_index=True)
+
+
+def _batch_counts(
+    batches: tuple[str, ...],
+    files: list[SourceFile],
+    rows: list[dict[str, Any]],
+    duplicates: list[dict[str, str]],
+    rejects: list[dict[str, str]],
+) -> dict[str, dict[str, int]]:
+    def count(items, batch: str) -> int:
+        return sum(1 for path in items if path.startswith(f"{batch}/"))
+
+    return {
+        batch: {
+            "files": count((f.path for f in files), batch),
+            "images": count((r["source_path"] for r in rows), batch),
+            "duplicates": count((d["path"] for d in duplicates), batch),
+            "rejected": count((r["path"] for r in rejects), batch),
+        }
+        for batch in batches
+    }
+
+
+def parse_demo_uri(uri: str) -> dict[str, Any]:
+    """Parses ``demo://?per_class=200&size=128&seed=0&test_fraction=0.2`` into demo-data arguments.
+
+    The demo source lets a workflow run without any data: phantoms are generated inside the prepare job.
+    """
+    parsed = urllib.parse.urlsplit(uri)
+    if parsed.scheme != "demo" or parsed.netloc or parsed.path not in ("", "/"):
+        raise ValueError(f"Demo source must look like demo://?per_class=200&size=128&seed=0. Received: source={uri!r}")
+    kinds = {"per_class": int, "size": int, "seed": int, "test_fraction": float}
+    options: dict[str, Any] = {}
+    for name, value in urllib.parse.parse_qsl(parsed.query, keep_blank_values=True, strict_parsing=False):
+        if name not in kinds:
+            raise ValueError(f"Unknown demo source option {name!r} (use {sorted(kinds)}). Received: source={uri!r}")
+        try:
+            options[name] = kinds[name](value)
+        except ValueError as exc:
+            raise ValueError(f"Demo source option {name} must be a number. Received: {name}={value!r}") from exc
+    return options
+
+
+def _import_from(
+    store: Store, settings: PrepareSettings, source: Any, *, base: _Base | None = None, batches: tuple[str, ...] = ()
+) -> ImportResult:
+    files, rejections = source.scan()
+    batch_markers: list[str] = []
+    if batches:
+        files, rejections, batch_markers = _select_batches(files, rejections, batches, source.description)
+    log.info("import_scan", source=source.description, kind=source.kind, files=len(files), refused=len(rejections))
+    rejects = [{"path": r.path, "reason": r.reason, "detail": r.detail} for r in rejections]
+    ignored = [*batch_markers, *(f.path for f in files if _is_ignored(f.path))]
+    synthetic_info = None
+    demo_markers = [f for f in files if posixpath.basename(f.path) == DEMO_MARKER]
+    if demo_markers:
+        try:
+            synthetic_info = json.loads(demo_markers[0].read())
+        except ValueError:
+            synthetic_info = {"synthetic": True, "note": f"{DEMO_MARKER} present but unreadable"}
+    candidates = [f for f in files if not _is_ignored(f.path)]
+    origin = "demo" if synthetic_info else "real"
+
+    rows: list[dict[str, Any]] = []
+    duplicates: list[dict[str, str]] = []
+    first_by_hash: dict[str, dict[str, Any]] = {}
+    shard_buffer: list[np.ndarray] = []
+    shard_names: list[str] = []
+    if base is not None:
+        # New files identical to a base image are duplicates of it; new shards are numbered after the base's.
+        for row in base.manifest.loc[:, ["sha256", "source_path", "class"]].to_dict("records"):
+            first_by_hash[row["sha256"]] = {**row, "source_path": f"{base.version}:{row['source_path']}"}
+        shard_names = list(base.shards)
+    with tempfile.TemporaryDirectory(prefix="cxr-import-") as tmp:
+        staging = Path(tmp)
+
+        def flush() -> None:
+            name = f"shard-{len(shard_names):05d}.npy"
+            (staging / name).write_bytes(encode_shard(np.stack(shard_buffer)))
+            shard_names.append(name)
+            shard_buffer.clear()
+
+        decoded = _decode_all(candidates, settings)
+        for item in progress(decoded, total=len(candidates), event="import_progress", logger=log):
+            path = item.file.path
+            if item.reason is not None:
+                rejects.append({"path": path, "reason": item.reason, "detail": item.detail or ""})
+                continue
+            first = first_by_hash.get(item.sha256)
+            if first is not None:
+                duplicates.append(
+                    {
+                        "path": path,
+                        "sha256": item.sha256,
+                        "duplicate_of": first["source_path"],
+                        "class": item.class_name,
+                        "label_conflict": str(first["class"] != item.class_name).lower(),
+                    }
+                )
+                continue
+            image = item.image
+            patient = parse_patient_id(posixpath.basename(path))
+            row = {
+                "image_id": item.sha256[:16],
+                "sha256": item.sha256,
+                "pixel_sha256": sha256_bytes(image.pixels.tobytes()),
+                "class": item.class_name,
+                "label": CLASS_NAMES.index(item.class_name),
+                "patient_id": patient.id,
+                "patient_id_parsed": patient.parsed,
+                "source": origin,
+                "source_path": path,
+                "source_split": item.source_split or "",
+                "orig_width": image.orig_width,
+                "orig_height": image.orig_height,
+                "orig_mode": image.orig_mode,
+                "orig_format": image.format,
+                "width": settings.image_size,
+                "height": settings.image_size,
+                "shard": f"shard-{len(shard_names):05d}.npy",
+                "shard_index": len(shard_buffer),
+            }
+            first_by_hash[item.sha256] = row
+            rows.append(row)
+            shard_buffer.append(image.pixels)
+            if len(shard_buffer) >= settings.shard_size:
+                flush()
+        if shard_buffer:
+            flush()
+
+        counts_by_batch = _batch_counts(batches, files, rows, duplicates, rejects)
+        if not rows and base is not None:
+            log.warning(
+                "import_adds_nothing", base_version=base.version, rejected=len(rejects), duplicates=len(duplicates)
+            )
+            uri = f"{store.uri.rstrip('/')}/{base.prefix}"
+            return ImportResult(
+                settings.name, base.version, uri, "unchanged", base.info, rejects, duplicates, counts_by_batch
+            )
+        if not rows:
+            raise ValueError(
+                f"No valid image found in {source.description}: {len(rejects)} file(s) rejected "
+                f"({_count_reasons(rejects)}); expected NORMAL/ and PNEUMONIA/ folders of images"
+            )
+        manifest = pd.DataFrame(rows)
+        manifest["split"] = assign_split(
+            manifest, settings.split, test_fraction=settings.test_fraction, seed=settings.seed
+        )
+        if base is None:
+            version = _version_id(rows, settings)
+        else:
+            manifest = _merge_with_base(base, manifest, settings.split)
+            version = _version_id(manifest.to_dict("records"), settings, base.version)
+        prefix = dataset_prefix(settings.name, version)
+        uri = f"{store.uri.rstrip('/')}/{prefix}"
+        info = {
+            "name": settings.name,
+            "version": version,
+            "format": DATASET_FORMAT,
+            "synthetic": bool(synthetic_info),
+            "synthetic_info": synthetic_info,
+            "source": source.description,
+            "source_kind": source.kind,
+            "image_size": settings.image_size,
+            "channels": 1,
+            "files_seen": len(files) + len(rejections),
+            "images": len(manifest),
+            "duplicate_count": len(duplicates),
+            "rejected_count": len(rejects),
+            "rejected_by_reason": _count_reasons_dict(rejects),
+            "ignored": ignored,
+            "counts": {name: int((manifest["class"] == name).sum()) for name in CLASS_NAMES},
+            "splits": split_summary(manifest),
+            "split": {"strategy": settings.split, "test_fraction": settings.test_fraction, "seed": settings.seed},
+            "patients": int(manifest["patient_id"].nunique()),
+            "patients_on_both_sides": patients_on_both_sides(manifest),
+            "patient_ids_parsed": int(manifest["patient_id_parsed"].sum()),
+            "shards": shard_names,
+            "cxrcore_version": __version__,
+        }
+        if base is not None:
+            info["base_version"] = base.version
+            info["added_images"] = len(rows)
+            info["synthetic"] = bool(synthetic_info) or bool(base.info.get("synthetic"))
+            info["synthetic_info"] = synthetic_info or base.info.get("synthetic_info")
+        if batches:
+            info["batches"] = list(batches)
+            info["batch_counts"] = counts_by_batch
+        if store.is_committed(prefix):
+            log.info("import_unchanged", dataset=settings.name, version=version, uri=uri)
+            existing = store.get_json(join_key(prefix, "dataset.json"))
+            if not store.exists(latest_key(settings.name)) or base is not None:
+                _point_latest(store, settings.name, version)
+            return ImportResult(
+                settings.name, version, uri, "unchanged", existing, rejects, duplicates, counts_by_batch
+            )
+
+        inputs = {"content_version": version, "settings": _recorded_settings(settings)}
+        if base is not None or batches:
+            inputs["base_version"] = None if base is None else base.version
+            inputs["batches"] = list(batches)
+        if base is not None:
+            for name in base.shards:
+                key = join_key("shards", name)
+                store.get_file(join_key(base.prefix, key), staging / name, sha256=base.marker.outputs[key]["sha256"])
+        with store.commit(prefix, inputs=inputs, producer=f"cxr-prepare {__version__}") as tx:
+            for name in progress(shard_names, total=len(shard_names), event="import_upload", logger=log):
+                tx.put_file(join_key("shards", name), staging / name)
+            tx.put_bytes("manifest.csv", manifest_to_csv(manifest))
+            tx.put_bytes("rejects.csv", _csv(rejects, ("path", "reason", "detail")))
+            tx.put_bytes(
+                "duplicates.csv", _csv(duplicates, ("path", "sha256", "duplicate_of", "class", "label_conflict"))
+            )
+            tx.put_json("dataset.json", info)
+    _point_latest(store, settings.name, version)
+    log.info("import_committed", dataset=settings.name, version=version, uri=uri, images=len(manifest))
+    return ImportResult(settings.name, version, uri, "created", info, rejects, duplicates, counts_by_batch)
+
+
+def _point_latest(store: Store, name: str, version: str) -> None:
+    key = latest_key(name)
+    pointer = {"version": version}
+    if not store.exists(key) or store.get_json(key) != pointer:
+        store.put_json(key, pointer)
+
+
+def _recorded_settings(settings: PrepareSettings) -> dict[str, Any]:
+    keep = ("name", "image_size", "split", "test_fraction", "seed", "shard_size", "max_image_pixels", "max_file_mb")
+    return {key: getattr(settings, key) for key in keep}
+
+
+def _count_reasons_dict(rejects: list[dict[str, str]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for reject in rejects:
+        counts[reject["reason"]] = counts.get(reject["reason"], 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _count_reasons(rejects: list[dict[str, str]]) -> str:
+    return ", ".join(f"{reason}: {count}" for reason, count in _count_reasons_dict(rejects).items()) or "none"
+
+
+def _csv(rows: list[dict[str, str]], columns: tuple[str, ...]) -> bytes:
+    return pd.DataFrame(rows, columns=list(columns)).to_csv(index=False, lineterminator="\n").encode()
+
+
+def run(settings: PrepareSettings) -> dict[str, Any]:
+    """Job entry: imports the source into the configured store and returns the summary dict."""
+    store = settings.open_store()
+    result = import_dataset(store, settings)
+    return result.summary()

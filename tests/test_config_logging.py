@@ -1,0 +1,134 @@
+"""Settings precedence and messages; structured logging with secret redaction; job exit codes."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from cxrcore.config import PrepareSettings, SettingsError, parse_settings
+from cxrcore.logging import configure_logging, get_logger, progress, redact
+from cxrcore.runtime import EXIT_BAD_SETTINGS, run_job
+
+
+def test_flags_beat_env_beat_defaults(monkeypatch):
+    monkeypatch.setenv("CXR_IMAGE_SIZE", "64")
+    monkeypatch.setenv("CXR_SEED", "5")
+    monkeypatch.setenv("CXR_S3__ENDPOINT_URL", "http://127.0.0.1:9000")
+    settings = parse_settings(PrepareSettings, ["--source", "x", "--image-size", "128", "--s3.addressing-style", "path"])
+    assert settings.image_size == 128  # flag
+    assert settings.seed == 5  # env
+    assert settings.split == "patient"  # default
+    assert settings.s3.endpoint_url == "http://127.0.0.1:9000"
+    assert settings.s3.addressing_style == "path"
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--source", "x", "--image-size", "5"], "image_size"),
+        (["--source", "x", "--split", "random"], "split"),
+        (["--source", "x", "--test-fraction", "1.5"], "test_fraction"),
+        (["--source", "x", "--store", "ftp://host/x"], "store"),
+        (["--source", "x", "--s3.endpoint-url", "minio:9000"], "s3.endpoint_url"),
+        ([], "source: field required"),
+        (["--source", "x", "--bogus", "1"], "--bogus"),
+    ],
+)
+def test_bad_settings_name_the_field_and_value(argv, expected):
+    with pytest.raises(SettingsError, match=expected.replace(".", r"\.")) as info:
+        parse_settings(PrepareSettings, argv)
+    if "Received" in str(info.value):
+        assert "Received:" in str(info.value)
+
+
+def test_endpoint_with_credentials_is_refused():
+    with pytest.raises(SettingsError, match="credentials"):
+        parse_settings(PrepareSettings, ["--source", "x", "--s3.endpoint-url", "http://user:pw@minio:9000"])
+
+
+def test_redact_keys_values_and_nested():
+    event = {
+        "aws_secret_access_key": "abc123secretvalue",
+        "token": "t0k3n-value",
+        "note": "key AKIAABCDEFGHIJKLMNOP used at https://user:hunter2@minio:9000/x",
+        "nested": {"password": "pw", "list": ["Bearer abcdefghijklmnop"]},
+        "empty_token": None,
+    }
+    clean = redact(event)
+    text = json.dumps(clean)
+    for secret in ("abc123secretvalue", "t0k3n-value", "AKIAABCDEFGHIJKLMNOP", "hunter2", "abcdefghijklmnop"):
+        assert secret not in text
+    assert clean["nested"]["password"] == "***"
+    assert clean["empty_token"] is None
+
+
+def test_json_logs_are_json_and_redacted(monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY")
+    stream = io.StringIO()
+    configure_logging("INFO", "json", stream=stream)
+    get_logger("t", job="x").info("hello", detail="leaked wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY here")
+    get_logger("t").debug("hidden")
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert len(lines) == 1
+    assert lines[0]["event"] == "hello" and lines[0]["job"] == "x" and lines[0]["level"] == "info"
+    assert "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY" not in stream.getvalue()
+
+
+def test_console_format_is_readable():
+    stream = io.StringIO()
+    configure_logging("INFO", "console", stream=stream)
+    get_logger("t").info("hello", n=3)
+    text = stream.getvalue()
+    assert "hello" in text and "n=3" in text and not text.lstrip().startswith("{")
+
+
+def test_env_forces_json(monkeypatch):
+    monkeypatch.setenv("CXR_LOG_FORMAT", "json")
+    stream = io.StringIO()
+    configure_logging("INFO", "auto", stream=stream)
+    get_logger().info("x")
+    assert json.loads(stream.getvalue())["event"] == "x"
+
+
+def test_progress_logs_final_item():
+    stream = io.StringIO()
+    configure_logging("INFO", "json", stream=stream)
+    assert list(progress(range(5), total=5, event="work", every_seconds=3600)) == list(range(5))
+    events = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert events[-1]["event"] == "work" and events[-1]["done"] == 5 and events[-1]["percent"] == 100.0
+
+
+def test_run_job_exit_codes(capsys):
+    assert run_job("t", PrepareSettings, lambda s: {"ok": True}, ["--image-size", "3"]) == EXIT_BAD_SETTINGS
+    assert "image_size" in capsys.readouterr().err
+    assert run_job("t", PrepareSettings, lambda s: {"ok": True}, ["--source", "x"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"ok": True}
+
+    def boom(_settings):
+        raise ValueError("bad file /data/x.jpeg: truncated")
+
+    assert run_job("t", PrepareSettings, boom, ["--source", "x"]) == 1
+    assert "bad file /data/x.jpeg" in capsys.readouterr().err
+
+
+def test_result_dir_files_for_argo_output_parameters(tmp_path, capsys):
+    result = {"version": "v123", "images": 5, "created": True, "counts": {"NORMAL": 2}}
+    code = run_job("t", PrepareSettings, lambda s: result, ["--source", "x", "--result-dir", str(tmp_path / "out")])
+    assert code == 0
+    capsys.readouterr()
+    assert (tmp_path / "out" / "version").read_text() == "v123"
+    assert (tmp_path / "out" / "images").read_text() == "5"
+    assert (tmp_path / "out" / "created").read_text() == "true"
+    assert not (tmp_path / "out" / "counts").exists()
+    assert json.loads((tmp_path / "out" / "result.json").read_text()) == result
+
+
+def test_loggers_created_before_configuration_follow_it():
+    early = get_logger("module.level", stage="x")  # as modules do at import time
+    stream = io.StringIO()
+    configure_logging("INFO", "json", stream=stream)
+    early.info("late_event")
+    event = json.loads(stream.getvalue())
+    assert event["event"] == "late_event" and event["component"] == "module.level" and event["stage"] == "x"
