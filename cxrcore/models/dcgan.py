@@ -1,0 +1,680 @@
+"""DCGAN generator, discriminator and adversarial training model (paper Table 1).
+
+The architecture is the Keras-io "DCGAN overriding `train_step`" example that the
+paper's Table 1 reproduces layer for layer:
+
+Generator (defaults, 3,750,275 trainable parameters)::
+
+    Input(100) -> Dense(8*8*128 = 8192) -> Reshape(8, 8, 128)
+    -> Conv2DTranspose(128, k4, s2, same) -> LeakyReLU(0.2)      # 16x16
+    -> Conv2DTranspose(256, k4, s2, same) -> LeakyReLU(0.2)      # 32x32
+    -> Conv2DTranspose(512, k4, s2, same) -> LeakyReLU(0.2)      # 64x64
+    -> Conv2D(3, k5, same, sigmoid)                              # 64x64x3 in [0, 1]
+
+    827,392 + 262,272 + 524,544 + 2,097,664 + 38,403 = 3,750,275
+
+Table 1 (and the Keras-io example) put no activation between the Dense layer and
+the Reshape; `build_generator(dense_leaky_relu=True)` inserts a LeakyReLU(0.2)
+there (parameter-free, so the count is unchanged).
+
+Discriminator (defaults, 404,801 trainable parameters)::
+
+    Input(64, 64, 3)
+    -> Conv2D(64, k4, s2, same) -> LeakyReLU(0.2)                # 32x32
+    -> Conv2D(128, k4, s2, same) -> LeakyReLU(0.2)               # 16x16
+    -> Conv2D(128, k4, s2, same) -> LeakyReLU(0.2)               # 8x8
+    -> Flatten -> Dropout(0.2) -> Dense(1)                       # logit
+
+    3,136 + 131,200 + 262,272 + 8,193 = 404,801
+
+Image sizes: the generator always has the three stride-2 upsampling stages of
+Table 1 and starts from an `(output_size / 8) x (output_size / 8)` feature map
+(8x8 for the paper's 64 px, 4x4 for 32 px, 2x2 for 16 px, 16x16 for 128 px), so
+only the Dense width changes with `output_size`. The discriminator likewise keeps
+its three stride-2 convolutions at every `input_size`.
+
+Pixel range: the generator ends in a sigmoid, so generated images lie in [0, 1];
+real images fed to `DCGAN.fit` must be float images in [0, 1] as well.
+Labels: real = 1, generated = 0 (the discriminator outputs a logit of "real").
+
+Mixed precision: the generator's final sigmoid convolution and the discriminator's
+Dense logit layer are always float32 layers, and `DCGAN.compile` wraps both
+optimizers in `keras.optimizers.LossScaleOptimizer` when either network was built
+under the `"mixed_float16"` policy.
+
+Distribution: build the networks and the `DCGAN`, and call `compile`, inside
+`strategy.scope()`. The losses are `keras.losses.BinaryCrossentropy` objects
+whose `"sum_over_batch_size"` reduction already divides by the number of replicas
+under `tf.distribute`, and Keras optimizers sum gradients across replicas, so the
+update equals the single-device update on the global batch.
+
+Models never do I/O: `GANSampleGrid` hands PNG bytes to a caller-supplied sink.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers, ops
+from PIL import Image
+
+__all__ = [
+    "DCGAN",
+    "GANSampleGrid",
+    "GENERATOR_PAPER_PARAMS",
+    "DISCRIMINATOR_PAPER_PARAMS",
+    "build_discriminator",
+    "build_generator",
+    "default_gan_optimizers",
+    "encode_png",
+    "make_grid",
+    "to_uint8",
+]
+
+#: Trainable parameters of the paper's generator (Table 1).
+GENERATOR_PAPER_PARAMS = 3_750_275
+#: Trainable parameters of the paper's discriminator (Table 1).
+DISCRIMINATOR_PAPER_PARAMS = 404_801
+
+_GENERATOR_FILTERS = (128, 256, 512)
+_GENERATOR_DENSE_CHANNELS = 128
+_DISCRIMINATOR_FILTERS = (64, 128, 128)
+_LEAKY_SLOPE = 0.2
+
+
+def _scaled(filters: int, width_multiplier: float) -> int:
+    return max(1, int(round(filters * width_multiplier)))
+
+
+def _validate_width(width_multiplier: float) -> None:
+    if not width_multiplier > 0:
+        raise ValueError(
+            f"`width_multiplier` must be > 0. Received: width_multiplier={width_multiplier}"
+        )
+
+
+def _validate_channels(channels: int) -> None:
+    if channels not in (1, 3):
+        raise ValueError(f"`channels` must be 1 or 3. Received: channels={channels}")
+
+
+def _validate_size(argument: str, size: int) -> None:
+    if not isinstance(size, int) or size < 16 or size % 8 != 0:
+        raise ValueError(
+            f"`{argument}` must be an integer multiple of 8 that is >= 16 "
+            f"(e.g. 16, 32, 64, 128). Received: {argument}={size}"
+        )
+
+
+def build_generator(
+    latent_dim: int = 100,
+    *,
+    width_multiplier: float = 1.0,
+    output_size: int = 64,
+    channels: int = 3,
+    dense_leaky_relu: bool = False,
+) -> keras.Model:
+    """Builds the DCGAN generator of Table 1.
+
+    Args:
+        latent_dim: Size of the input noise vector (100 in the paper).
+        width_multiplier: Scales every filter count and the Dense layer's channel
+            count (for small smoke profiles). 1.0 gives the paper's network.
+        output_size: Height/width of the generated images. A multiple of 8 that
+            is >= 16. The three upsampling stages start from an
+            `output_size // 8` square feature map.
+        channels: Output channels (3 in the paper, 1 for grayscale).
+        dense_leaky_relu: Insert LeakyReLU(0.2) between Dense and Reshape. Table 1
+            and the Keras-io example have none, hence the default `False`.
+
+    Returns:
+        A functional `keras.Model` mapping `(batch, latent_dim)`
+        noise to `(batch, output_size, output_size, channels)` images in [0, 1]
+        (float32 even under mixed precision).
+
+    Raises:
+        ValueError: If an argument is out of range.
+    """
+    if not isinstance(latent_dim, int) or latent_dim < 1:
+        raise ValueError(f"`latent_dim` must be a positive integer. Received: latent_dim={latent_dim}")
+    _validate_width(width_multiplier)
+    _validate_size("output_size", output_size)
+    _validate_channels(channels)
+
+    start = output_size // 8
+    dense_channels = _scaled(_GENERATOR_DENSE_CHANNELS, width_multiplier)
+    inputs = keras.Input(shape=(latent_dim,), name="noise")
+    x = layers.Dense(start * start * dense_channels, name="dense")(inputs)
+    if dense_leaky_relu:
+        x = layers.LeakyReLU(negative_slope=_LEAKY_SLOPE, name="dense_leaky_relu")(x)
+    x = layers.Reshape((start, start, dense_channels), name="reshape")(x)
+    for index, filters in enumerate(_GENERATOR_FILTERS, start=1):
+        x = layers.Conv2DTranspose(
+            _scaled(filters, width_multiplier),
+            kernel_size=4,
+            strides=2,
+            padding="same",
+            name=f"conv_transpose_{index}",
+        )(x)
+        x = layers.LeakyReLU(negative_slope=_LEAKY_SLOPE, name=f"leaky_relu_{index}")(x)
+    outputs = layers.Conv2D(
+        channels,
+        kernel_size=5,
+        padding="same",
+        activation="sigmoid",
+        dtype="float32",
+        name="image",
+    )(x)
+    return keras.Model(inputs, outputs, name="generator")
+
+
+def build_discriminator(
+    *,
+    input_size: int = 64,
+    channels: int = 3,
+    width_multiplier: float = 1.0,
+    dropout_rate: float = 0.2,
+) -> keras.Model:
+    """Builds the DCGAN discriminator of Table 1.
+
+    Args:
+        input_size: Height/width of the input images (64 in the paper). A multiple
+            of 8 that is >= 16.
+        channels: Input channels (3 in the paper).
+        width_multiplier: Scales every filter count. 1.0 gives the paper's network.
+        dropout_rate: Dropout rate before the final Dense layer (0.2 in the paper).
+
+    Returns:
+        A functional `keras.Model` mapping images in [0, 1] to one float32 logit
+        per image (positive means "real"); shape `(batch, 1)`.
+
+    Raises:
+        ValueError: If an argument is out of range.
+    """
+    _validate_size("input_size", input_size)
+    _validate_channels(channels)
+    _validate_width(width_multiplier)
+    if not 0.0 <= dropout_rate < 1.0:
+        raise ValueError(f"`dropout_rate` must be in [0, 1). Received: dropout_rate={dropout_rate}")
+
+    inputs = keras.Input(shape=(input_size, input_size, channels), name="image")
+    x = inputs
+    for index, filters in enumerate(_DISCRIMINATOR_FILTERS, start=1):
+        x = layers.Conv2D(
+            _scaled(filters, width_multiplier),
+            kernel_size=4,
+            strides=2,
+            padding="same",
+            name=f"conv_{index}",
+        )(x)
+        x = layers.LeakyReLU(negative_slope=_LEAKY_SLOPE, name=f"leaky_relu_{index}")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dropout(dropout_rate, name="dropout")(x)
+    outputs = layers.Dense(1, dtype="float32", name="logit")(x)
+    return keras.Model(inputs, outputs, name="discriminator")
+
+
+def default_gan_optimizers(
+    learning_rate: float = 1e-4, beta_1: float = 0.9
+) -> tuple[keras.optimizers.Optimizer, keras.optimizers.Optimizer]:
+    """Returns fresh `(d_optimizer, g_optimizer)` Adam optimizers.
+
+    The paper states only "Adam, learning rate 0.0001". The Keras-io DCGAN
+    example that Table 1 reproduces uses `Adam(learning_rate=0.0001)` with the
+    Keras default `beta_1=0.9`, which is therefore the default here. The DCGAN
+    paper (Radford et al.) recommends `beta_1=0.5`; pass it to opt in.
+
+    Args:
+        learning_rate: Learning rate of both optimizers.
+        beta_1: Adam's first-moment decay of both optimizers.
+
+    Returns:
+        A `(discriminator_optimizer, generator_optimizer)` tuple.
+
+    Raises:
+        ValueError: If `learning_rate` is not positive or `beta_1` not in [0, 1).
+    """
+    if not learning_rate > 0:
+        raise ValueError(f"`learning_rate` must be > 0. Received: learning_rate={learning_rate}")
+    if not 0.0 <= beta_1 < 1.0:
+        raise ValueError(f"`beta_1` must be in [0, 1). Received: beta_1={beta_1}")
+    return (
+        keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta_1, name="d_adam"),
+        keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta_1, name="g_adam"),
+    )
+
+
+def _num_replicas() -> int:
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def _uses_mixed_float16(model: keras.Model) -> bool:
+    return any(getattr(layer, "compute_dtype", None) == "float16" for layer in model.layers)
+
+
+class DCGAN(keras.Model):
+    """Adversarial training wrapper around a generator and a discriminator.
+
+    Follows the Keras-io DCGAN example: `fit` takes batches of real images in
+    [0, 1] and, per step, makes one discriminator update (real and generated
+    images concatenated into one forward pass) and then one generator update
+    with fresh noise. Targets: real = 1, generated = 0, each jittered by up to
+    `label_noise` towards the other class (the example's label-noise trick).
+
+    Example:
+        ```python
+        generator = build_generator()
+        discriminator = build_discriminator()
+        gan = DCGAN(discriminator, generator, latent_dim=100, seed=7)
+        gan.compile()  # Adam(1e-4) for both, BCE from logits
+        gan.fit(dataset_of_images_in_0_1, epochs=150)
+        ```
+
+    Args:
+        discriminator: Model mapping images to one logit each.
+        generator: Model mapping `(batch, latent_dim)` noise to images in [0, 1].
+        latent_dim: Noise size; must equal the generator's input size.
+        seed: Seed of the training noise and label jitter
+            (`keras.random.SeedGenerator`). `None` draws a random seed; to make a
+            whole run reproducible also call `keras.utils.set_random_seed` before
+            building the networks (weight initialisation and dropout).
+        label_noise: Maximum jitter added to the targets, in [0, 0.5).
+    """
+
+    def __init__(
+        self,
+        discriminator: keras.Model,
+        generator: keras.Model,
+        latent_dim: int,
+        seed: int | None = None,
+        *,
+        label_noise: float = 0.05,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        generator_latent = generator.input_shape[-1]
+        if latent_dim != generator_latent:
+            raise ValueError(
+                "`latent_dim` must equal the generator's input size "
+                f"({generator_latent}). Received: latent_dim={latent_dim}"
+            )
+        if not 0.0 <= label_noise < 0.5:
+            raise ValueError(f"`label_noise` must be in [0, 0.5). Received: label_noise={label_noise}")
+        self.discriminator = discriminator
+        self.generator = generator
+        self.latent_dim = int(latent_dim)
+        self.label_noise = float(label_noise)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed, name="gan_seed_generator")
+        self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
+        self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
+        self.d_real_accuracy_tracker = keras.metrics.Mean(name="d_real_accuracy")
+        self.d_fake_accuracy_tracker = keras.metrics.Mean(name="d_fake_accuracy")
+        self.d_optimizer: keras.optimizers.Optimizer | None = None
+        self.g_optimizer: keras.optimizers.Optimizer | None = None
+        self.loss_fn: keras.losses.Loss | None = None
+        # Both sub-networks are functional models built at construction.
+        self.built = True
+
+    def compile(
+        self,
+        d_optimizer: keras.optimizers.Optimizer | None = None,
+        g_optimizer: keras.optimizers.Optimizer | None = None,
+        loss_fn: keras.losses.Loss | None = None,
+        *,
+        jit_compile: bool | str = False,
+        steps_per_execution: int = 1,
+        run_eagerly: bool = False,
+    ) -> None:
+        """Configures the two optimizers and the loss.
+
+        Call inside `strategy.scope()` when distributing. Under mixed precision
+        the optimizers are wrapped in `keras.optimizers.LossScaleOptimizer`.
+        Both optimizers are built here (their slots are created eagerly).
+
+        Args:
+            d_optimizer: Discriminator optimizer; default Adam(1e-4).
+            g_optimizer: Generator optimizer; default Adam(1e-4).
+            loss_fn: Loss on logits; default
+                `keras.losses.BinaryCrossentropy(from_logits=True)`.
+            jit_compile: XLA-compile the train step (`True`, `False` or `"auto"`).
+            steps_per_execution: Steps run per `tf.function` call.
+            run_eagerly: Run the train step eagerly (debugging).
+        """
+        super().compile(
+            optimizer=None,
+            jit_compile=jit_compile,
+            steps_per_execution=steps_per_execution,
+            run_eagerly=run_eagerly,
+        )
+        if d_optimizer is None or g_optimizer is None:
+            default_d, default_g = default_gan_optimizers()
+            d_optimizer = default_d if d_optimizer is None else d_optimizer
+            g_optimizer = default_g if g_optimizer is None else g_optimizer
+        if d_optimizer is g_optimizer:
+            raise ValueError(
+                "`d_optimizer` and `g_optimizer` must be distinct optimizer instances. "
+                f"Received: d_optimizer={d_optimizer}, g_optimizer={g_optimizer}"
+            )
+        if _uses_mixed_float16(self.discriminator) or _uses_mixed_float16(self.generator):
+            if not isinstance(d_optimizer, keras.optimizers.LossScaleOptimizer):
+                d_optimizer = keras.optimizers.LossScaleOptimizer(d_optimizer, name="d_loss_scale")
+            if not isinstance(g_optimizer, keras.optimizers.LossScaleOptimizer):
+                g_optimizer = keras.optimizers.LossScaleOptimizer(g_optimizer, name="g_loss_scale")
+        self.d_optimizer = d_optimizer
+        self.g_optimizer = g_optimizer
+        if loss_fn is None:
+            loss_fn = keras.losses.BinaryCrossentropy(from_logits=True)
+        self.loss_fn = loss_fn
+        self.d_optimizer.build(self.discriminator.trainable_variables)
+        self.g_optimizer.build(self.generator.trainable_variables)
+
+    @property
+    def metrics(self) -> list[keras.metrics.Metric]:
+        return [
+            self.d_loss_tracker,
+            self.g_loss_tracker,
+            self.d_real_accuracy_tracker,
+            self.d_fake_accuracy_tracker,
+        ]
+
+    def _replica_seed(self) -> tf.Tensor:
+        """A fresh stateless seed, distinct on every replica.
+
+        Under ``MirroredStrategy`` each replica runs this step with the same seed-generator state; folding in
+        the replica id keeps their noise (and label jitter) independent instead of N copies of one batch.
+        """
+        seed = tf.cast(self.seed_generator.next(), tf.int64)
+        context = tf.distribute.get_replica_context()
+        replica_id = context.replica_id_in_sync_group if context is not None else 0
+        return tf.random.experimental.stateless_fold_in(seed, tf.cast(replica_id, tf.int32))
+
+    def _noise(self, batch_size: Any) -> Any:
+        return tf.random.stateless_normal((batch_size, self.latent_dim), seed=self._replica_seed())
+
+    def train_step(self, data: Any) -> dict[str, Any]:
+        if self.d_optimizer is None or self.g_optimizer is None or self.loss_fn is None:
+            raise ValueError("Call `DCGAN.compile()` before `fit()`. Received: optimizers=None")
+        real_images = data[0] if isinstance(data, (tuple, list)) else data
+        real_images = ops.cast(real_images, "float32")
+        batch_size = ops.shape(real_images)[0]
+
+        # Discriminator update: one forward pass over [generated; real].
+        generated_images = self.generator(self._noise(batch_size), training=True)
+        combined_images = ops.concatenate(
+            [ops.cast(generated_images, "float32"), real_images], axis=0
+        )
+        jitter = self.label_noise * tf.random.stateless_uniform(
+            (2 * batch_size, 1), seed=self._replica_seed()
+        )
+        targets = ops.concatenate(
+            [ops.zeros((batch_size, 1)), ops.ones((batch_size, 1))], axis=0
+        )
+        targets = targets + jitter * (1.0 - 2.0 * targets)
+        with tf.GradientTape() as tape:
+            logits = self.discriminator(combined_images, training=True)
+            d_loss = self.loss_fn(targets, logits)
+            scaled_d_loss = self.d_optimizer.scale_loss(d_loss)
+        d_weights = self.discriminator.trainable_weights
+        d_gradients = tape.gradient(scaled_d_loss, d_weights)
+        self.d_optimizer.apply_gradients(zip(d_gradients, d_weights))
+
+        # Generator update: fresh noise, targets "real".
+        misleading_targets = ops.ones((batch_size, 1))
+        with tf.GradientTape() as tape:
+            fake_logits = self.discriminator(
+                self.generator(self._noise(batch_size), training=True), training=True
+            )
+            g_loss = self.loss_fn(misleading_targets, fake_logits)
+            scaled_g_loss = self.g_optimizer.scale_loss(g_loss)
+        g_weights = self.generator.trainable_weights
+        g_gradients = tape.gradient(scaled_g_loss, g_weights)
+        self.g_optimizer.apply_gradients(zip(g_gradients, g_weights))
+
+        # The Keras loss divides by the replica count; report the per-batch mean.
+        replicas = float(_num_replicas())
+        self.d_loss_tracker.update_state(d_loss * replicas)
+        self.g_loss_tracker.update_state(g_loss * replicas)
+        logits = ops.cast(logits, "float32")
+        self.d_fake_accuracy_tracker.update_state(
+            ops.mean(ops.cast(logits[:batch_size] < 0.0, "float32"))
+        )
+        self.d_real_accuracy_tracker.update_state(
+            ops.mean(ops.cast(logits[batch_size:] > 0.0, "float32"))
+        )
+        return {metric.name: metric.result() for metric in self.metrics}
+
+    def generate(
+        self,
+        num_images: int,
+        seed: int | None = None,
+        *,
+        batch_size: int = 64,
+        as_uint8: bool = False,
+    ) -> np.ndarray:
+        """Generates images in batches (no I/O).
+
+        Args:
+            num_images: Number of images to generate.
+            seed: Seed of the noise (NumPy `default_rng`); the same seed gives the
+                same images. `None` draws fresh noise.
+            batch_size: Images per generator call.
+            as_uint8: Return uint8 in [0, 255] instead of float32 in [0, 1].
+
+        Returns:
+            Array of shape `(num_images, size, size, channels)`.
+
+        Raises:
+            ValueError: If `num_images` is negative or `batch_size` < 1.
+        """
+        if num_images < 0:
+            raise ValueError(f"`num_images` must be >= 0. Received: num_images={num_images}")
+        if batch_size < 1:
+            raise ValueError(f"`batch_size` must be >= 1. Received: batch_size={batch_size}")
+        rng = np.random.default_rng(seed)
+        noise = rng.standard_normal((num_images, self.latent_dim)).astype(np.float32)
+        chunks = [
+            ops.convert_to_numpy(self.generator(noise[start : start + batch_size], training=False))
+            for start in range(0, num_images, batch_size)
+        ]
+        if chunks:
+            images = np.concatenate(chunks, axis=0).astype(np.float32)
+        else:
+            images = np.zeros((0, *self.generator.output_shape[1:]), dtype=np.float32)
+        return to_uint8(images) if as_uint8 else images
+
+    def score(self, images: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
+        """Returns the discriminator's probability that each image is real.
+
+        Args:
+            images: `(n, size, size, channels)` float images in [0, 1] or uint8
+                images in [0, 255].
+            batch_size: Images per discriminator call.
+
+        Returns:
+            float32 array of shape `(n,)` with values in [0, 1].
+        """
+        images = np.asarray(images)
+        if images.dtype == np.uint8:
+            images = images.astype(np.float32) / 255.0
+        images = images.astype(np.float32)
+        probabilities = [
+            ops.convert_to_numpy(
+                ops.sigmoid(self.discriminator(images[start : start + batch_size], training=False))
+            )
+            for start in range(0, len(images), batch_size)
+        ]
+        if not probabilities:
+            return np.zeros((0,), dtype=np.float32)
+        return np.concatenate(probabilities, axis=0).reshape(-1).astype(np.float32)
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """Converts float images in [0, 1] to uint8 in [0, 255] (uint8 passes through).
+
+    Args:
+        images: Array of any shape; floats are clipped to [0, 1] then rounded.
+
+    Returns:
+        uint8 array of the same shape.
+    """
+    images = np.asarray(images)
+    if images.dtype == np.uint8:
+        return images
+    return np.round(np.clip(images.astype(np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def make_grid(
+    images: np.ndarray, columns: int, *, padding: int = 2, pad_value: int = 0
+) -> np.ndarray:
+    """Tiles a batch of images into one RGB grid image.
+
+    Args:
+        images: `(n, height, width)`, `(n, height, width, 1)` or
+            `(n, height, width, 3)`; float in [0, 1] or uint8.
+        columns: Images per row; the last row is padded with blank cells.
+        padding: Pixels of `pad_value` between and around cells.
+        pad_value: uint8 value of the padding and blank cells.
+
+    Returns:
+        uint8 array of shape `(rows * (height + padding) + padding,
+        columns * (width + padding) + padding, 3)`.
+
+    Raises:
+        ValueError: On an empty batch, a bad shape or a bad `columns`/`padding`.
+    """
+    images = to_uint8(images)
+    if images.ndim == 3:
+        images = images[..., np.newaxis]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3) or images.shape[0] == 0:
+        raise ValueError(
+            "`images` must be a non-empty batch shaped (n, h, w), (n, h, w, 1) or "
+            f"(n, h, w, 3). Received: images.shape={images.shape}"
+        )
+    if not isinstance(columns, int) or columns < 1:
+        raise ValueError(f"`columns` must be a positive integer. Received: columns={columns}")
+    if padding < 0:
+        raise ValueError(f"`padding` must be >= 0. Received: padding={padding}")
+    if images.shape[-1] == 1:
+        images = np.repeat(images, 3, axis=-1)
+    count, height, width, _ = images.shape
+    columns = min(columns, count)
+    rows = -(-count // columns)
+    grid = np.full(
+        (rows * (height + padding) + padding, columns * (width + padding) + padding, 3),
+        pad_value,
+        dtype=np.uint8,
+    )
+    for index in range(count):
+        row, column = divmod(index, columns)
+        top = padding + row * (height + padding)
+        left = padding + column * (width + padding)
+        grid[top : top + height, left : left + width] = images[index]
+    return grid
+
+
+def encode_png(array: np.ndarray) -> bytes:
+    """Encodes a uint8 image as PNG bytes (PIL, in memory).
+
+    Args:
+        array: uint8 array shaped `(h, w)`, `(h, w, 1)`, `(h, w, 3)` or `(h, w, 4)`.
+
+    Returns:
+        The PNG file's bytes.
+
+    Raises:
+        ValueError: If the array is not uint8 or has an unsupported shape.
+    """
+    array = np.asarray(array)
+    if array.dtype != np.uint8:
+        raise ValueError(f"`array` must be uint8. Received: array.dtype={array.dtype}")
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (3, 4))):
+        raise ValueError(
+            "`array` must be shaped (h, w), (h, w, 1), (h, w, 3) or (h, w, 4). "
+            f"Received: array.shape={array.shape}"
+        )
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+class GANSampleGrid(keras.callbacks.Callback):
+    """Renders a grid of generated images from FIXED noise after each epoch.
+
+    The callback never does I/O: it passes `(epoch, png_bytes)` to `sink`, where
+    `epoch` is Keras' 0-based epoch index, so the job decides where the PNG goes.
+
+    Args:
+        sink: Callable receiving `(epoch, grid_png_bytes)`.
+        num_images: Images in the grid.
+        columns: Images per grid row.
+        seed: Seed of the fixed noise (NumPy `default_rng`).
+        every_n_epochs: Render only when `(epoch + 1) % every_n_epochs == 0`.
+        latent_dim: Noise size; defaults to the trained model's `latent_dim`.
+        generator: Generator to sample; defaults to the trained model's
+            `generator` attribute (i.e. the `DCGAN` being fitted).
+    """
+
+    def __init__(
+        self,
+        sink: Callable[[int, bytes], Any],
+        *,
+        num_images: int = 16,
+        columns: int = 4,
+        seed: int = 0,
+        every_n_epochs: int = 1,
+        latent_dim: int | None = None,
+        generator: keras.Model | None = None,
+    ) -> None:
+        super().__init__()
+        if not callable(sink):
+            raise ValueError(f"`sink` must be callable. Received: sink={sink!r}")
+        if num_images < 1:
+            raise ValueError(f"`num_images` must be >= 1. Received: num_images={num_images}")
+        if every_n_epochs < 1:
+            raise ValueError(f"`every_n_epochs` must be >= 1. Received: every_n_epochs={every_n_epochs}")
+        self.sink = sink
+        self.num_images = num_images
+        self.columns = columns
+        self.seed = seed
+        self.every_n_epochs = every_n_epochs
+        self.latent_dim = latent_dim
+        self._generator = generator
+        self.noise: np.ndarray | None = None
+
+    def _resolve_generator(self) -> keras.Model:
+        generator = self._generator
+        if generator is None:
+            generator = getattr(self.model, "generator", None)
+        if generator is None:
+            raise ValueError(
+                "GANSampleGrid needs a `generator` argument or a model with a `generator` "
+                f"attribute. Received: model={self.model!r}"
+            )
+        return generator
+
+    def fixed_noise(self) -> np.ndarray:
+        """Returns the fixed noise batch, creating it on first use."""
+        if self.noise is None:
+            latent_dim = self.latent_dim or self._resolve_generator().input_shape[-1]
+            rng = np.random.default_rng(self.seed)
+            self.noise = rng.standard_normal((self.num_images, latent_dim)).astype(np.float32)
+        return self.noise
+
+    def render(self) -> np.ndarray:
+        """Returns the current grid as a uint8 `(H, W, 3)` array."""
+        generator = self._resolve_generator()
+        images = ops.convert_to_numpy(generator(self.fixed_noise(), training=False))
+        return make_grid(images, self.columns)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if (epoch + 1) % self.every_n_epochs != 0:
+            return
+        self.sink(epoch, encode_png(self.render()))
