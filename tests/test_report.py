@@ -1,0 +1,420 @@
+"""The report job on planted, consistent outputs: sections, statistics, flags, figures, idempotence, errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cxrcore.layout import classifier_prefix, gan_prefix, report_prefix, synthetic_prefix
+from cxrcore.metrics import binary_metrics, mcnemar
+from cxrcore.report.job import NoClassifierOutputError, build_report
+from cxrcore.report.paper import PAPER_TABLES, PAPER_TEST_SETS, paper_confusion_matrix
+from cxrcore.report.render import SECTION_TITLES
+from cxrcore.storage import Store, join_key
+
+RUN_ID = "run-1"
+DATASET = "demo"
+VERSION = "v1"
+MODELS = ("custom_cnn", "resnet50")
+SEEDS = (0, 1)
+N_TEST = 60
+#: (condition, model) whose outputs predict PNEUMONIA for every image.
+COLLAPSED = ("baseline", "resnet50")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+HOSTILE = "<script>alert('x')</script>"
+
+
+def _png(seed: int) -> bytes:
+    from PIL import Image
+
+    pixels = np.random.default_rng(seed).integers(0, 256, (24, 48), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, mode="L").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _labels() -> tuple[list[str], np.ndarray]:
+    image_ids = [f"img-{index:03d}" for index in range(N_TEST)]
+    labels = np.r_[np.zeros(20, dtype=int), np.ones(N_TEST - 20, dtype=int)]
+    return image_ids, np.random.default_rng(7).permutation(labels)
+
+
+def _probabilities(condition: str, model: str, seed: int, labels: np.ndarray) -> np.ndarray:
+    if (condition, model) == COLLAPSED:
+        return np.full(labels.size, 0.9) - np.random.default_rng(seed).random(labels.size) * 0.05
+    rng = np.random.default_rng([{"baseline": 11, "augmented": 29}[condition], len(model), seed])
+    signal = 1.0 if condition == "baseline" else 1.4
+    logits = signal * (2 * labels - 1) + rng.normal(0.0, 1.0, labels.size)
+    return (1.0 / (1.0 + np.exp(-logits))).round(4)
+
+
+def _plant_classifier(store: Store, condition: str, model: str, seed: int, *, protocol: str = "clean") -> dict:
+    image_ids, labels = _labels()
+    probabilities = _probabilities(condition, model, seed, labels)
+    metrics = binary_metrics(labels, probabilities)
+    metrics.update(
+        model=model,
+        condition=condition,
+        seed=seed,
+        epochs=3,
+        train_accuracy=0.9 + 0.01 * seed,
+        test_loss=0.3 + 0.05 * seed + (0.1 if condition == "baseline" else 0.0),
+        train_time_s=100.0 + 10 * seed,
+        params_total=1000,
+        params_trainable=900,
+        dataset=DATASET,
+        dataset_version=VERSION,
+        split_strategy="patient",
+        patients_on_both_sides=0,
+        counts={"train_real": 240, "train_synthetic": 14 if condition == "augmented" else 0, "test_real": N_TEST,
+                "test_synthetic": 0},
+        protocol=protocol,
+        optimizer="paper",
+        image_size=32,
+        test_contaminated=protocol == "paper-merge",
+    )
+    predictions = pd.DataFrame({"image_id": image_ids, "label": labels, "probability": probabilities})
+    history = pd.DataFrame(
+        {
+            "epoch": [1, 2, 3],
+            "loss": [0.7, 0.5, 0.4 - 0.01 * seed],
+            "accuracy": [0.6, 0.75, 0.82],
+            "val_loss": [0.72, 0.6, 0.55],
+            "val_accuracy": [0.58, 0.7, 0.78],
+        }
+    )
+    with store.commit(classifier_prefix(RUN_ID, condition, model, seed), inputs={"planted": True}) as tx:
+        tx.put_json("metrics.json", metrics)
+        tx.put_bytes("predictions.csv", predictions.sort_values("image_id").to_csv(index=False).encode())
+        tx.put_bytes("history.csv", history.to_csv(index=False).encode())
+    return {"labels": labels, "probabilities": probabilities, "metrics": metrics}
+
+
+def _plant_dataset(store: Store) -> None:
+    info = {
+        "name": DATASET,
+        "version": VERSION,
+        "synthetic": True,
+        "image_size": 32,
+        "images": 300,
+        "counts": {"NORMAL": 100, "PNEUMONIA": 200},
+        "splits": {"train": {"NORMAL": 80, "PNEUMONIA": 160}, "test": {"NORMAL": 20, "PNEUMONIA": 40}},
+        "split": {"strategy": "patient", "test_fraction": 0.2, "seed": 0},
+        "patients": 150,
+        "patients_on_both_sides": 0,
+    }
+    with store.commit(join_key("datasets", DATASET, VERSION), inputs={"planted": True}) as tx:
+        tx.put_json("dataset.json", info)
+    store.put_json(join_key("datasets", DATASET, "latest.json"), {"version": VERSION})
+
+
+def _plant_gan(store: Store) -> None:
+    for index, class_name in enumerate(("NORMAL", "PNEUMONIA")):
+        epochs = np.arange(1, 6)
+        losses = pd.DataFrame(
+            {"epoch": epochs, "d_loss": 0.7 + 0.02 * epochs, "g_loss": 1.5 - 0.1 * epochs, "seconds": 2.0}
+        )
+        with store.commit(gan_prefix(RUN_ID, class_name), inputs={"planted": True}) as tx:
+            tx.put_bytes("losses.csv", losses.to_csv(index=False).encode())
+            tx.put_bytes("samples.png", _png(index))
+            tx.put_json("gan.json", {"training": {"epochs": 5, "final_d_loss": 0.8}, "model": {"image_size": 32}})
+        # cxr-synthesize's selection.json names.
+        selection = {
+            "strategy": HOSTILE if class_name == "NORMAL" else "last-fraction",
+            "num_generated": 100,
+            "num_kept": 7,
+            "kept": [{"image_id": f"syn-{number}", "rank": number} for number in range(7)],
+            "keep_fraction": 0.07,
+            "memorization": {"threshold": 0.95, "flagged_count": index, "flagged_share": index / 7,
+                             "method": "SSIM (Gaussian window 11) at 32x32 px"},
+            "quality": {"extractor": "pixel-stats", "kept": {"kid": 0.0123 + index / 100, "kid_std": 0.001},
+                        "all_generated": {"kid": 0.05, "kid_std": 0.002}},
+        }
+        with store.commit(synthetic_prefix(RUN_ID, class_name), inputs={"planted": True}) as tx:
+            tx.put_json("selection.json", selection)
+            tx.put_bytes("samples.png", _png(10 + index))
+
+
+@pytest.fixture
+def planted(store: Store) -> dict:
+    """A run with 2 models x 2 conditions x 2 seeds, GANs, synthetic sets and one uncommitted output."""
+    _plant_dataset(store)
+    _plant_gan(store)
+    planted_outputs = {
+        (condition, model, seed): _plant_classifier(store, condition, model, seed)
+        for condition in ("baseline", "augmented")
+        for model in MODELS
+        for seed in SEEDS
+    }
+    # An output whose job has not finished: staged objects, no _SUCCESS.
+    store.put_bytes(join_key(classifier_prefix(RUN_ID, "augmented", "vgg16", 0), "_tmp", "tx1", "metrics.json"), b"{}")
+    return planted_outputs
+
+
+@pytest.fixture
+def fast_figures(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Builds every figure but skips matplotlib's drawing (a stand-in PNG), for tests about other things."""
+    from cxrcore.report import figures
+
+    monkeypatch.setattr(figures, "_png", lambda figure: _png(99))
+
+
+def _read_report(store: Store) -> tuple[str, str, dict, dict]:
+    prefix = report_prefix(RUN_ID)
+    marker = store.require_committed(prefix)
+    page = store.get_bytes(join_key(prefix, "index.html")).decode()
+    markdown = store.get_bytes(join_key(prefix, "report.md")).decode()
+    metrics = store.get_json(join_key(prefix, "metrics.json"))
+    return page, markdown, metrics, marker.outputs
+
+
+def test_full_report(store: Store, planted: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    if store.uri.startswith("s3://"):
+        # matplotlib's drawing is exercised on the file store; over S3 only the store path differs.
+        from cxrcore.report import figures
+
+        monkeypatch.setattr(figures, "_png", lambda figure: _png(99))
+    result = build_report(store, RUN_ID, dataset=DATASET, dataset_version="latest", title="Test report")
+    assert result["status"] == "created"
+    assert result["classifiers"] == 8
+    page, markdown, metrics, outputs = _read_report(store)
+
+    # Every section, in both renderings.
+    for anchor, title in SECTION_TITLES.items():
+        assert f'<section id="{anchor}">' in page
+        assert f"<h2>{title}</h2>" in page
+        assert f"## {title}" in markdown
+    assert "SYNTHETIC DEMO DATA" in page and "SYNTHETIC DEMO DATA" in markdown
+    assert "patient, test fraction 0.2, seed 0" in page
+    assert "CONTAMINATED" not in page.split('<section id="table-2">')[0]
+
+    # McNemar on the planted predictions of the same seed.
+    per_seed = {(row["model"], row["seed"]): row for row in metrics["deltas"]["per_seed"]}
+    assert set(per_seed) == {(model, seed) for model in MODELS for seed in SEEDS}
+    for model in MODELS:
+        for seed in SEEDS:
+            baseline, augmented = planted[("baseline", model, seed)], planted[("augmented", model, seed)]
+            expected = mcnemar(
+                baseline["labels"],
+                (baseline["probabilities"] >= 0.5).astype(int),
+                (augmented["probabilities"] >= 0.5).astype(int),
+            )
+            row = per_seed[(model, seed)]
+            assert row["p_value"] == pytest.approx(expected["p_value"], rel=1e-12)
+            assert (row["b"], row["c"]) == (expected["b"], expected["c"])
+            assert row["n_paired"] == N_TEST
+            assert row["delta_accuracy"] == pytest.approx(
+                augmented["metrics"]["accuracy"] - baseline["metrics"]["accuracy"]
+            )
+    delta_section = page.split('<section id="delta">')[1].split("</section>")[0]
+    for row in per_seed.values():
+        shown = f"{row['p_value']:.1e}" if row["p_value"] < 0.001 else f"{row['p_value']:.3f}"
+        assert f"<td>{shown}</td>" in delta_section
+    combined = {row["model"]: row for row in metrics["deltas"]["combined"]}
+    deltas = [per_seed[("custom_cnn", seed)]["delta_accuracy"] for seed in SEEDS]
+    assert combined["custom_cnn"]["delta_accuracy_mean"] == pytest.approx(np.mean(deltas))
+    assert combined["custom_cnn"]["delta_accuracy_sd"] == pytest.approx(np.std(deltas, ddof=1))
+    assert combined["custom_cnn"]["n_seeds"] == 2
+
+    # Mean ± sd over seeds, in the numbers and in the rendered Table 2.
+    summary = {(row["condition"], row["model"]): row for row in metrics["summary"]}
+    accuracies = [planted[("baseline", "custom_cnn", seed)]["metrics"]["accuracy"] for seed in SEEDS]
+    row = summary[("baseline", "custom_cnn")]
+    assert row["accuracy_mean"] == pytest.approx(np.mean(accuracies))
+    assert row["accuracy_sd"] == pytest.approx(np.std(accuracies, ddof=1))
+    cell = f"{100 * np.mean(accuracies):.2f} ± {100 * np.std(accuracies, ddof=1):.2f}"
+    table_2 = page.split('<section id="table-2">')[1].split("</section>")[0]
+    assert cell in table_2
+    aucs = [planted[("augmented", "resnet50", seed)]["metrics"]["auc"] for seed in SEEDS]
+    assert summary[("augmented", "resnet50")]["auc_sd"] == pytest.approx(np.std(aucs, ddof=1))
+
+    # The collapsed model is flagged everywhere, none silently.
+    flagged = {(row["condition"], row["model"], row["seed"]) for row in metrics["collapsed"]}
+    assert flagged == {("baseline", "resnet50", seed) for seed in SEEDS}
+    assert result["collapsed"] == [f"baseline/resnet50/seed-{seed}" for seed in SEEDS]
+    collapsed_section = page.split('<section id="collapsed">')[1].split("</section>")[0]
+    assert 'class="warning"' in collapsed_section and "collapsed to one class" in collapsed_section
+    assert "100.0" in collapsed_section  # share predicted as one class (%)
+    assert re.search(r'<tr class="flagged"><td>&#9888; ResNet50</td>', table_2)
+    assert "YES (2/2 seeds) → PNEUMONIA" in table_2
+    assert "| **⚠ ResNet50** |" in markdown
+
+    # The paper's numbers.
+    for value in ("94.03", "96.84", "72.95", "0.92 / 0.93 / 0.92", "1,254"):
+        assert value in page, value
+    assert metrics["paper"]["tables"][0]["test_accuracy_percent"] == 94.03
+
+    # GAN section: KID, memorization share, escaped free text.
+    gan_section = page.split('<section id="gan">')[1].split("</section>")[0]
+    assert "0.0123 ± 0.001; all generated 0.05 (pixel-stats)" in gan_section
+    assert "14.3% (1 images) at or above SSIM 0.95" in gan_section and "MEMORIZATION" in gan_section
+    methods = page.split('<section id="methods">')[1].split("</section>")[0]
+    assert "paper (Adam; RMSprop for InceptionV3, SGD for ResNet50)" in methods
+    assert re.search(r">Synthetic training images</td><td[^>]*>[^<]*</td><td>14</td>", methods)
+    assert HOSTILE not in page and "&lt;script&gt;" in page
+    assert "<script" not in page
+    assert "\\<script\\>" in markdown
+
+    # Incomplete output listed with its reason.
+    incomplete = page.split('<section id="incomplete">')[1].split("</section>")[0]
+    assert "classifiers/augmented/vgg16/seed-0" in incomplete and "no _SUCCESS marker" in incomplete
+
+    # Figures: valid PNGs, embedded, linked from Markdown.
+    figures = sorted(name for name in outputs if name.startswith("figures/"))
+    expected_figures = {
+        "figures/confusion_custom_cnn.png", "figures/confusion_transfer_baseline.png",
+        "figures/confusion_transfer_augmented.png", "figures/roc_baseline.png", "figures/roc_augmented.png",
+        "figures/accuracy_comparison.png", "figures/history_baseline.png", "figures/history_augmented.png",
+        "figures/gan_losses.png", "figures/gan_samples_NORMAL.png", "figures/synthetic_samples_PNEUMONIA.png",
+    }
+    assert expected_figures <= set(figures)
+    from PIL import Image
+
+    for name in figures:
+        data = store.get_bytes(join_key(report_prefix(RUN_ID), name))
+        assert data.startswith(PNG_SIGNATURE), name
+        with Image.open(io.BytesIO(data)) as image:
+            image.verify()
+        assert f"]({name})" in markdown
+    sources = re.findall(r'<img[^>]*\ssrc="([^"]+)"', page)
+    assert len(sources) == len(figures) and all(src.startswith("data:image/png;base64,") for src in sources)
+    assert "http://" not in page and "https://" not in page
+
+    # tables.csv is tidy and holds every table; metrics.json is strict JSON.
+    tidy = pd.read_csv(io.BytesIO(store.get_bytes(join_key(report_prefix(RUN_ID), "tables.csv"))))
+    assert list(tidy.columns) == ["table", "condition", "model", "seed", "statistic", "metric", "value"]
+    assert {"per_seed", "summary", "delta_per_seed", "delta_combined", "paper", "paper_vs_ours"} <= set(tidy["table"])
+    assert len(tidy[(tidy["table"] == "per_seed") & (tidy["metric"] == "accuracy")]) == 8
+    json.loads(store.get_bytes(join_key(report_prefix(RUN_ID), "metrics.json")), parse_constant=_refuse_constant)
+
+    # Idempotent: same inputs -> untouched; a new input -> rebuilt.
+    marker = store.read_marker(report_prefix(RUN_ID))
+    again = build_report(store, RUN_ID, dataset=DATASET, dataset_version="latest", title="Test report")
+    assert again["status"] == "unchanged"
+    assert store.read_marker(report_prefix(RUN_ID)) == marker
+
+
+def _refuse_constant(name: str) -> None:
+    raise AssertionError(f"metrics.json holds {name}")
+
+
+@pytest.mark.parametrize("store", ["file"], indirect=True)
+def test_rebuilds_when_an_output_finishes(store: Store, fast_figures: None) -> None:
+    _plant_classifier(store, "baseline", "custom_cnn", 0)
+    pending = classifier_prefix(RUN_ID, "baseline", "vgg16", 0)
+    store.put_bytes(join_key(pending, "_tmp", "tx1", "metrics.json"), b"{}")
+    first = build_report(store, RUN_ID, dataset=DATASET)
+    assert first["status"] == "created" and first["incomplete"] == [f"classifier:{pending}"]
+    _plant_classifier(store, "baseline", "vgg16", 0)
+    store.clean_staging(pending)
+    second = build_report(store, RUN_ID, dataset=DATASET)
+    assert second["status"] == "created" and second["classifiers"] == 2 and second["incomplete"] == []
+    assert build_report(store, RUN_ID, dataset=DATASET)["status"] == "unchanged"
+
+
+@pytest.mark.parametrize("store", ["file"], indirect=True)
+def test_baseline_only_run_says_not_run(store: Store, fast_figures: None) -> None:
+    _plant_dataset(store)
+    planted = {seed: _plant_classifier(store, "baseline", "custom_cnn", seed) for seed in (0,)}
+    result = build_report(store, RUN_ID, dataset=DATASET)
+    assert result["conditions"] == ["baseline"]
+    page, markdown, metrics, outputs = _read_report(store)
+    for anchor in ("table-3", "delta", "gan"):
+        section = page.split(f'<section id="{anchor}">')[1].split("</section>")[0]
+        assert "Not run" in section, anchor
+    assert "Not run: no committed classifier output under classifiers/augmented/" in markdown
+    assert metrics["deltas"] == {"per_seed": [], "combined": []}
+    # One seed: no "±" in Table 2, the Wilson interval of that seed.
+    table_2 = page.split('<section id="table-2">')[1].split("</section>")[0]
+    accuracy = planted[0]["metrics"]["accuracy"]
+    low, high = planted[0]["metrics"]["accuracy_ci95"]
+    assert f"{100 * accuracy:.2f}" in table_2 and f"[{100 * low:.2f}, {100 * high:.2f}]" in table_2
+    assert "figures/confusion_custom_cnn.png" in outputs and "figures/roc_augmented.png" not in outputs
+
+
+@pytest.mark.parametrize("store", ["file"], indirect=True)
+def test_contaminated_protocol_is_labelled(store: Store, fast_figures: None) -> None:
+    _plant_dataset(store)
+    _plant_classifier(store, "baseline", "custom_cnn", 0)
+    _plant_classifier(store, "augmented", "custom_cnn", 0, protocol="paper-merge")
+    build_report(store, RUN_ID, dataset=DATASET)
+    page, markdown, metrics, _ = _read_report(store)
+    header = page.split('<section id="header">')[1].split("</section>")[0]
+    assert "CONTAMINATED TEST SET" in header and "augmented/custom_cnn/seed-0" in header
+    assert metrics["contaminated"] is True and metrics["protocols"] == ["clean", "paper-merge"]
+
+
+@pytest.mark.parametrize("store", ["file"], indirect=True)
+def test_missing_classifiers_fail_clearly(store: Store) -> None:
+    with pytest.raises(NoClassifierOutputError, match=r"runs/run-1/classifiers.*run_id='run-1'"):
+        build_report(store, RUN_ID)
+    store.put_bytes(join_key(classifier_prefix(RUN_ID, "baseline", "custom_cnn", 0), "_tmp", "t", "x"), b"1")
+    with pytest.raises(NoClassifierOutputError, match=r"1 uncommitted: runs/run-1/classifiers/baseline/custom_cnn"):
+        build_report(store, RUN_ID)
+
+
+def test_entry_point_exit_codes(tmp_path: Path, fast_figures: None) -> None:
+    from jobs.report import main
+    from cxrcore.storage import open_store
+
+    uri = (tmp_path / "store").as_uri()
+    assert main(["--store", uri, "--run-id", RUN_ID, "--log-format", "json"]) == 1
+    store = open_store(uri)
+    _plant_dataset(store)
+    _plant_classifier(store, "baseline", "custom_cnn", 0)
+    export = tmp_path / "artifact"
+    argv = ["--store", uri, "--run-id", RUN_ID, "--dataset", DATASET, "--log-format", "json"]
+    assert main([*argv, "--export-dir", str(export)]) == 0
+    assert store.is_committed(report_prefix(RUN_ID))
+    # The Argo output artifact: the committed report, copied out (also when the report was already there).
+    assert (export / "index.html").is_file() and (export / "report.md").is_file()
+    (export / "index.html").unlink()
+    assert main([*argv, "--export-dir", str(export)]) == 0
+    assert (export / "index.html").is_file()
+
+
+def test_unusable_committed_output_is_listed_not_fatal(tmp_path: Path, fast_figures: None) -> None:
+    from cxrcore.storage import open_store
+
+    store = open_store((tmp_path / "store").as_uri())
+    _plant_classifier(store, "baseline", "custom_cnn", 0)
+    with store.commit(classifier_prefix(RUN_ID, "baseline", "vgg16", 0), inputs={}) as tx:
+        tx.put_json("metrics.json", {"n": 3})
+        tx.put_bytes("predictions.csv", b"image_id,label,probability\na,0,0.1\n")
+    result = build_report(store, RUN_ID, dataset=DATASET)
+    assert result["classifiers"] == 1
+    assert any("vgg16" in item for item in result["incomplete"])
+    page, _, metrics, _ = _read_report(store)
+    assert "committed but unusable: metrics.json lacks" in page
+    assert metrics["dataset"]["problem"]  # no dataset version in this store: said, not fatal
+
+
+def test_paper_data_reproduce_published_accuracies() -> None:
+    for condition, table in PAPER_TABLES.items():
+        for row in table:
+            derived = paper_confusion_matrix(condition, row.model)
+            if derived is None:
+                assert (condition, row.model) == ("baseline", "densenet201")
+                continue
+            (tn, fp), (fn, tp) = derived["matrix"]
+            assert tn + fp + fn + tp == PAPER_TEST_SETS[condition]["total"]
+            assert round(100 * derived["accuracy"], 2) == row.test_accuracy_percent, (condition, row.model)
+
+
+def test_importing_the_report_job_does_not_import_tensorflow() -> None:
+    code = (
+        "import sys, cxrcore.report.job, jobs.report; "
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, "
+        "sorted(m for m in sys.modules if m.startswith(('tensorflow', 'keras')))"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180,
+                               cwd=Path(__file__).resolve().parents[1])
+    assert completed.returncode == 0, completed.stderr

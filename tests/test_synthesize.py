@@ -1,0 +1,322 @@
+"""Tests of ``cxr-synthesize`` (cxrcore/synthesize.py, jobs/synthesize.py).
+
+A tiny DCGAN (width 1/8, 32 px) is committed as a fake ``gan-train`` output over a demo dataset, then ``run()``
+is exercised for every selection strategy through the file store and the S3 test server. Pure parts (SSIM,
+nearest-neighbour search, KID, selection) are checked against references.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import dataclasses
+import io
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from cxrcore import synthesize
+from cxrcore.config import SynthesizeSettings
+from cxrcore.data.dataset import load_dataset, load_prefix, resolve_version
+from cxrcore.layout import gan_prefix, synthetic_prefix
+from cxrcore.models.dcgan import build_discriminator, build_generator
+from cxrcore.storage import Store, open_store
+from jobs.synthesize import main as job_main
+from tests.helpers import make_demo_dataset
+
+GAN_SIZE = 32
+LATENT_DIM = 8
+OUTPUT_SIZE = 64
+NUM_IMAGES = 40
+KEEP_FRACTION = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelFiles:
+    """Saved ``.keras`` files of the tiny test models."""
+
+    generator: Path
+    discriminator: Path
+    classifier: Path
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory: pytest.TempPathFactory) -> ModelFiles:
+    """A tiny seeded generator + discriminator and a brightness-driven sigmoid classifier, saved once."""
+    directory = tmp_path_factory.mktemp("models")
+    keras.utils.set_random_seed(0)
+    generator = build_generator(LATENT_DIM, width_multiplier=1 / 8, output_size=GAN_SIZE)
+    discriminator = build_discriminator(input_size=GAN_SIZE, width_multiplier=1 / 8)
+    # Classifier contract: raw [0, 255] 3-channel input, sigmoid P(PNEUMONIA). A fixed 48 px input exercises the
+    # job's resizing; P grows with mean brightness, so its ranking is easy to predict.
+    inputs = keras.Input((48, 48, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(1, activation="sigmoid")(x)
+    classifier = keras.Model(inputs, outputs)
+    classifier.layers[-1].set_weights([np.full((3, 1), 20.0 / 3, np.float32), np.array([-10.0], np.float32)])
+    files = ModelFiles(directory / "generator.keras", directory / "discriminator.keras", directory / "clf.keras")
+    generator.save(files.generator)
+    discriminator.save(files.discriminator)
+    classifier.save(files.classifier)
+    return files
+
+
+def commit_gan(store: Store, run_id: str, class_name: str, generator: Path, discriminator: Path) -> None:
+    """Publishes a fake ``gan-train`` output the way the real job does (models + gan.json + _SUCCESS)."""
+    with store.commit(gan_prefix(run_id, class_name), inputs={"test": run_id}) as tx:
+        tx.put_file("generator.keras", generator)
+        tx.put_file("discriminator.keras", discriminator)
+        tx.put_json(
+            "gan.json",
+            {
+                "dataset": {"name": "demo", "version": resolve_version(store, "demo")},
+                "model": {"image_size": GAN_SIZE, "latent_dim": LATENT_DIM},
+            },
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class World:
+    """One backend's store holding the demo dataset, shared by the tests of this module."""
+
+    store: Store
+    s3: dict
+
+
+@pytest.fixture(scope="module")
+def file_world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    """A ``file://`` store with the demo dataset, imported once per module."""
+    work = tmp_path_factory.mktemp("world-file")
+    store = open_store((work / "store").as_uri())
+    make_demo_dataset(store, work, per_class=16, size=32)
+    return World(store, {})
+
+
+@pytest.fixture(scope="module")
+def s3_world(s3_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """A store on the S3 test server (own bucket) with the demo dataset, imported once per module."""
+    client = s3_server.client()
+    bucket = f"cxr-synth-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=bucket)
+    s3 = {"endpoint_url": s3_server.endpoint_url, "addressing_style": "path"}
+    store = open_store(f"s3://{bucket}/root", s3=s3)
+    make_demo_dataset(store, tmp_path_factory.mktemp("world-s3"), per_class=16, size=32)
+    yield World(store, s3)
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        objects = [{"Key": entry["Key"]} for entry in page.get("Contents", [])]
+        if objects:
+            client.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
+    client.delete_bucket(Bucket=bucket)
+
+
+@pytest.fixture(params=["file", "s3"])
+def world(request: pytest.FixtureRequest) -> World:
+    """The shared world of each backend (ids ``file`` and ``s3``)."""
+    return request.getfixturevalue(f"{request.param}_world")
+
+
+def make_settings(world: World, run_id: str, **overrides) -> SynthesizeSettings:
+    values = {
+        "store": world.store.uri,
+        "s3": world.s3,
+        "run_id": run_id,
+        "dataset": "demo",
+        "class_name": "PNEUMONIA",
+        "num_images": NUM_IMAGES,
+        "output_size": OUTPUT_SIZE,
+        "keep_fraction": KEEP_FRACTION,
+        "batch_size": 16,
+        "seed": 3,
+    }
+    values.update(overrides)
+    return SynthesizeSettings(**values)
+
+
+@pytest.mark.parametrize("strategy", synthesize.SELECTION_STRATEGIES)
+def test_run_every_strategy(world, model_files, strategy):
+    store, run_id = world.store, f"run-{strategy}"
+    commit_gan(store, run_id, "PNEUMONIA", model_files.generator, model_files.discriminator)
+    extra = {}
+    if strategy == "confidence":
+        store.put_file("models/clf.keras", model_files.classifier)
+        extra["confidence_model"] = f"{store.uri}/models/clf.keras"
+    settings = make_settings(world, run_id, selection=strategy, **extra)
+
+    result = synthesize.run(settings)
+
+    k = round(KEEP_FRACTION * NUM_IMAGES)
+    assert result["status"] == "created"
+    assert (result["num_generated"], result["num_selected"], result["num_kept"]) == (NUM_IMAGES, k, k)
+    prefix = synthetic_prefix(run_id, "PNEUMONIA")
+    manifest, images, info, marker = load_prefix(store, prefix)
+    assert len(manifest) == k and images.shape == (k, OUTPUT_SIZE, OUTPUT_SIZE)
+    assert info["image_size"] == OUTPUT_SIZE and info["synthetic"] is True and info["counts"]["PNEUMONIA"] == k
+    assert set(manifest["split"]) == {"train"} and set(manifest["source"]) == {"synthetic"}
+    assert set(manifest["patient_id"]) == {f"synthetic-{run_id}-PNEUMONIA"} and set(manifest["label"]) == {1}
+    assert {"samples.png", "selection.json", "candidates.csv", "shards/shard-00000.npy"} <= set(marker.outputs)
+
+    selection = store.get_json(f"{prefix}/selection.json")
+    candidates = pd.read_csv(io.BytesIO(store.get_bytes(f"{prefix}/candidates.csv")))
+    kept = [row["generation_index"] for row in selection["kept"]]
+    assert manifest["source_path"].tolist() == [f"gan:{run_id}/PNEUMONIA/{index}" for index in kept]
+    assert len(set(kept)) == k and candidates["kept"].sum() == k
+    others = candidates[~candidates["kept"]]
+    if strategy == "last-fraction":
+        assert kept == list(range(NUM_IMAGES - k, NUM_IMAGES))
+    elif strategy == "discriminator":
+        logits = candidates.set_index("generation_index")["discriminator_logit"]
+        assert logits[kept].min() >= others["discriminator_logit"].max()
+    elif strategy == "confidence":
+        confidence = candidates.set_index("generation_index")["confidence"]
+        assert confidence[kept].min() >= others["confidence"].max()
+        assert confidence[kept].tolist() == sorted(confidence[kept], reverse=True)
+    else:
+        assert kept[0] == int(candidates["discriminator_logit"].idxmax())
+
+    memorization = selection["memorization"]
+    real_ids = set(load_dataset(store, "demo").manifest["image_id"])
+    assert memorization["num_checked"] == k and memorization["size"] == GAN_SIZE
+    assert {row["nearest_real_id"] for row in memorization["per_image"]} <= real_ids
+    assert selection["quality"]["extractor"] == synthesize.FEATURE_EXTRACTOR_NAME
+    assert np.isfinite(selection["quality"]["kept"]["kid"]) and "not Inception" in selection["quality"]["note"]
+
+    again = synthesize.run(settings)
+    assert again["status"] == "unchanged"
+    assert store.read_marker(prefix) == marker
+
+
+def test_planted_real_image_is_flagged_and_dropped(file_world, tmp_path, model_files):
+    """A generator that outputs a real training image for half of its latents: those copies are flagged."""
+    world = file_world
+    store = world.store
+    dataset = load_dataset(store, "demo")
+    train_images, train_manifest = dataset.subset("train")
+    of_class = (train_manifest["class"] == "PNEUMONIA").to_numpy()
+    real, real_id = train_images[of_class][0], train_manifest["image_id"][of_class].iloc[0]
+    other = np.random.default_rng(1).integers(0, 256, real.shape).astype(np.float32)
+    real_rgb = np.repeat(real[..., np.newaxis], 3, axis=-1).astype(np.float32).reshape(-1) / 255.0
+    other_rgb = np.repeat(other[..., np.newaxis], 3, axis=-1).reshape(-1) / 255.0
+    # gate = sigmoid(1000 * z[0]) is 0 or 1; image = gate * (real - other) + other.
+    inputs = keras.Input((LATENT_DIM,))
+    gate = keras.layers.Dense(1, activation="sigmoid", name="gate")(inputs)
+    pixels = keras.layers.Dense(real_rgb.size, name="mix")(gate)
+    outputs = keras.layers.Reshape((GAN_SIZE, GAN_SIZE, 3))(pixels)
+    stub = keras.Model(inputs, outputs)
+    gate_kernel = np.zeros((LATENT_DIM, 1), np.float32)
+    gate_kernel[0, 0] = 1000.0
+    stub.get_layer("gate").set_weights([gate_kernel, np.zeros(1, np.float32)])
+    stub.get_layer("mix").set_weights([(real_rgb - other_rgb)[np.newaxis], other_rgb])
+    stub.save(tmp_path / "stub.keras")
+    commit_gan(store, "planted", "PNEUMONIA", tmp_path / "stub.keras", model_files.discriminator)
+
+    num_images = 24
+    latents = synthesize.latent_vectors(num_images, LATENT_DIM, 3, 1)
+    copies = set(np.flatnonzero(latents[:, 0] > 0.05).tolist())
+    originals = set(np.flatnonzero(latents[:, 0] < -0.05).tolist())
+    assert copies and originals
+    settings = make_settings(world, "planted", num_images=num_images, keep_fraction=1.0)
+
+    result = synthesize.run(settings)
+    report = store.get_json(f"{synthetic_prefix('planted', 'PNEUMONIA')}/selection.json")["memorization"]
+    by_index = {row["generation_index"]: row for row in report["per_image"]}
+    for index in copies:
+        assert by_index[index]["memorized"] and by_index[index]["nearest_real_id"] == real_id
+        assert by_index[index]["nearest_real_ssim"] == pytest.approx(1.0, abs=1e-5)
+    assert not any(by_index[index]["memorized"] for index in originals)
+    flagged = set(report["flagged_generation_indices"])
+    assert copies <= flagged and not flagged & originals
+    assert result["num_kept"] == num_images and result["memorized_count"] == len(flagged)
+    assert report["flagged_share"] == pytest.approx(len(flagged) / num_images)
+
+    dropped = synthesize.run(settings.model_copy(update={"drop_memorized": True}))
+    manifest, _, _, _ = load_prefix(store, synthetic_prefix("planted", "PNEUMONIA"))
+    assert dropped["status"] == "created" and dropped["num_kept"] == num_images - len(flagged) == len(manifest)
+    assert not {int(path.rsplit("/", 1)[1]) for path in manifest["source_path"]} & flagged
+
+
+def test_missing_inputs_fail_clearly(tmp_path, capsys):
+    empty = World(open_store((tmp_path / "store").as_uri()), {})
+    with pytest.raises(synthesize.SynthesizeError, match=r"runs/r1/gan/PNEUMONIA .*cxr-gan-train"):
+        synthesize.run(make_settings(empty, "r1"))
+    with pytest.raises(synthesize.SynthesizeError, match="confidence-model"):
+        synthesize.run(make_settings(empty, "r1", selection="confidence"))
+    argv = ["--store", empty.store.uri, "--run-id", "r1", "--dataset", "demo", "--class-name", "NORMAL"]
+    assert job_main(argv) == 1
+    assert job_main([*argv, "--selection", "best"]) == 2
+    assert "selection" in capsys.readouterr().err
+
+
+def test_ssim_matches_tensorflow():
+    rng = np.random.default_rng(0)
+    base = tf.image.resize(rng.random((4, 8, 8, 1)), (40, 40), method="bicubic").numpy()[..., 0]
+    a = np.clip(base * 255, 0, 255).astype(np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-30, 30, a.shape), 0, 255).astype(np.uint8)
+    b[0] = a[0]
+    b[1] = np.roll(a[1], 3, axis=1)
+    b[2] = rng.integers(0, 256, a[2].shape)
+    expected = tf.image.ssim(a[..., None], b[..., None], max_val=255).numpy()
+    np.testing.assert_allclose(synthesize.ssim(a, b), expected, atol=1e-5)
+    assert synthesize.ssim(a, b)[0] == pytest.approx(1.0, abs=1e-6)
+    np.testing.assert_allclose(synthesize.ssim(a / 255.0, b / 255.0), expected, atol=1e-5)
+
+
+def test_nearest_by_ssim_is_the_exact_maximum():
+    rng = np.random.default_rng(1)
+    references = rng.integers(0, 256, (9, 24, 24)).astype(np.uint8)
+    queries = np.clip(references[[4, 0, 7]].astype(int) + rng.integers(-60, 60, (3, 24, 24)), 0, 255).astype(np.uint8)
+    queries = np.concatenate([queries, references[2:3]])
+    index, value = synthesize.nearest_by_ssim(queries, references, max_block_pixels=24 * 24 * 2)
+    brute = np.array([[synthesize.ssim(q[None], r[None])[0] for r in references] for q in queries])
+    np.testing.assert_array_equal(index, brute.argmax(axis=1))
+    np.testing.assert_allclose(value, brute.max(axis=1), atol=1e-6)
+    assert index.tolist() == [4, 0, 7, 2] and value[3] == pytest.approx(1.0)
+
+
+def test_kid_on_pixel_statistics_features():
+    rng = np.random.default_rng(2)
+    smooth = tf.image.resize(rng.random((80, 6, 6, 1)), (48, 48), method="bicubic").numpy()[..., 0]
+    images = np.clip(smooth * 200 + 30, 0, 255).astype(np.uint8)
+    noise = rng.integers(0, 256, (80, 48, 48)).astype(np.uint8)
+    features = synthesize.pixel_statistics_features(images, batch_size=32)
+    assert features.shape == (80, 288)
+    np.testing.assert_allclose(synthesize.pixel_statistics_features(images[:5]), features[:5], atol=1e-6)
+    noise_features = synthesize.pixel_statistics_features(noise)
+    itself = synthesize.kernel_inception_distance(features, features, num_subsets=20)["kid"]
+    halves = synthesize.kernel_inception_distance(features[:40], features[40:], num_subsets=20)["kid"]
+    against_noise = synthesize.kernel_inception_distance(features, noise_features, num_subsets=20)["kid"]
+    assert abs(itself) < 0.05 * against_noise and abs(halves) < 0.05 * against_noise and against_noise > 0.1
+    assert synthesize.kernel_inception_distance(features[:1], features)["kid"] is None
+
+
+def test_selection_functions():
+    assert synthesize.keep_count(1500, 0.07) == 105 and synthesize.keep_count(1000, 0.07) == 70
+    assert synthesize.keep_count(5, 0.01) == 1 and synthesize.keep_count(5, 1.0) == 5
+    assert synthesize.select_last_fraction(10, 3).tolist() == [7, 8, 9]
+    assert synthesize.select_top_scores(np.array([0.1, 0.9, 0.5, 0.9]), 3).tolist() == [1, 3, 2]
+    points = np.array([[0.0], [0.1], [10.0], [5.0], [9.9]])
+    assert synthesize.select_diversity(points, 3, 0).tolist() == [0, 2, 3]
+    duplicates = np.zeros((4, 2))
+    assert synthesize.select_diversity(duplicates, 4, 2).tolist() == [2, 0, 1, 3]
+    scores = np.array([0.0, 3.0, 1.0, 2.0, -1.0])
+    assert synthesize.select_indices("diversity", 2, num_images=5, discriminator_scores=scores,
+                                     diversity_features=points)[0] == 1
+    np.testing.assert_allclose(synthesize.intended_class_confidence(np.array([0.2, 0.9]), "NORMAL"), [0.8, 0.1])
+    with pytest.raises(ValueError, match="confidence_scores"):
+        synthesize.select_indices("confidence", 2, num_images=5)
+    with pytest.raises(ValueError, match="k must be"):
+        synthesize.select_last_fraction(3, 4)
+    latents = synthesize.latent_vectors(6, 4, seed=3, label=1)
+    np.testing.assert_array_equal(synthesize.latent_vectors(3, 4, seed=3, label=1), latents[:3])
+    assert not np.array_equal(synthesize.latent_vectors(6, 4, seed=3, label=0), latents)
+    json.dumps(synthesize.memorization_report(["a"], [0], ["r"], np.array([0.97]), threshold=0.95, size=32,
+                                              num_references=1))
