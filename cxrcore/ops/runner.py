@@ -1,0 +1,712 @@
+"""Local execution of an Argo Workflow manifest (``cxr run argo/paper.yaml``).
+
+The runner reads the real manifest and the WorkflowTemplates it references, resolves parameters (workflow
+defaults < profile < ``-p NAME=VALUE``), expands ``withItems``/``withParam``, walks the DAG (or steps) in
+dependency order — ``dependencies`` and ``depends`` expressions with ``.Succeeded``/``.Failed``/
+``.AnySucceeded``/... — and runs each container's own command and args, either as a subprocess in this
+environment (the console scripts installed with the package) or with ``docker run``. Output parameters are read
+from the files the templates declare (``valueFrom.path``), so the very same template text works on a cluster
+and here. Container paths under ``/tmp`` map to a per-step scratch folder.
+
+What is deliberately not emulated: pod scheduling fields (nodeSelector, tolerations, resources, semaphores,
+priority), secrets (the local environment's AWS variables are used instead of ``secretKeyRef``), and
+``{{=expr}}`` expressions (none of our manifests use them).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import copy
+import dataclasses
+import json
+import os
+import re
+import secrets
+import shutil
+import string
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cxrcore.logging import get_logger
+
+__all__ = [
+    "ARGO_KINDS",
+    "LocalRunner",
+    "NodeResult",
+    "RunResult",
+    "WorkflowError",
+    "evaluate_depends",
+    "load_profiles",
+    "load_workflow",
+    "resolve_arguments",
+    "substitute",
+]
+
+log = get_logger(__name__)
+
+ARGO_KINDS = {"Workflow", "WorkflowTemplate", "ClusterWorkflowTemplate", "CronWorkflow"}
+_VARIABLE = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
+_STATUSES = ("Succeeded", "Failed", "Errored", "Skipped", "Omitted", "Daemoned")
+_TRANSIENT_EXIT = 75
+_LOG_TAIL_LINES = 40
+
+
+class WorkflowError(RuntimeError):
+    """The manifest cannot be run as written (missing template, bad parameter, cycle, ...)."""
+
+
+@dataclasses.dataclass
+class NodeResult:
+    """Outcome of one executed node (a task, a fan-out item or a step)."""
+
+    name: str
+    template: str
+    status: str
+    parameters: dict[str, str] = dataclasses.field(default_factory=dict)
+    result: str | None = None
+    artifacts: dict[str, str] = dataclasses.field(default_factory=dict)
+    exit_code: int | None = None
+    seconds: float = 0.0
+    log_path: str | None = None
+    message: str | None = None
+    children: list[NodeResult] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class RunResult:
+    """Outcome of a whole workflow run."""
+
+    name: str
+    status: str
+    parameters: dict[str, str]
+    nodes: dict[str, NodeResult]
+    work_dir: str
+    failures: list[dict[str, Any]]
+
+    def find(self, task: str) -> NodeResult | None:
+        """The node of a top-level task by name."""
+        return self.nodes.get(task)
+
+
+# ---------------------------------------------------------------------------------------------- loading
+def _load_yaml_documents(path: Path, *, manifests_only: bool = True) -> list[dict[str, Any]]:
+    try:
+        documents = [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+    except yaml.YAMLError as exc:
+        raise WorkflowError(f"{path}: not valid YAML: {exc}") from exc
+    manifests = [doc for doc in documents if isinstance(doc, dict) and "kind" in doc]
+    if manifests_only and len(manifests) != len(documents):
+        raise WorkflowError(f"{path}: every document needs a kind")
+    return manifests
+
+
+def load_workflow(
+    path: str | os.PathLike[str], template_paths: Sequence[str | os.PathLike[str]] = ()
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Reads a Workflow (or CronWorkflow) and every WorkflowTemplate it can reference.
+
+    WorkflowTemplates are looked up in the workflow's own folder (every ``*.yaml``) and in ``template_paths``.
+
+    Returns:
+        ``(workflow, templates)``: the workflow as a Workflow-shaped dict (a CronWorkflow's ``workflowSpec`` is
+        wrapped), and ``{workflow_template_name: manifest}``.
+
+    Raises:
+        WorkflowError: No Workflow/CronWorkflow in the file, or unreadable YAML.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WorkflowError(f"Workflow manifest not found. Received: path={path}")
+    candidates = sorted(path.parent.glob("*.yaml")) + [Path(p) for p in template_paths]
+    templates: dict[str, dict[str, Any]] = {}
+    for candidate in candidates:
+        # Sibling files that are not manifests (argo/profiles.yaml) are skipped.
+        for doc in _load_yaml_documents(candidate, manifests_only=False):
+            if doc["kind"] in ("WorkflowTemplate", "ClusterWorkflowTemplate"):
+                templates[doc["metadata"]["name"]] = doc
+    workflows = [doc for doc in _load_yaml_documents(path) if doc["kind"] in ("Workflow", "CronWorkflow")]
+    if not workflows:
+        raise WorkflowError(f"{path}: holds no Workflow or CronWorkflow")
+    workflow = workflows[0]
+    if workflow["kind"] == "CronWorkflow":
+        workflow = {
+            "apiVersion": workflow["apiVersion"],
+            "kind": "Workflow",
+            "metadata": {"generateName": workflow["metadata"]["name"] + "-"},
+            "spec": copy.deepcopy(workflow["spec"]["workflowSpec"]),
+        }
+    return workflow, templates
+
+
+def load_profiles(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    """Reads ``argo/profiles.yaml``: ``{name: {"description", "parameters", "requires"}}``."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise WorkflowError(f"{path}: profiles must be a mapping of name -> {{parameters: ...}}")
+    return data
+
+
+def resolve_arguments(
+    workflow: Mapping[str, Any],
+    *,
+    profile: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Workflow parameters: manifest defaults < profile < overrides; unknown names are refused.
+
+    Raises:
+        WorkflowError: An override or profile names a parameter the workflow does not declare, or a required
+            parameter (no value, or listed in the profile's ``requires``) is missing.
+    """
+    declared = {p["name"]: p.get("value") for p in workflow["spec"].get("arguments", {}).get("parameters", [])}
+    values: dict[str, str | None] = {k: (None if v is None else str(v)) for k, v in declared.items()}
+    layers = [("profile", (profile or {}).get("parameters", {})), ("-p", overrides or {})]
+    for origin, layer in layers:
+        for name, value in layer.items():
+            if name not in declared:
+                raise WorkflowError(
+                    f"{origin} sets parameter {name!r}, which the workflow does not declare "
+                    f"(declared: {', '.join(sorted(declared))})"
+                )
+            values[name] = str(value)
+    for name in (profile or {}).get("requires", []):
+        if not (overrides or {}).get(name):
+            raise WorkflowError(f"this profile needs -p {name}=... (e.g. a Kaggle chest_xray folder or s3:// prefix)")
+    missing = sorted(name for name, value in values.items() if value is None)
+    if missing:
+        raise WorkflowError(f"workflow parameters without a value: {', '.join(missing)} (set them with -p NAME=VALUE)")
+    return {k: v for k, v in values.items() if v is not None}
+
+
+# ---------------------------------------------------------------------------------------------- templating
+def substitute(value: Any, context: Mapping[str, Any], *, strict: bool = True) -> Any:
+    """Replaces ``{{name}}`` in strings (recursively in lists/dicts) with ``context`` values.
+
+    Dicts and lists in the context are rendered as compact JSON, as Argo does. With ``strict``, an unknown
+    variable raises :class:`WorkflowError`; otherwise it is left as is.
+    """
+    if isinstance(value, str):
+
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name.startswith("="):
+                raise WorkflowError(f"expression templates are not supported by the local runner: {{{{{name}}}}}")
+            if name not in context:
+                if strict:
+                    raise WorkflowError(f"unresolved variable {{{{{name}}}}}")
+                return match.group(0)
+            found = context[name]
+            return found if isinstance(found, str) else json.dumps(found, separators=(",", ":"))
+
+        return _VARIABLE.sub(replace, value)
+    if isinstance(value, list):
+        return [substitute(item, context, strict=strict) for item in value]
+    if isinstance(value, dict):
+        return {key: substitute(item, context, strict=strict) for key, item in value.items()}
+    return value
+
+
+_DEPENDS_TOKEN = re.compile(r"\s*(\(|\)|&&|\|\||!|[A-Za-z0-9_-]+(?:\.[A-Za-z]+)?)")
+
+
+def evaluate_depends(expression: str, statuses: Mapping[str, NodeResult]) -> bool | None:
+    """Evaluates an Argo ``depends`` expression against finished nodes.
+
+    Returns ``None`` while a referenced task has not finished, else whether the task may run.
+
+    Raises:
+        WorkflowError: Syntax errors or unknown tasks.
+    """
+    tokens: list[str] = []
+    position = 0
+    expression = expression.strip()
+    while position < len(expression):
+        match = _DEPENDS_TOKEN.match(expression, position)
+        if not match:
+            raise WorkflowError(f"cannot parse depends expression {expression!r} at {expression[position:]!r}")
+        tokens.append(match.group(1))
+        position = match.end()
+    python: list[str] = []
+    for token in tokens:
+        if token in ("(", ")"):
+            python.append(token)
+        elif token == "&&":
+            python.append(" and ")
+        elif token == "||":
+            python.append(" or ")
+        elif token == "!":
+            python.append(" not ")
+        else:
+            task, _, attribute = token.partition(".")
+            if task not in statuses:
+                return None
+            python.append(str(_status_matches(statuses[task], attribute)))
+    try:
+        return bool(eval("".join(python), {"__builtins__": {}}, {}))  # noqa: S307 - only True/False/and/or/not
+    except SyntaxError as exc:
+        raise WorkflowError(f"cannot parse depends expression {expression!r}") from exc
+
+
+def _status_matches(node: NodeResult, attribute: str) -> bool:
+    children = node.children or [node]
+    if attribute == "":
+        return node.status in ("Succeeded", "Skipped", "Daemoned")
+    if attribute == "AnySucceeded":
+        return any(child.status == "Succeeded" for child in children)
+    if attribute == "AllFailed":
+        return all(child.status in ("Failed", "Errored") for child in children)
+    if attribute in _STATUSES:
+        return node.status == attribute
+    raise WorkflowError(f"unknown task result .{attribute} in depends (use one of {_STATUSES})")
+
+
+def _evaluate_when(expression: str) -> bool:
+    """Evaluates a substituted ``when`` (comparisons of literals joined by && and ||)."""
+    text = expression.strip()
+    for joiner, combine in (("||", any), ("&&", all)):
+        if joiner in text:
+            return combine(_evaluate_when(part) for part in text.split(joiner))
+    for operator in ("==", "!="):
+        if operator in text:
+            left, right = (part.strip().strip("'\"") for part in text.split(operator, 1))
+            return (left == right) if operator == "==" else (left != right)
+    return text.lower() in ("true", "1")
+
+
+# ---------------------------------------------------------------------------------------------- execution
+@dataclasses.dataclass
+class _Scope:
+    """Templates visible from a template: its own manifest's, plus WorkflowTemplates by name."""
+
+    templates: dict[str, dict[str, Any]]
+    owner: str
+
+
+class LocalRunner:
+    """Runs one workflow on this machine.
+
+    Args:
+        workflow: Workflow-shaped manifest (see :func:`load_workflow`).
+        workflow_templates: ``{name: WorkflowTemplate manifest}``.
+        parameters: Resolved workflow parameters (see :func:`resolve_arguments`).
+        work_dir: Where step logs, scratch folders and artifacts go.
+        executor: ``subprocess`` (console scripts of this environment) or ``docker``.
+        parallelism: Containers running at once.
+        name: Workflow name (``{{workflow.name}}``, the run id); default ``generateName`` + 5 random chars.
+        env: Extra environment for every step.
+    """
+
+    def __init__(
+        self,
+        workflow: Mapping[str, Any],
+        workflow_templates: Mapping[str, Mapping[str, Any]],
+        parameters: Mapping[str, str],
+        *,
+        work_dir: str | os.PathLike[str],
+        executor: str = "subprocess",
+        parallelism: int = 2,
+        name: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        if executor not in ("subprocess", "docker"):
+            raise ValueError(f"executor must be 'subprocess' or 'docker'. Received: executor={executor!r}")
+        if parallelism < 1:
+            raise ValueError(f"parallelism must be >= 1. Received: parallelism={parallelism}")
+        self.workflow = workflow
+        self.spec = workflow["spec"]
+        self.workflow_templates = workflow_templates
+        self.parameters = dict(parameters)
+        self.executor = executor
+        self.parallelism = min(parallelism, int(self.spec.get("parallelism") or parallelism))
+        metadata = workflow.get("metadata", {})
+        alphabet = string.ascii_lowercase + string.digits
+        self.name = name or metadata.get("name") or (
+            metadata.get("generateName", "cxr-") + "".join(secrets.choice(alphabet) for _ in range(5))
+        )
+        self.work_dir = Path(work_dir).resolve() / self.name
+        self.env = dict(env or {})
+        self._slots = threading.BoundedSemaphore(self.parallelism)
+        self._lock = threading.Lock()
+        self._counter = 0
+        self.failures: list[dict[str, Any]] = []
+
+    # -------------------------------------------------------------- public
+    def run(self) -> RunResult:
+        """Runs the entrypoint, then the ``onExit`` handler; returns the :class:`RunResult`."""
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        scope = _Scope({t["name"]: t for t in self.spec.get("templates", [])}, "workflow")
+        context = self._workflow_context()
+        entry = self.spec.get("entrypoint")
+        if not entry:
+            raise WorkflowError("workflow has no entrypoint")
+        log.info("workflow_start", workflow=self.name, entrypoint=entry, work_dir=str(self.work_dir))
+        started = time.monotonic()
+        root = self._run_template(entry, scope, {}, context, entry)
+        status = "Succeeded" if root.status == "Succeeded" else "Failed"
+        nodes = {child.name: child for child in root.children} or {root.name: root}
+        on_exit = self.spec.get("onExit")
+        if on_exit:
+            exit_context = {**context, "workflow.status": status, "workflow.failures": json.dumps(self.failures)}
+            handler = self._run_template(on_exit, scope, {}, exit_context, "onExit")
+            nodes["onExit"] = handler
+        log.info("workflow_done", workflow=self.name, status=status, seconds=round(time.monotonic() - started, 1))
+        return RunResult(self.name, status, self.parameters, nodes, str(self.work_dir), self.failures)
+
+    # -------------------------------------------------------------- templates
+    def _workflow_context(self) -> dict[str, Any]:
+        context: dict[str, Any] = {f"workflow.parameters.{k}": v for k, v in self.parameters.items()}
+        context.update({"workflow.name": self.name, "workflow.namespace": "local", "workflow.uid": self.name})
+        return context
+
+    def _lookup(self, reference: Mapping[str, Any], scope: _Scope) -> tuple[dict[str, Any], _Scope]:
+        if "templateRef" in reference:
+            ref = reference["templateRef"]
+            manifest = self.workflow_templates.get(ref["name"])
+            if manifest is None:
+                raise WorkflowError(f"templateRef to unknown WorkflowTemplate {ref['name']!r}")
+            templates = {t["name"]: t for t in manifest["spec"].get("templates", [])}
+            if ref["template"] not in templates:
+                raise WorkflowError(f"WorkflowTemplate {ref['name']!r} has no template {ref['template']!r}")
+            return templates[ref["template"]], _Scope(templates, ref["name"])
+        name = reference.get("template")
+        if name not in scope.templates:
+            raise WorkflowError(f"unknown template {name!r} in {scope.owner}")
+        return scope.templates[name], scope
+
+    def _run_template(
+        self, name: str, scope: _Scope, arguments: Mapping[str, str], context: Mapping[str, Any], node: str
+    ) -> NodeResult:
+        template, inner = self._lookup({"template": name}, scope)
+        return self._execute(template, inner, arguments, context, node)
+
+    def _inputs(self, template: Mapping[str, Any], arguments: Mapping[str, str]) -> dict[str, str]:
+        values: dict[str, str] = {}
+        for parameter in template.get("inputs", {}).get("parameters", []):
+            pname = parameter["name"]
+            if pname in arguments:
+                values[pname] = arguments[pname]
+            elif "value" in parameter:
+                values[pname] = str(parameter["value"])
+            elif "default" in parameter:
+                values[pname] = str(parameter["default"])
+            else:
+                raise WorkflowError(f"template {template['name']!r} needs input parameter {pname!r}")
+        unknown = sorted(set(arguments) - set(values))
+        if unknown:
+            raise WorkflowError(f"template {template['name']!r} has no input parameter(s) {unknown}")
+        return values
+
+    def _execute(
+        self,
+        template: Mapping[str, Any],
+        scope: _Scope,
+        arguments: Mapping[str, str],
+        context: Mapping[str, Any],
+        node: str,
+    ) -> NodeResult:
+        inputs = self._inputs(template, arguments)
+        local = {k: v for k, v in context.items() if not k.startswith(("inputs.", "tasks.", "steps.", "item"))}
+        local.update({f"inputs.parameters.{k}": v for k, v in inputs.items()})
+        if "dag" in template:
+            return self._run_dag(template, scope, local, node)
+        if "steps" in template:
+            return self._run_steps(template, scope, local, node)
+        if "container" in template:
+            return self._run_container(template, local, node)
+        raise WorkflowError(f"template {template['name']!r}: only container, dag and steps templates are supported")
+
+    # -------------------------------------------------------------- dag / steps
+    def _expand(self, task: Mapping[str, Any], context: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        """Returns ``[(node suffix, item context)]``: one entry, or one per withItems/withParam item."""
+        if "withItems" in task:
+            items = substitute(task["withItems"], context)
+        elif "withParam" in task:
+            raw = substitute(task["withParam"], context)
+            try:
+                items = json.loads(raw)
+            except ValueError as exc:
+                raise WorkflowError(f"task {task['name']!r}: withParam is not a JSON list: {raw[:200]!r}") from exc
+            if not isinstance(items, list):
+                raise WorkflowError(f"task {task['name']!r}: withParam must be a JSON list. Received: {raw[:200]!r}")
+        else:
+            return [("", {})]
+        expanded = []
+        for index, item in enumerate(items):
+            item_context: dict[str, Any] = {"item": item}
+            if isinstance(item, dict):
+                item_context.update({f"item.{key}": value for key, value in item.items()})
+            label = item if not isinstance(item, dict) else ",".join(str(v) for v in item.values())
+            expanded.append((f"({index}:{label})", item_context))
+        return expanded
+
+    def _run_task(self, task: Mapping[str, Any], scope: _Scope, context: Mapping[str, Any], node: str) -> NodeResult:
+        template, inner = self._lookup(task, scope)
+        expansions = self._expand(task, context)
+        children: list[NodeResult] = []
+
+        def one(entry: tuple[str, dict[str, Any]]) -> NodeResult:
+            suffix, item_context = entry
+            full = {**context, **item_context}
+            when = task.get("when")
+            if when and not _evaluate_when(substitute(when, full)):
+                return NodeResult(f"{node}{suffix}", template["name"], "Skipped", message=f"when {when!r} is false")
+            arguments = {
+                p["name"]: str(substitute(p.get("value", ""), full))
+                for p in task.get("arguments", {}).get("parameters", [])
+            }
+            return self._execute(template, inner, arguments, full, f"{node}{suffix}")
+
+        if expansions == [("", {})]:
+            return one(expansions[0])
+        with cf.ThreadPoolExecutor(max_workers=max(1, len(expansions))) as pool:
+            children = list(pool.map(one, expansions))
+        aggregate = NodeResult(node, template["name"], _aggregate_status(children), children=children)
+        names = {name for child in children for name in child.parameters}
+        aggregate.parameters = {
+            name: json.dumps([child.parameters.get(name) for child in children]) for name in sorted(names)
+        }
+        return aggregate
+
+    def _task_outputs(self, prefix: str, name: str, result: NodeResult) -> dict[str, Any]:
+        outputs: dict[str, Any] = {f"{prefix}.{name}.status": result.status}
+        for key, value in result.parameters.items():
+            outputs[f"{prefix}.{name}.outputs.parameters.{key}"] = value
+        if result.result is not None:
+            outputs[f"{prefix}.{name}.outputs.result"] = result.result
+        return outputs
+
+    def _run_dag(self, template: Mapping[str, Any], scope: _Scope, context: dict[str, Any], node: str) -> NodeResult:
+        dag = template["dag"]
+        tasks = {task["name"]: task for task in dag["tasks"]}
+        fail_fast = dag.get("failFast", True)
+        done: dict[str, NodeResult] = {}
+        running: dict[cf.Future, str] = {}
+        outputs: dict[str, Any] = {}
+
+        def depends_of(task: Mapping[str, Any]) -> str | None:
+            if "depends" in task:
+                return str(task["depends"])
+            if task.get("dependencies"):
+                return " && ".join(f"{d}.Succeeded" for d in task["dependencies"])
+            return None
+
+        for task in tasks.values():
+            for reference in re.findall(r"[A-Za-z0-9_-]+", depends_of(task) or ""):
+                if reference not in tasks and reference not in _STATUSES and reference not in (
+                    "AnySucceeded", "AllFailed"
+                ):
+                    raise WorkflowError(f"task {task['name']!r} depends on unknown task {reference!r}")
+        with cf.ThreadPoolExecutor(max_workers=max(1, len(tasks))) as pool:
+            while len(done) < len(tasks):
+                progressed = False
+                failed = any(r.status in ("Failed", "Errored") for r in done.values())
+                for name, task in tasks.items():
+                    if name in done or name in running.values():
+                        continue
+                    expression = depends_of(task)
+                    ready = True if expression is None else evaluate_depends(expression, done)
+                    if ready is None:
+                        continue
+                    progressed = True
+                    if not ready or (failed and fail_fast):
+                        reason = "dependencies not satisfied" if not ready else "failFast after a failure"
+                        done[name] = NodeResult(name, _template_name(task), "Omitted", message=reason)
+                        continue
+                    task_context = {**context, **outputs}
+                    future = pool.submit(self._run_task, task, scope, task_context, name)
+                    running[future] = name
+                if running:
+                    finished, _ = cf.wait(list(running), return_when=cf.FIRST_COMPLETED)
+                    for future in finished:
+                        name = running.pop(future)
+                        try:
+                            result = future.result()
+                        except WorkflowError:
+                            raise
+                        except Exception as exc:  # an executor bug must not hang the DAG
+                            result = NodeResult(name, _template_name(tasks[name]), "Errored", message=str(exc))
+                        done[name] = result
+                        outputs.update(self._task_outputs("tasks", name, result))
+                elif not progressed:
+                    stuck = sorted(set(tasks) - set(done))
+                    raise WorkflowError(f"DAG {template['name']!r} cannot progress (cycle?) at tasks {stuck}")
+        children = [done[name] for name in tasks]
+        return NodeResult(node, template["name"], _aggregate_status(children, omitted_ok=True), children=children)
+
+    def _run_steps(self, template: Mapping[str, Any], scope: _Scope, context: dict[str, Any], node: str) -> NodeResult:
+        outputs: dict[str, Any] = {}
+        children: list[NodeResult] = []
+        for group in template["steps"]:
+            group_context = {**context, **outputs}
+            with cf.ThreadPoolExecutor(max_workers=max(1, len(group))) as pool:
+                results = list(pool.map(lambda s: self._run_task(s, scope, group_context, s["name"]), group))
+            for step, result in zip(group, results):
+                outputs.update(self._task_outputs("steps", step["name"], result))
+                children.append(result)
+            if any(r.status in ("Failed", "Errored") for r in results):
+                break
+        return NodeResult(node, template["name"], _aggregate_status(children), children=children)
+
+    # -------------------------------------------------------------- containers
+    def _step_dir(self, node: str) -> Path:
+        with self._lock:
+            self._counter += 1
+            index = self._counter
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", node)[:80]
+        path = self.work_dir / "steps" / f"{index:03d}-{safe}"
+        (path / "tmp").mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _map_path(self, value: str, step_dir: Path) -> str:
+        """Container paths under /tmp live in the step's scratch folder on this machine.
+
+        Applied to the template's own text *before* parameters are substituted, so a user's parameter value
+        that happens to live under /tmp (``-p source=/tmp/data``) is never rewritten.
+        """
+        if self.executor == "docker":
+            return value
+        return re.sub(r"(?<![A-Za-z0-9_./{}-])/tmp(?=/|$)", str(step_dir / "tmp"), value)
+
+    def _render(self, parts: Sequence[Any], context: Mapping[str, Any], step_dir: Path) -> list[str]:
+        return [str(substitute(self._map_path(str(part), step_dir), context)) for part in parts]
+
+    def _command(self, container: Mapping[str, Any], context: Mapping[str, Any], step_dir: Path) -> list[str]:
+        command = self._render(container.get("command", []), context, step_dir)
+        args = self._render(container.get("args", []), context, step_dir)
+        if not command:
+            raise WorkflowError("container templates must give command: the local runner does not read images")
+        if self.executor == "docker":
+            return command + args
+        program = command[0]
+        local = Path(sys.executable).parent / program
+        resolved = str(local) if local.exists() else shutil.which(program)
+        if resolved is None:
+            raise WorkflowError(f"command {program!r} is not installed here (pip install -e '.[all]')")
+        return [resolved, *command[1:], *args]
+
+    def _environment(self, container: Mapping[str, Any], context: Mapping[str, Any], step_dir: Path) -> dict[str, str]:
+        env: dict[str, str] = {}
+        for entry in container.get("env", []):
+            if "value" in entry:
+                env[entry["name"]] = self._render([entry["value"]], context, step_dir)[0]
+            # valueFrom (secretKeyRef, ...): the local environment's own variables are used instead.
+        env.update(self.env)
+        return env
+
+    def _docker_command(self, image: str, command: list[str], env: Mapping[str, str], step_dir: Path) -> list[str]:
+        mounts = ["-v", f"{step_dir / 'tmp'}:/tmp"]
+        store = self.parameters.get("store", "")
+        if store.startswith("file://"):
+            store_dir = store[len("file://") :]
+            Path(store_dir).mkdir(parents=True, exist_ok=True)
+            mounts += ["-v", f"{store_dir}:{store_dir}"]
+        passthrough = [
+            name
+            for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION",
+                         "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL")
+            if name in os.environ
+        ]
+        env_flags = [flag for name, value in env.items() for flag in ("-e", f"{name}={value}")]
+        env_flags += [flag for name in passthrough for flag in ("-e", name)]  # value from our env, not argv
+        return [
+            "docker", "run", "--rm", "--network", "host", "--user", "10001:10001", *mounts, *env_flags,
+            "--entrypoint", command[0], image, *command[1:],
+        ]
+
+    def _run_container(self, template: Mapping[str, Any], context: Mapping[str, Any], node: str) -> NodeResult:
+        container = template["container"]
+        step_dir = self._step_dir(node)
+        command = self._command(container, context, step_dir)
+        env = self._environment(container, context, step_dir)
+        image = str(substitute(container.get("image", ""), context))
+        if self.executor == "docker":
+            command = self._docker_command(image, command, env, step_dir)
+            process_env = {**os.environ}
+        else:
+            process_env = {**os.environ, **env}
+        limit = int((template.get("retryStrategy") or {}).get("limit", 0) or 0)
+        timeout = template.get("activeDeadlineSeconds")
+        stdout_path, log_path = step_dir / "stdout.txt", step_dir / "log.txt"
+        attempt = 0
+        with self._slots:
+            while True:
+                started = time.monotonic()
+                log.info("step_start", node=node, template=template["name"], attempt=attempt + 1)
+                with open(stdout_path, "wb") as stdout, open(log_path, "ab") as stderr:
+                    try:
+                        process = subprocess.run(
+                            command,
+                            stdout=stdout,
+                            stderr=stderr,
+                            env=process_env,
+                            cwd=step_dir,
+                            timeout=float(timeout) if timeout else None,
+                            check=False,
+                        )
+                        exit_code = process.returncode
+                    except subprocess.TimeoutExpired:
+                        exit_code = 124
+                seconds = time.monotonic() - started
+                if exit_code == _TRANSIENT_EXIT and attempt < limit:
+                    attempt += 1
+                    log.warning("step_retry", node=node, exit_code=exit_code, attempt=attempt)
+                    continue
+                break
+        result = NodeResult(node, template["name"], "Succeeded" if exit_code == 0 else "Failed")
+        result.exit_code, result.seconds, result.log_path = exit_code, seconds, str(log_path)
+        result.result = stdout_path.read_text(errors="replace").strip()
+        if exit_code != 0:
+            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-_LOG_TAIL_LINES:])
+            result.message = f"exit code {exit_code}; last log lines:\n{tail}"
+            with self._lock:
+                self.failures.append(
+                    {"displayName": node, "templateName": template["name"], "message": f"exit code {exit_code}"}
+                )
+            log.error("step_failed", node=node, exit_code=exit_code, log=str(log_path))
+            return result
+        for parameter in template.get("outputs", {}).get("parameters", []):
+            source = parameter.get("valueFrom", {})
+            if "path" in source:
+                path = Path(self._map_path(source["path"], step_dir))
+                if not path.is_file():
+                    if "default" in source:
+                        result.parameters[parameter["name"]] = str(source["default"])
+                        continue
+                    result.status = "Failed"
+                    result.message = f"output parameter {parameter['name']!r}: {source['path']} was not written"
+                    return result
+                result.parameters[parameter["name"]] = path.read_text().strip()
+        for artifact in template.get("outputs", {}).get("artifacts", []):
+            path = Path(self._map_path(artifact["path"], step_dir))
+            if path.exists():
+                result.artifacts[artifact["name"]] = str(path)
+        log.info("step_done", node=node, seconds=round(seconds, 1))
+        return result
+
+
+def _template_name(task: Mapping[str, Any]) -> str:
+    """The template a task runs (``template`` or ``templateRef.template``)."""
+    return str((task.get("templateRef") or {}).get("template") or task.get("template", ""))
+
+
+def _aggregate_status(children: list[NodeResult], *, omitted_ok: bool = False) -> str:
+    if not children:
+        return "Succeeded"
+    if any(child.status in ("Failed", "Errored") for child in children):
+        return "Failed"
+    if omitted_ok and any(child.status == "Omitted" for child in children):
+        # An omitted task whose dependencies failed is already covered above; omitted by `depends` logic is fine.
+        return "Succeeded"
+    if all(child.status == "Skipped" for child in children):
+        return "Skipped"
+    return "Succeeded"
