@@ -29,6 +29,7 @@ test-slow: venv
 
 bench: venv
 	$(PY) bench/input_pipeline.py
+	$(PY) bench/gan_step.py
 
 clean:
 	rm -rf build cxr-store cxr-runs .pytest_cache

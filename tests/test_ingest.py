@@ -235,7 +235,7 @@ def test_real_data_sample(tmp_path, store):
 
 @needs_real_data
 @pytest.mark.realdata
-@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_real_data_full_import(tmp_path):
     """The whole training folder: 5,216 files -> 5,190 images + 26 byte-identical copies, every patient id parsed."""
     from cxrcore.storage import open_store

@@ -272,6 +272,18 @@ def submit_workflow(
     import yaml
     from argo_workflows.api import cron_workflow_service_api, workflow_service_api, workflow_template_service_api
     from argo_workflows.exceptions import ApiException
+    from argo_workflows.model.io_argoproj_workflow_v1alpha1_create_cron_workflow_request import (
+        IoArgoprojWorkflowV1alpha1CreateCronWorkflowRequest as CronCreateRequest,
+    )
+    from argo_workflows.model.io_argoproj_workflow_v1alpha1_workflow_create_request import (
+        IoArgoprojWorkflowV1alpha1WorkflowCreateRequest as WorkflowCreateRequest,
+    )
+    from argo_workflows.model.io_argoproj_workflow_v1alpha1_workflow_template_create_request import (
+        IoArgoprojWorkflowV1alpha1WorkflowTemplateCreateRequest as TemplateCreateRequest,
+    )
+    from argo_workflows.model.io_argoproj_workflow_v1alpha1_workflow_template_update_request import (
+        IoArgoprojWorkflowV1alpha1WorkflowTemplateUpdateRequest as TemplateUpdateRequest,
+    )
 
     from cxrcore.ops.runner import resolve_arguments
 
@@ -290,39 +302,37 @@ def submit_workflow(
     client = argo_workflows.ApiClient(configuration)
     if token:
         client.set_default_header("Authorization", f"Bearer {token}")
+    # Manifests go as they are (the generated models would coerce fields they do not know); answers are read as JSON.
+    raw = {"_preload_content": False}
     if apply_templates:
         templates_api = workflow_template_service_api.WorkflowTemplateServiceApi(client)
         for path in sorted(workflow_path.parent.glob("*.yaml")):
             for doc in yaml.safe_load_all(path.read_text()):
-                if doc and doc.get("kind") == "WorkflowTemplate":
-                    doc.setdefault("metadata", {})["namespace"] = namespace
-                    try:
-                        templates_api.create_workflow_template(
-                            namespace, {"template": doc}, _check_type=False, _check_return_type=False
-                        )
-                    except ApiException as exc:
-                        if exc.status != 409:
-                            raise
-                        current = templates_api.get_workflow_template(
-                            namespace, doc["metadata"]["name"], _check_return_type=False
-                        )
-                        doc["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-                        templates_api.update_workflow_template(
-                            namespace,
-                            doc["metadata"]["name"],
-                            {"template": doc},
-                            _check_type=False,
-                            _check_return_type=False,
-                        )
+                if not (isinstance(doc, dict) and doc.get("kind") == "WorkflowTemplate"):
+                    continue
+                doc.setdefault("metadata", {})["namespace"] = namespace
+                name = doc["metadata"]["name"]
+                try:
+                    templates_api.create_workflow_template(
+                        namespace, TemplateCreateRequest(template=doc, _check_type=False), **raw
+                    )
+                except ApiException as exc:
+                    if exc.status != 409:
+                        raise
+                    current = json.loads(templates_api.get_workflow_template(namespace, name, **raw).data)
+                    doc["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+                    templates_api.update_workflow_template(
+                        namespace, name, TemplateUpdateRequest(template=doc, _check_type=False), **raw
+                    )
     if manifest["kind"] == "Workflow":
         api = workflow_service_api.WorkflowServiceApi(client)
-        created = api.create_workflow(namespace, {"workflow": manifest}, _check_type=False, _check_return_type=False)
+        response = api.create_workflow(namespace, WorkflowCreateRequest(workflow=manifest, _check_type=False), **raw)
     else:
         api = cron_workflow_service_api.CronWorkflowServiceApi(client)
-        created = api.create_cron_workflow(
-            namespace, {"cronWorkflow": manifest}, _check_type=False, _check_return_type=False
+        response = api.create_cron_workflow(
+            namespace, CronCreateRequest(cron_workflow=manifest, _check_type=False), **raw
         )
-    metadata = created.get("metadata", {}) if isinstance(created, dict) else created["metadata"]
+    metadata = json.loads(response.data).get("metadata", {})
     return {
         "kind": manifest["kind"],
         "name": metadata.get("name"),

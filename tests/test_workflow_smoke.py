@@ -1,0 +1,97 @@
+"""The README's main command end to end: ``cxr run argo/paper.yaml --profile smoke``.
+
+Runs the real manifest through the local runner, every step as its own process (prepare, both GANs, both
+syntheses, custom CNN + VGG16 baseline and augmented, report, exit handler), once on a ``file://`` store and once
+on the S3 server; then re-runs the same run id and checks that every job found its marker and did nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cxrcore.layout import report_prefix, run_prefix
+from cxrcore.storage import open_store
+
+ROOT = Path(__file__).resolve().parents[1]
+CXR = [sys.executable, "-m", "cxrcore.cli"]
+
+
+def _cxr_run(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    environment = {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)}
+    command = [*CXR, "run", str(ROOT / "argo" / "paper.yaml"), "--profile", "smoke", *args]
+    return subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=600)
+
+
+def _check_run(store, run_id: str) -> dict:
+    report = store.require_committed(report_prefix(run_id))
+    assert {"index.html", "report.md", "tables.csv", "metrics.json"} <= set(report.outputs)
+    page = store.get_bytes(f"{report_prefix(run_id)}/index.html").decode()
+    for section in ("Table 2", "Table 3", "McNemar", "Paper vs ours", "SYNTHETIC DEMO DATA", "Confusion matrices"):
+        assert section in page, section
+    for condition in ("baseline", "augmented"):
+        for model in ("custom_cnn", "vgg16"):
+            store.require_committed(f"{run_prefix(run_id)}/classifiers/{condition}/{model}/seed-0")
+    for class_name in ("NORMAL", "PNEUMONIA"):
+        store.require_committed(f"{run_prefix(run_id)}/gan/{class_name}")
+        store.require_committed(f"{run_prefix(run_id)}/synthetic/{class_name}")
+    outcome = store.get_json(f"{run_prefix(run_id)}/workflow.json")
+    assert outcome["status"] == "Succeeded" and outcome["failures"] == []
+    return {obj.key: obj.size for obj in store.list(run_prefix(run_id)) if not obj.key.endswith("workflow.json")}
+
+
+@pytest.mark.timeout(900)
+def test_smoke_workflow_on_a_file_store_and_rerun_is_a_noop(tmp_path):
+    store_uri = f"file://{tmp_path / 'store'}"
+    first = _cxr_run(["--store", store_uri, "--name", "smoke-run", "--work-dir", str(tmp_path / "runs")], tmp_path)
+    assert first.returncode == 0, first.stderr[-6000:]
+    report_line = first.stdout.strip().splitlines()[-1]
+    assert report_line == f"report: {tmp_path / 'store' / 'runs' / 'smoke-run' / 'report' / 'index.html'}"
+    store = open_store(store_uri)
+    objects = _check_run(store, "smoke-run")
+
+    again = _cxr_run(["--store", store_uri, "--name", "smoke-run", "--work-dir", str(tmp_path / "runs2")], tmp_path)
+    assert again.returncode == 0, again.stderr[-6000:]
+    assert _check_run(store, "smoke-run") == objects  # nothing rewritten
+    statuses = []
+    for stdout in (tmp_path / "runs2" / "smoke-run" / "steps").glob("*/stdout.txt"):
+        text = stdout.read_text().strip()
+        if text.startswith("{"):
+            statuses.append(json.loads(text).get("status"))
+    # prepare, 2 GANs, 2 syntheses, 4 classifiers and the report all found their markers.
+    assert statuses.count("unchanged") == 10 and "created" not in statuses, statuses
+
+
+@pytest.mark.timeout(900)
+def test_smoke_workflow_through_s3(tmp_path, s3_server, s3_bucket):
+    store_uri = f"s3://{s3_bucket}/study"
+    result = _cxr_run(
+        [
+            "--store", store_uri, "--name", "smoke-s3", "--work-dir", str(tmp_path / "runs"),
+            "-p", f"s3-endpoint={s3_server.endpoint_url}", "-p", "s3-addressing-style=path",
+        ],
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-6000:]
+    assert result.stdout.strip().endswith(f"{store_uri}/runs/smoke-s3/report/index.html")
+    store = open_store(store_uri, s3={"endpoint_url": s3_server.endpoint_url, "addressing_style": "path"})
+    _check_run(store, "smoke-s3")
+
+
+def test_failed_step_fails_the_run_with_its_log_tail(tmp_path):
+    """A bad data source: prepare exits 1, nothing downstream runs, the exit handler records the failure."""
+    store_uri = f"file://{tmp_path / 'store'}"
+    result = _cxr_run(
+        ["--store", store_uri, "--name", "bad-run", "--work-dir", str(tmp_path / "runs"),
+         "-p", f"source={tmp_path / 'no-such-folder'}"],
+        tmp_path,
+    )
+    assert result.returncode == 1
+    assert "step prepare failed" in result.stderr and "no-such-folder" in result.stderr
+    outcome = open_store(store_uri).get_json("runs/bad-run/workflow.json")
+    assert outcome["status"] == "Failed" and outcome["failures"][0]["displayName"] == "prepare"
