@@ -8,17 +8,17 @@ GAN) and publishes it under ``runs/<run_id>/gan/<CLASS>/`` (:func:`cxrcore.layou
         losses.csv                                epoch, d_loss, g_loss, seconds, d_real_accuracy,
                                                   d_fake_accuracy, images_per_second (one row per epoch)
         samples.png                               grid of the last epoch (fixed, seeded noise)
-        samples/epoch-XXXX.png                    one grid per epoch
+        samples/epoch-NNNN.png                    one grid per epoch
         gan.json                                  settings, parameter counts, dataset version and digest,
                                                   train image count, epochs, resume point, wall time, device
         _SUCCESS                                  marker (written last)
-        checkpoints/epoch-XXXX/                   each its own committed output (own _SUCCESS):
+        checkpoints/epoch-NNNN/                   each its own committed output (own _SUCCESS):
             generator.weights.h5  discriminator.weights.h5
             optimizers.npz                        every variable of both optimizers (Adam moments, iteration
                                                   counters, loss-scale state) and every seed-generator state
                                                   (training noise, Dropout masks)
             state.json                            epoch, losses so far, train image count, steps per epoch
-            samples/epoch-XXXX.png                every grid so far (so a resumed run still publishes all)
+            samples/epoch-NNNN.png                every grid so far (so a resumed run still publishes all)
 
 Idempotence: the job's ``inputs`` are the dataset's marker digest plus every setting that changes the result
 (see :func:`job_inputs`); when the prefix is committed with the same inputs the job returns the published summary
@@ -26,7 +26,7 @@ without loading images or TensorFlow models.
 
 Checkpoints and resume: after every ``checkpoint_every`` epochs (and after the last one) a
 :class:`StoreCheckpoint` callback writes the files above to a local directory and commits them, on a background
-thread while training goes on, as ``checkpoints/epoch-XXXX`` with ``inputs = {"trajectory": ..., "epoch": N}``.
+thread while training goes on, as ``checkpoints/epoch-NNNN`` with ``inputs = {"trajectory": ..., "epoch": N}``.
 The *trajectory* is everything the weights after epoch N depend on (the job inputs minus the total epoch count),
 so a run extended from 100 to 150 epochs resumes from its epoch-100 checkpoint. After each commit the newest two
 checkpoints of the trajectory at or below that epoch are kept; older ones, uncommitted leftovers and checkpoints
@@ -155,7 +155,7 @@ def job_inputs(settings: GanTrainSettings, dataset_marker: Marker, dataset_versi
 
 
 def checkpoint_prefix(prefix: str, epoch: int) -> str:
-    """``<gan prefix>/checkpoints/epoch-XXXX`` (``epoch`` = number of completed epochs)."""
+    """``<gan prefix>/checkpoints/epoch-NNNN`` (``epoch`` = number of completed epochs)."""
     if not isinstance(epoch, int) or epoch < 1:
         raise ValueError(f"epoch must be a positive integer. Received: epoch={epoch!r}")
     return join_key(prefix, _CHECKPOINT_DIR, f"epoch-{epoch:04d}")
@@ -172,7 +172,7 @@ class TrainingRecord:
     """What the callbacks share: the loss history and where the sample grids are staged.
 
     Attributes:
-        samples_dir: Local directory holding ``epoch-XXXX.png`` grids.
+        samples_dir: Local directory holding ``epoch-NNNN.png`` grids.
         losses: One dict per completed epoch (keys: :data:`LOSS_COLUMNS`), oldest first.
         last_grid: PNG bytes of the newest grid, or ``None`` before the first epoch.
     """
@@ -254,7 +254,7 @@ class EpochLog(keras.callbacks.Callback):
 
 
 class StoreCheckpoint(keras.callbacks.Callback):
-    """Commits ``checkpoints/epoch-XXXX`` every ``every`` epochs and after the last epoch; prunes old ones.
+    """Commits ``checkpoints/epoch-NNNN`` every ``every`` epochs and after the last epoch; prunes old ones.
 
     At the end of a checkpoint epoch the state is written to a local directory (weights, optimizer and seed
     arrays, ``state.json``, a copy of the sample grids so far) while training waits; the upload, the commit
@@ -403,7 +403,7 @@ def _stage_checkpoint(
 
 
 def _commit_checkpoint(store: Store, prefix: str, local: Path, epoch: int, trajectory: dict[str, Any]) -> str:
-    """Uploads a staged checkpoint as its own committed output ``checkpoints/epoch-XXXX``."""
+    """Uploads a staged checkpoint as its own committed output ``checkpoints/epoch-NNNN``."""
     key = checkpoint_prefix(prefix, epoch)
     with store.commit(
         key, inputs={"trajectory": trajectory, "epoch": epoch}, producer=f"{JOB_NAME} {__version__}"

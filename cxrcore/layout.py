@@ -3,7 +3,7 @@
 ::
 
     runs/<run_id>/gan/<CLASS>/                 generator.keras discriminator.keras losses.csv samples.png
-                                               samples/epoch-XXXX.png  checkpoints/epoch-XXXX/ (own markers)
+                                               samples/epoch-NNNN.png  checkpoints/epoch-NNNN/ (own markers)
     runs/<run_id>/synthetic/<CLASS>/           manifest.csv shards/ selection.json samples.png
     runs/<run_id>/classifiers/<condition>/<model>/seed-<seed>/
                                                model.keras history.csv metrics.json predictions.csv

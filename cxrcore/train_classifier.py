@@ -18,7 +18,7 @@ Outputs, committed under ``runs/<run_id>/classifiers/<condition>/<model>/seed-<s
   (``train_accuracy``, ``test_loss``, ``train_time_s``) and provenance (see :func:`build_metrics`);
 * ``predictions.csv``: ``image_id, label, probability`` of every test image, sorted by ``image_id``.
 
-Checkpoints (``checkpoints/epoch-XXXX/``: full model with optimizer state + ``state.json`` with the history so far)
+Checkpoints (``checkpoints/epoch-NNNN/``: full model with optimizer state + ``state.json`` with the history so far)
 are committed every ``checkpoint_every`` epochs under their own markers; a restarted job resumes from the newest
 one made from the same inputs. The newest two are kept. A job whose output is already committed from the same
 inputs does nothing.

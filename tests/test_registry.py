@@ -412,7 +412,7 @@ def _upload_demo_batch(store_dir: Path, work: Path, batch: str, seed: int) -> No
     (store_dir / "incoming" / batch / "_SUCCESS").write_bytes(b"")
 
 
-@pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_retrain_workflow_promotes_then_does_nothing_then_decides(tmp_path):
     from tests.helpers import make_demo_dataset
 
