@@ -209,28 +209,44 @@ def _resolve_image_size(model, image_size: int | None) -> int:
 
 
 def predict_pixels(model, pixels: np.ndarray, *, batch_size: int = _PREDICT_BATCH) -> np.ndarray:
-    """Probabilities of PNEUMONIA for uint8 grayscale images already at the model's size.
+    """Probabilities of PNEUMONIA for uint8 grayscale images, resized once to the model's input size.
 
     Args:
         model: A classifier taking raw ``[0, 255]`` pixels.
-        pixels: uint8 ``(n, size, size)``.
+        pixels: uint8 ``(n, height, width)``; resized with the training pipeline's resize when the model's
+            (square) input size differs.
         batch_size: Images per forward pass.
 
     Returns:
         float64 ``(n,)`` probabilities.
+
+    Raises:
+        ValueError: Bad pixel shape, a non-square model input, or not one finite probability per image.
     """
     if pixels.ndim != 3:
         raise ValueError(f"pixels must be (n, height, width). Received: shape={pixels.shape}")
     if len(pixels) == 0:
         return np.zeros((0,), dtype=np.float64)
-    channels = model_input_shape(model)[2]
+    height, width, channels = model_input_shape(model)
+    if height is not None and width is not None and (height, width) != pixels.shape[1:]:
+        if height != width:
+            raise ValueError(f"Only square model inputs are supported. Received: input {height}x{width}")
+        from cxrcore.data.pipeline import resize_images
+
+        pixels = resize_images(pixels, int(height))
     outputs = []
     for start in range(0, len(pixels), batch_size):
         batch = pixels[start : start + batch_size].astype(np.float32)[..., None]
         if channels == 3:
             batch = np.repeat(batch, 3, axis=-1)
         outputs.append(np.asarray(model.predict_on_batch(batch), dtype=np.float64).reshape(-1))
-    return np.concatenate(outputs)
+    probabilities = np.concatenate(outputs)
+    if probabilities.shape != (len(pixels),) or not np.isfinite(probabilities).all():
+        raise ValueError(
+            f"Model {model.name} must give one finite probability per image. "
+            f"Received: shape={probabilities.shape} for {len(pixels)} images"
+        )
+    return probabilities
 
 
 @dataclasses.dataclass

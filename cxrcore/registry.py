@@ -483,26 +483,6 @@ def _holdout(store: Store, dataset: str, version: str, champion: Mapping[str, An
     return _Holdout(data.images[rows.index.to_numpy()], rows["label"].to_numpy().astype(int), info)
 
 
-def _probabilities(model, images: np.ndarray, *, batch_size: int) -> np.ndarray:
-    """Probability of PNEUMONIA per image, fed through the training pipeline at the model's own input size."""
-    from cxrcore.data.pipeline import make_dataset
-    from cxrcore.evaluate import model_input_shape
-
-    height, width, channels = model_input_shape(model)
-    if height is None or width is None:
-        height = width = images.shape[1]
-    if height != width:
-        raise ValueError(f"Only square model inputs are supported. Received: input {height}x{width}")
-    dataset = make_dataset(images, image_size=int(height), batch_size=batch_size, channels=channels)
-    probabilities = np.asarray(model.predict(dataset, verbose=0), dtype=np.float64).reshape(-1)
-    if probabilities.shape != (len(images),) or not np.isfinite(probabilities).all():
-        raise ValueError(
-            f"Model {model.name} must give one finite probability per image. "
-            f"Received: shape={probabilities.shape} for {len(images)} images"
-        )
-    return probabilities
-
-
 def _load(uri: str, settings: PromoteSettings):
     from cxrcore.evaluate import load_model_uri
 
@@ -534,6 +514,8 @@ def run_promote(settings: PromoteSettings) -> dict[str, Any]:
         ValueError: The challenger is not a committed classifier output, it was trained on another dataset
             version than the one asked for, the holdout is empty, or a model cannot be loaded.
     """
+    from cxrcore.evaluate import predict_pixels  # TensorFlow: only the promote image needs it
+
     store = settings.open_store()
     root = store.uri.rstrip("/")
     prefix = _challenger_prefix(store, settings.challenger)
@@ -571,13 +553,13 @@ def run_promote(settings: PromoteSettings) -> dict[str, Any]:
     from cxrcore.metrics import binary_metrics
 
     challenger_model = _load(f"{root}/{prefix}", settings)
-    challenger_probabilities = _probabilities(challenger_model, holdout.images, batch_size=settings.batch_size)
+    challenger_probabilities = predict_pixels(challenger_model, holdout.images, batch_size=settings.batch_size)
     champion_probabilities = None
     champion_uri = None
     if champion is not None:
         champion_uri = f"{root}/{champion['prefix']}" if champion.get("prefix") else champion["model_uri"]
         champion_model = _load(champion_uri, settings)
-        champion_probabilities = _probabilities(champion_model, holdout.images, batch_size=settings.batch_size)
+        champion_probabilities = predict_pixels(champion_model, holdout.images, batch_size=settings.batch_size)
     comparison = decide(
         holdout.labels,
         (challenger_probabilities >= _THRESHOLD).astype(int),
