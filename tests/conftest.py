@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
+import structlog
 import botocore.config
 import pytest
 
@@ -169,3 +170,14 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
         f"s3://{bucket}/root",
         s3={"endpoint_url": server.endpoint_url, "addressing_style": "path"},
     )
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Jobs and ``cxr`` sub-commands configure logging process-wide; every test gets back the state it had."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)

@@ -7,12 +7,10 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import json
-import logging
 from pathlib import Path
 
 import numpy as np
 import pytest
-import structlog
 
 from cxrcore.metrics import binary_metrics
 from tests.fixtures_images import gradient, image_bytes, jpeg_bytes, png_12bit_in_16bit, png_bytes, truncated_png
@@ -27,16 +25,6 @@ from cxrcore.storage import open_store  # noqa: E402
 
 SIZE = 32
 
-
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """``cxr`` sub-commands configure logging onto the (captured) stderr of the moment; undo that after each test."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    structlog.reset_defaults()
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.fixture(scope="module")

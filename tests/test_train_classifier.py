@@ -13,7 +13,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import io
 import json
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -117,16 +116,6 @@ def _real_test_pixels(store: Store) -> tuple[list[str], np.ndarray]:
     order = np.argsort(manifest["image_id"].to_numpy(), kind="mergesort")
     return manifest["image_id"].to_numpy()[order].tolist(), images[order]
 
-
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """Job entrypoints configure logging onto the (captured) stderr of the moment; undo that after each test."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    structlog.reset_defaults()
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.fixture
