@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 PROFILE ?= demo
 STORE ?= file://$(CURDIR)/cxr-store
 
-.PHONY: venv demo test test-slow bench clean
+.PHONY: venv demo test test-slow bench lock clean
 
 venv: $(STAMP)
 
@@ -30,6 +30,11 @@ test-slow: venv
 bench: venv
 	$(PY) bench/input_pipeline.py
 	$(PY) bench/gan_step.py
+
+## Regenerate the images' hash-checked locks (docker/requirements/*.txt) from pyproject.toml and the Dockerfiles'
+## TensorFlow base; needs the package index and CPython 3.11 on Linux x86_64. tests/test_locks.py checks them.
+lock: venv
+	$(PY) -m cxrcore.ops.locks
 
 clean:
 	rm -rf build cxr-store cxr-runs .pytest_cache
