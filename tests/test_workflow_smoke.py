@@ -1,8 +1,11 @@
 """The README's main command end to end: ``cxr run argo/paper.yaml --profile smoke``.
 
 Runs the real manifest through the local runner, every step as its own process (prepare, both GANs, both
-syntheses, custom CNN + VGG16 baseline and augmented, report, exit handler), once on a ``file://`` store and once
-on the S3 server; then re-runs the same run id and checks that every job found its marker and did nothing.
+syntheses, custom CNN + VGG16 baseline and augmented, report, exit handler), once on a ``file://`` store in this
+environment and once on the S3 server with ``--executor image-env``: there every step runs in a clean virtualenv
+holding exactly what the Dockerfile of its template's image installs (its lock, the TensorFlow CPU wheel of the
+base image's version, the project ``--no-deps``), so a module missing from one image's lock fails here, naming
+the image and the module. Then it re-runs the same run id and checks that every job found its marker.
 """
 
 from __future__ import annotations
@@ -67,17 +70,25 @@ def test_smoke_workflow_on_a_file_store_and_rerun_is_a_noop(tmp_path):
     assert statuses.count("unchanged") == 10 and "created" not in statuses, statuses
 
 
-@pytest.mark.timeout(900)
-def test_smoke_workflow_through_s3(tmp_path, s3_server, s3_bucket):
+@pytest.mark.timeout(1500)
+def test_smoke_workflow_through_s3_in_the_images_environments(tmp_path, s3_server, s3_bucket):
     store_uri = f"s3://{s3_bucket}/study"
     result = _cxr_run(
         [
             "--store", store_uri, "--name", "smoke-s3", "--work-dir", str(tmp_path / "runs"),
             "-p", f"s3-endpoint={s3_server.endpoint_url}", "-p", "s3-addressing-style=path",
+            "--executor", "image-env",
         ],
         tmp_path,
     )
     assert result.returncode == 0, result.stderr[-6000:]
+    # Every step ran from its image's environment, never from this one.
+    commands = [json.loads(p.read_text()) for p in (tmp_path / "runs" / "smoke-s3" / "steps").glob("*/command.json")]
+    assert len(commands) == 12  # prepare, matrix, 2 GANs, 2 syntheses, 4 classifiers, report, exit handler
+    for command in commands:
+        executable = Path(command["argv"][0])
+        assert command["executor"] == "image-env" and not executable.is_relative_to(sys.prefix), command
+        assert (executable.parent.parent / "pyvenv.cfg").is_file(), command
     assert result.stdout.strip().endswith(f"{store_uri}/runs/smoke-s3/report/index.html")
     store = open_store(store_uri, s3={"endpoint_url": s3_server.endpoint_url, "addressing_style": "path"})
     _check_run(store, "smoke-s3")

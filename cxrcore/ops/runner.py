@@ -2,15 +2,23 @@
 
 The runner reads the real manifest and the WorkflowTemplates it references, resolves parameters (workflow
 defaults < profile < ``-p NAME=VALUE``), expands ``withItems``/``withParam``, walks the DAG (or steps) in
-dependency order — ``dependencies`` and ``depends`` expressions with ``.Succeeded``/``.Failed``/
-``.AnySucceeded``/... — and runs each container's own command and args, either as a subprocess in this
-environment (the console scripts installed with the package) or with ``docker run``. Output parameters are read
-from the files the templates declare (``valueFrom.path``), so the very same template text works on a cluster
+dependency order and runs each container's own command and args. Expressions (``depends``, ``when``, a retry
+``expression``) are read by :mod:`cxrcore.ops.argo_expr`, the code the linter uses too. Output parameters are
+read from the files the templates declare (``valueFrom.path``), so the very same template text works on a cluster
 and here. Container paths under ``/tmp`` map to a per-step scratch folder.
 
-What is deliberately not emulated: pod scheduling fields (nodeSelector, tolerations, resources, semaphores,
-priority), secrets (the local environment's AWS variables are used instead of ``secretKeyRef``), and
-``{{=expr}}`` expressions (none of our manifests use them).
+Like the Argo controller (see :mod:`cxrcore.ops.retry`), it retries a failed step as its template's
+``retryStrategy`` says (policy, ``expression`` over ``lastRetry.*``, ``limit``, ``backoff`` with
+``maxDuration``), kills a step at its ``activeDeadlineSeconds`` (or ``timeout``, which replaces it and also counts
+the wait for a free slot), stops everything at the Workflow's ``activeDeadlineSeconds``, and still runs the exit
+handler. Each step runs in its own process group, so a deadline or :meth:`LocalRunner.terminate` ends all of it.
+
+Executors: ``subprocess`` (this environment's console scripts), ``image-env`` (a clean virtualenv per image,
+holding exactly what its Dockerfile installs: :mod:`cxrcore.ops.images`) and ``docker``.
+
+What is deliberately not emulated: pod scheduling fields (nodeSelector, podSpecPatch, tolerations, resources,
+semaphores, priority), secrets (the local environment's AWS variables are used instead of ``secretKeyRef``), and
+``{{=expr}}`` templates (none of our manifests use them).
 """
 
 from __future__ import annotations
@@ -20,13 +28,8 @@ import copy
 import dataclasses
 import json
 import os
-import re
 import secrets
-import shutil
 import string
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,9 +38,15 @@ from typing import Any
 import yaml
 
 from cxrcore.logging import get_logger
+from cxrcore.ops import argo_expr
+from cxrcore.ops.argo_expr import ExpressionError
+from cxrcore.ops.executor import EXECUTORS, StepExecutor, substitute
+from cxrcore.ops.nodes import NodeResult, RunResult, WorkflowError
+from cxrcore.ops.retry import STEP_DEADLINE_MESSAGE
 
 __all__ = [
     "ARGO_KINDS",
+    "EXECUTORS",
     "LocalRunner",
     "NodeResult",
     "RunResult",
@@ -52,48 +61,7 @@ __all__ = [
 log = get_logger(__name__)
 
 ARGO_KINDS = {"Workflow", "WorkflowTemplate", "ClusterWorkflowTemplate", "CronWorkflow"}
-_VARIABLE = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
 _STATUSES = ("Succeeded", "Failed", "Errored", "Skipped", "Omitted", "Daemoned")
-_TRANSIENT_EXIT = 75
-_LOG_TAIL_LINES = 40
-
-
-class WorkflowError(RuntimeError):
-    """The manifest cannot be run as written (missing template, bad parameter, cycle, ...)."""
-
-
-@dataclasses.dataclass
-class NodeResult:
-    """Outcome of one executed node (a task, a fan-out item or a step)."""
-
-    name: str
-    template: str
-    status: str
-    parameters: dict[str, str] = dataclasses.field(default_factory=dict)
-    result: str | None = None
-    artifacts: dict[str, str] = dataclasses.field(default_factory=dict)
-    exit_code: int | None = None
-    seconds: float = 0.0
-    log_path: str | None = None
-    message: str | None = None
-    children: list[NodeResult] = dataclasses.field(default_factory=list)
-
-
-@dataclasses.dataclass
-class RunResult:
-    """Outcome of a whole workflow run."""
-
-    name: str
-    status: str
-    parameters: dict[str, str]
-    nodes: dict[str, NodeResult]
-    work_dir: str
-    failures: list[dict[str, Any]]
-
-    def find(self, task: str) -> NodeResult | None:
-        """The node of a top-level task by name."""
-        return self.nodes.get(task)
-
 
 # ---------------------------------------------------------------------------------------------- loading
 def _load_yaml_documents(path: Path, *, manifests_only: bool = True) -> list[dict[str, Any]]:
@@ -189,98 +157,29 @@ def resolve_arguments(
 
 
 # ---------------------------------------------------------------------------------------------- templating
-def substitute(value: Any, context: Mapping[str, Any], *, strict: bool = True) -> Any:
-    """Replaces ``{{name}}`` in strings (recursively in lists/dicts) with ``context`` values.
-
-    Dicts and lists in the context are rendered as compact JSON, as Argo does. With ``strict``, an unknown
-    variable raises :class:`WorkflowError`; otherwise it is left as is.
-    """
-    if isinstance(value, str):
-
-        def replace(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name.startswith("="):
-                raise WorkflowError(f"expression templates are not supported by the local runner: {{{{{name}}}}}")
-            if name not in context:
-                if strict:
-                    raise WorkflowError(f"unresolved variable {{{{{name}}}}}")
-                return match.group(0)
-            found = context[name]
-            return found if isinstance(found, str) else json.dumps(found, separators=(",", ":"))
-
-        return _VARIABLE.sub(replace, value)
-    if isinstance(value, list):
-        return [substitute(item, context, strict=strict) for item in value]
-    if isinstance(value, dict):
-        return {key: substitute(item, context, strict=strict) for key, item in value.items()}
-    return value
-
-
-_DEPENDS_TOKEN = re.compile(r"\s*(\(|\)|&&|\|\||!|[A-Za-z0-9_-]+(?:\.[A-Za-z]+)?)")
-
-
 def evaluate_depends(expression: str, statuses: Mapping[str, NodeResult]) -> bool | None:
-    """Evaluates an Argo ``depends`` expression against finished nodes.
+    """Evaluates an Argo ``depends`` expression against finished nodes (:func:`argo_expr.parse_depends`).
 
     Returns ``None`` while a referenced task has not finished, else whether the task may run.
 
     Raises:
-        WorkflowError: Syntax errors or unknown tasks.
+        WorkflowError: Syntax errors.
     """
-    tokens: list[str] = []
-    position = 0
-    expression = expression.strip()
-    while position < len(expression):
-        match = _DEPENDS_TOKEN.match(expression, position)
-        if not match:
-            raise WorkflowError(f"cannot parse depends expression {expression!r} at {expression[position:]!r}")
-        tokens.append(match.group(1))
-        position = match.end()
-    python: list[str] = []
-    for token in tokens:
-        if token in ("(", ")"):
-            python.append(token)
-        elif token == "&&":
-            python.append(" and ")
-        elif token == "||":
-            python.append(" or ")
-        elif token == "!":
-            python.append(" not ")
-        else:
-            task, _, attribute = token.partition(".")
-            if task not in statuses:
-                return None
-            python.append(str(_status_matches(statuses[task], attribute)))
     try:
-        return bool(eval("".join(python), {"__builtins__": {}}, {}))  # noqa: S307 - only True/False/and/or/not
-    except SyntaxError as exc:
-        raise WorkflowError(f"cannot parse depends expression {expression!r}") from exc
-
-
-def _status_matches(node: NodeResult, attribute: str) -> bool:
-    children = node.children or [node]
-    if attribute == "":
-        return node.status in ("Succeeded", "Skipped", "Daemoned")
-    if attribute == "AnySucceeded":
-        return any(child.status == "Succeeded" for child in children)
-    if attribute == "AllFailed":
-        return all(child.status in ("Failed", "Errored") for child in children)
-    if attribute in _STATUSES:
-        return node.status == attribute
-    raise WorkflowError(f"unknown task result .{attribute} in depends (use one of {_STATUSES})")
+        return argo_expr.parse_depends(expression).evaluate(statuses)
+    except ExpressionError as exc:
+        raise WorkflowError(str(exc)) from exc
 
 
 def _evaluate_when(expression: str) -> bool:
-    """Evaluates a substituted ``when`` (comparisons of literals joined by && and ||)."""
-    text = expression.strip()
-    for joiner, combine in (("||", any), ("&&", all)):
-        if joiner in text:
-            return combine(_evaluate_when(part) for part in text.split(joiner))
-    for operator in ("==", "!="):
-        if operator in text:
-            left, right = (part.strip().strip("'\"") for part in text.split(operator, 1))
-            return (left == right) if operator == "==" else (left != right)
-    return text.lower() in ("true", "1")
+    """Evaluates a substituted ``when`` as the controller does (govaluate; bare words are strings)."""
+    try:
+        value = argo_expr.evaluate(expression, bare_words=True)
+    except ExpressionError as exc:
+        raise WorkflowError(f"cannot evaluate when {expression!r}: {exc}") from exc
+    if not isinstance(value, bool):
+        raise WorkflowError(f"when {expression!r} does not give a boolean (got {value!r})")
+    return value
 
 
 # ---------------------------------------------------------------------------------------------- execution
@@ -300,10 +199,14 @@ class LocalRunner:
         workflow_templates: ``{name: WorkflowTemplate manifest}``.
         parameters: Resolved workflow parameters (see :func:`resolve_arguments`).
         work_dir: Where step logs, scratch folders and artifacts go.
-        executor: ``subprocess`` (console scripts of this environment) or ``docker``.
-        parallelism: Containers running at once.
+        executor: ``subprocess`` (console scripts of this environment), ``image-env`` (each step in a clean
+            virtualenv holding exactly what the Dockerfile of its template's image installs, see
+            :mod:`cxrcore.ops.images`) or ``docker``.
+        parallelism: Containers running at once (like pod capacity: a template's ``timeout`` counts the wait).
         name: Workflow name (``{{workflow.name}}``, the run id); default ``generateName`` + 5 random chars.
         env: Extra environment for every step.
+        project_root: The repository whose ``docker/`` folder defines the images (``image-env``).
+        termination_grace_seconds: Between SIGTERM and SIGKILL when a deadline kills a step.
     """
 
     def __init__(
@@ -317,9 +220,9 @@ class LocalRunner:
         parallelism: int = 2,
         name: str | None = None,
         env: Mapping[str, str] | None = None,
+        project_root: str | os.PathLike[str] | None = None,
+        termination_grace_seconds: float = 10.0,
     ) -> None:
-        if executor not in ("subprocess", "docker"):
-            raise ValueError(f"executor must be 'subprocess' or 'docker'. Received: executor={executor!r}")
         if parallelism < 1:
             raise ValueError(f"parallelism must be >= 1. Received: parallelism={parallelism}")
         self.workflow = workflow
@@ -334,11 +237,16 @@ class LocalRunner:
             metadata.get("generateName", "cxr-") + "".join(secrets.choice(alphabet) for _ in range(5))
         )
         self.work_dir = Path(work_dir).resolve() / self.name
-        self.env = dict(env or {})
-        self._slots = threading.BoundedSemaphore(self.parallelism)
-        self._lock = threading.Lock()
-        self._counter = 0
-        self.failures: list[dict[str, Any]] = []
+        self._steps = StepExecutor(
+            executor,
+            self.work_dir,
+            parallelism=self.parallelism,
+            store=self.parameters.get("store", ""),
+            env=env,
+            project_root=Path(project_root) if project_root else Path(__file__).resolve().parents[2],
+            termination_grace_seconds=termination_grace_seconds,
+        )
+        self.failures = self._steps.failures
 
     # -------------------------------------------------------------- public
     def run(self) -> RunResult:
@@ -351,8 +259,14 @@ class LocalRunner:
             raise WorkflowError("workflow has no entrypoint")
         log.info("workflow_start", workflow=self.name, entrypoint=entry, work_dir=str(self.work_dir))
         started = time.monotonic()
+        deadline = self.spec.get("activeDeadlineSeconds")
+        try:
+            self._steps.deadline = None if deadline in (None, "") else started + argo_expr.parse_duration(deadline)
+        except ExpressionError as exc:
+            raise WorkflowError(f"spec.activeDeadlineSeconds: {exc}") from exc
         root = self._run_template(entry, scope, {}, context, entry)
-        status = "Succeeded" if root.status == "Succeeded" else "Failed"
+        self._steps.deadline = None  # the exit handler is exempt from the workflow's deadline, as in Argo
+        status = "Succeeded" if root.status in ("Succeeded", "Skipped") else "Failed"
         nodes = {child.name: child for child in root.children} or {root.name: root}
         on_exit = self.spec.get("onExit")
         if on_exit:
@@ -422,7 +336,7 @@ class LocalRunner:
         if "steps" in template:
             return self._run_steps(template, scope, local, node)
         if "container" in template:
-            return self._run_container(template, local, node)
+            return self._steps.run(template, local, node)
         raise WorkflowError(f"template {template['name']!r}: only container, dag and steps templates are supported")
 
     # -------------------------------------------------------------- dag / steps
@@ -501,10 +415,13 @@ class LocalRunner:
             return None
 
         for task in tasks.values():
-            for reference in re.findall(r"[A-Za-z0-9_-]+", depends_of(task) or ""):
-                if reference not in tasks and reference not in _STATUSES and reference not in (
-                    "AnySucceeded", "AllFailed"
-                ):
+            expression = depends_of(task)
+            try:
+                references = argo_expr.parse_depends(expression).tasks if expression else ()
+            except ExpressionError as exc:
+                raise WorkflowError(f"task {task['name']!r}: {exc}") from exc
+            for reference in references:
+                if reference not in tasks:
                     raise WorkflowError(f"task {task['name']!r} depends on unknown task {reference!r}")
         with cf.ThreadPoolExecutor(max_workers=max(1, len(tasks))) as pool:
             while len(done) < len(tasks):
@@ -518,6 +435,9 @@ class LocalRunner:
                     if ready is None:
                         continue
                     progressed = True
+                    if ready and self._past_deadline():
+                        done[name] = NodeResult(name, _template_name(task), "Failed", message=STEP_DEADLINE_MESSAGE)
+                        continue
                     if not ready or (failed and fail_fast):
                         reason = "dependencies not satisfied" if not ready else "failFast after a failure"
                         done[name] = NodeResult(name, _template_name(task), "Omitted", message=reason)
@@ -547,6 +467,9 @@ class LocalRunner:
         outputs: dict[str, Any] = {}
         children: list[NodeResult] = []
         for group in template["steps"]:
+            if self._past_deadline():
+                children.append(NodeResult(node, template["name"], "Failed", message=STEP_DEADLINE_MESSAGE))
+                break
             group_context = {**context, **outputs}
             with cf.ThreadPoolExecutor(max_workers=max(1, len(group))) as pool:
                 results = list(pool.map(lambda s: self._run_task(s, scope, group_context, s["name"]), group))
@@ -557,141 +480,15 @@ class LocalRunner:
                 break
         return NodeResult(node, template["name"], _aggregate_status(children), children=children)
 
-    # -------------------------------------------------------------- containers
-    def _step_dir(self, node: str) -> Path:
-        with self._lock:
-            self._counter += 1
-            index = self._counter
-        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", node)[:80]
-        path = self.work_dir / "steps" / f"{index:03d}-{safe}"
-        (path / "tmp").mkdir(parents=True, exist_ok=True)
-        return path
+    def _past_deadline(self) -> bool:
+        return self._steps.deadline is not None and time.monotonic() >= self._steps.deadline
 
-    def _map_path(self, value: str, step_dir: Path) -> str:
-        """Container paths under /tmp live in the step's scratch folder on this machine.
+    def _past_deadline(self) -> bool:
+        return self._steps.deadline is not None and time.monotonic() >= self._steps.deadline
 
-        Applied to the template's own text *before* parameters are substituted, so a user's parameter value
-        that happens to live under /tmp (``-p source=/tmp/data``) is never rewritten.
-        """
-        if self.executor == "docker":
-            return value
-        return re.sub(r"(?<![A-Za-z0-9_./{}-])/tmp(?=/|$)", str(step_dir / "tmp"), value)
-
-    def _render(self, parts: Sequence[Any], context: Mapping[str, Any], step_dir: Path) -> list[str]:
-        return [str(substitute(self._map_path(str(part), step_dir), context)) for part in parts]
-
-    def _command(self, container: Mapping[str, Any], context: Mapping[str, Any], step_dir: Path) -> list[str]:
-        command = self._render(container.get("command", []), context, step_dir)
-        args = self._render(container.get("args", []), context, step_dir)
-        if not command:
-            raise WorkflowError("container templates must give command: the local runner does not read images")
-        if self.executor == "docker":
-            return command + args
-        program = command[0]
-        local = Path(sys.executable).parent / program
-        resolved = str(local) if local.exists() else shutil.which(program)
-        if resolved is None:
-            raise WorkflowError(f"command {program!r} is not installed here (pip install -e '.[all]')")
-        return [resolved, *command[1:], *args]
-
-    def _environment(self, container: Mapping[str, Any], context: Mapping[str, Any], step_dir: Path) -> dict[str, str]:
-        env: dict[str, str] = {}
-        for entry in container.get("env", []):
-            if "value" in entry:
-                env[entry["name"]] = self._render([entry["value"]], context, step_dir)[0]
-            # valueFrom (secretKeyRef, ...): the local environment's own variables are used instead.
-        env.update(self.env)
-        return env
-
-    def _docker_command(self, image: str, command: list[str], env: Mapping[str, str], step_dir: Path) -> list[str]:
-        mounts = ["-v", f"{step_dir / 'tmp'}:/tmp"]
-        store = self.parameters.get("store", "")
-        if store.startswith("file://"):
-            store_dir = store[len("file://") :]
-            Path(store_dir).mkdir(parents=True, exist_ok=True)
-            mounts += ["-v", f"{store_dir}:{store_dir}"]
-        passthrough = [
-            name
-            for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION",
-                         "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL")
-            if name in os.environ
-        ]
-        env_flags = [flag for name, value in env.items() for flag in ("-e", f"{name}={value}")]
-        env_flags += [flag for name in passthrough for flag in ("-e", name)]  # value from our env, not argv
-        return [
-            "docker", "run", "--rm", "--network", "host", "--user", "10001:10001", *mounts, *env_flags,
-            "--entrypoint", command[0], image, *command[1:],
-        ]
-
-    def _run_container(self, template: Mapping[str, Any], context: Mapping[str, Any], node: str) -> NodeResult:
-        container = template["container"]
-        step_dir = self._step_dir(node)
-        command = self._command(container, context, step_dir)
-        env = self._environment(container, context, step_dir)
-        image = str(substitute(container.get("image", ""), context))
-        if self.executor == "docker":
-            command = self._docker_command(image, command, env, step_dir)
-            process_env = {**os.environ}
-        else:
-            process_env = {**os.environ, **env}
-        limit = int((template.get("retryStrategy") or {}).get("limit", 0) or 0)
-        timeout = template.get("activeDeadlineSeconds")
-        stdout_path, log_path = step_dir / "stdout.txt", step_dir / "log.txt"
-        attempt = 0
-        with self._slots:
-            while True:
-                started = time.monotonic()
-                log.info("step_start", node=node, template=template["name"], attempt=attempt + 1)
-                with open(stdout_path, "wb") as stdout, open(log_path, "ab") as stderr:
-                    try:
-                        process = subprocess.run(
-                            command,
-                            stdout=stdout,
-                            stderr=stderr,
-                            env=process_env,
-                            cwd=step_dir,
-                            timeout=float(timeout) if timeout else None,
-                            check=False,
-                        )
-                        exit_code = process.returncode
-                    except subprocess.TimeoutExpired:
-                        exit_code = 124
-                seconds = time.monotonic() - started
-                if exit_code == _TRANSIENT_EXIT and attempt < limit:
-                    attempt += 1
-                    log.warning("step_retry", node=node, exit_code=exit_code, attempt=attempt)
-                    continue
-                break
-        result = NodeResult(node, template["name"], "Succeeded" if exit_code == 0 else "Failed")
-        result.exit_code, result.seconds, result.log_path = exit_code, seconds, str(log_path)
-        result.result = stdout_path.read_text(errors="replace").strip()
-        if exit_code != 0:
-            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-_LOG_TAIL_LINES:])
-            result.message = f"exit code {exit_code}; last log lines:\n{tail}"
-            with self._lock:
-                self.failures.append(
-                    {"displayName": node, "templateName": template["name"], "message": f"exit code {exit_code}"}
-                )
-            log.error("step_failed", node=node, exit_code=exit_code, log=str(log_path))
-            return result
-        for parameter in template.get("outputs", {}).get("parameters", []):
-            source = parameter.get("valueFrom", {})
-            if "path" in source:
-                path = Path(self._map_path(source["path"], step_dir))
-                if not path.is_file():
-                    if "default" in source:
-                        result.parameters[parameter["name"]] = str(source["default"])
-                        continue
-                    result.status = "Failed"
-                    result.message = f"output parameter {parameter['name']!r}: {source['path']} was not written"
-                    return result
-                result.parameters[parameter["name"]] = path.read_text().strip()
-        for artifact in template.get("outputs", {}).get("artifacts", []):
-            path = Path(self._map_path(artifact["path"], step_dir))
-            if path.exists():
-                result.artifacts[artifact["name"]] = str(path)
-        log.info("step_done", node=node, seconds=round(seconds, 1))
-        return result
+    def terminate(self) -> None:
+        """Ends every running step's process group (SIGTERM, then SIGKILL after the grace period)."""
+        self._steps.terminate()
 
 
 def _template_name(task: Mapping[str, Any]) -> str:
