@@ -14,11 +14,18 @@ from cxrcore.cli import main as cxr_main
 ROOT = Path(__file__).resolve().parents[1]
 
 
+_KINDS = {"workflow-templates": "template", "cron-workflows": "cronWorkflow"}
+
+
 class _FakeArgo(http.server.BaseHTTPRequestHandler):
-    """Answers the few Argo Server endpoints cxr submit uses, like the real server's JSON API."""
+    """Answers the Argo Server endpoints cxr submit uses, like the real server's JSON API.
+
+    Named objects (WorkflowTemplates, CronWorkflows) behave as in Kubernetes: a second create is 409
+    AlreadyExists, an update must carry the current resourceVersion (else 409 Conflict) and bumps it.
+    """
 
     requests: list[dict] = []
-    templates: dict[str, dict] = {}
+    objects: dict[tuple[str, str], dict] = {}
 
     def log_message(self, *args) -> None:  # keep test output clean
         pass
@@ -46,37 +53,49 @@ class _FakeArgo(http.server.BaseHTTPRequestHandler):
             workflow = body["workflow"]
             name = workflow["metadata"].get("generateName", "wf-") + "x7k2p"
             self._reply(200, {"metadata": {"name": name, "namespace": parts[3], "uid": "uid-1"}, "spec": {}})
-        elif parts[:3] == ["api", "v1", "cron-workflows"]:
-            cron = body["cronWorkflow"]
-            self._reply(200, {"metadata": {**cron["metadata"], "uid": "uid-2"}})
-        elif parts[:3] == ["api", "v1", "workflow-templates"]:
-            template = body["template"]
-            name = template["metadata"]["name"]
-            if name in type(self).templates:
-                self._reply(409, {"code": 6, "message": f"workflowtemplates {name} already exists"})
-            else:
-                type(self).templates[name] = {**template, "metadata": {**template["metadata"], "resourceVersion": "7"}}
-                self._reply(200, type(self).templates[name])
+        elif parts[:2] == ["api", "v1"] and parts[2] in _KINDS:
+            document = body[_KINDS[parts[2]]]
+            key = (parts[2], document["metadata"]["name"])
+            if key in type(self).objects:
+                self._reply(409, {"code": 6, "message": f"{parts[2]} {key[1]} already exists"})
+                return
+            stored = {**document, "metadata": {**document["metadata"], "resourceVersion": "7", "uid": "uid-2"}}
+            type(self).objects[key] = stored
+            self._reply(200, stored)
         else:
             self._reply(404, {"message": "not found"})
 
     def do_GET(self) -> None:  # noqa: N802
         self._record()
         parts = self.path.strip("/").split("/")
-        if parts[:3] == ["api", "v1", "workflow-templates"] and parts[4] in type(self).templates:
-            self._reply(200, type(self).templates[parts[4]])
+        key = (parts[2], parts[4]) if len(parts) == 5 else None
+        if key in type(self).objects:
+            self._reply(200, type(self).objects[key])
         else:
             self._reply(404, {"message": "not found"})
 
     def do_PUT(self) -> None:  # noqa: N802
         body = self._record()
-        self._reply(200, body["template"])
+        parts = self.path.strip("/").split("/")
+        key = (parts[2], parts[4])
+        document = body[_KINDS[parts[2]]]
+        current = type(self).objects.get(key)
+        if current is None:
+            self._reply(404, {"message": "not found"})
+            return
+        if document["metadata"].get("resourceVersion") != current["metadata"]["resourceVersion"]:
+            self._reply(409, {"code": 10, "message": "the object has been modified"})
+            return
+        version = str(int(current["metadata"]["resourceVersion"]) + 1)
+        stored = {**document, "metadata": {**document["metadata"], "resourceVersion": version, "uid": "uid-2"}}
+        type(self).objects[key] = stored
+        self._reply(200, stored)
 
 
 @pytest.fixture()
 def fake_argo():
     _FakeArgo.requests = []
-    _FakeArgo.templates = {}
+    _FakeArgo.objects = {}
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeArgo)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -122,17 +141,27 @@ def test_submit_cron_workflow_and_apply_templates(fake_argo, capsys, monkeypatch
     cron = _FakeArgo.requests[1]["body"]["cronWorkflow"]
     assert cron["spec"]["schedules"] and cron["spec"]["concurrencyPolicy"] == "Forbid"
 
-    # A second apply finds the template and updates it (GET for the resourceVersion, then PUT).
+    # A second submit finds both and updates them in place (GET for the resourceVersion, then PUT).
     _FakeArgo.requests.clear()
-    assert cxr_main(args) == 0
-    capsys.readouterr()
+    assert cxr_main(args) == 0, capsys.readouterr().err
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["kind"] == "CronWorkflow" and printed["name"] == "cxr-retrain"
     paths = [(r["method"], r["path"]) for r in _FakeArgo.requests]
-    assert paths[:3] == [
+    assert paths == [
         ("POST", "/api/v1/workflow-templates/cxr"),
         ("GET", "/api/v1/workflow-templates/cxr/cxr-gan"),
         ("PUT", "/api/v1/workflow-templates/cxr/cxr-gan"),
+        ("POST", "/api/v1/cron-workflows/cxr"),
+        ("GET", "/api/v1/cron-workflows/cxr/cxr-retrain"),
+        ("PUT", "/api/v1/cron-workflows/cxr/cxr-retrain"),
     ]
     assert _FakeArgo.requests[2]["body"]["template"]["metadata"]["resourceVersion"] == "7"
+    assert _FakeArgo.requests[5]["body"]["cronWorkflow"]["metadata"]["resourceVersion"] == "7"
+    # A third submit still works (the server bumped the versions; the update reads them again).
+    _FakeArgo.requests.clear()
+    assert cxr_main(args) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    assert _FakeArgo.objects[("cron-workflows", "cxr-retrain")]["metadata"]["resourceVersion"] == "9"
 
 
 @pytest.mark.timeout(60)
