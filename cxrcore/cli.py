@@ -1,4 +1,4 @@
-"""The ``cxr`` command line (DESIGN.md "Command line").
+"""The ``cxr`` command line (docs/architecture.md#command-line).
 
 Sub-commands parse their own few positional arguments and hand every other flag to the same pydantic-settings
 classes the container jobs use, so ``cxr data import SRC --image-size 128`` and

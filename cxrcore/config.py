@@ -1,27 +1,75 @@
 """Job settings: command-line flags > ``CXR_*`` environment variables > defaults (pydantic-settings).
 
-Every job has one ``Settings`` class derived from :class:`JobSettings`. Nested S3 options are set with
-``--s3.endpoint-url`` or ``CXR_S3__ENDPOINT_URL``. Credentials are never settings: boto3 reads them from the
-standard AWS variables, a shared credentials file (``AWS_SHARED_CREDENTIALS_FILE``, e.g. a mounted Secret) or
-the pod's identity.
+Every job and ``cxr`` sub-command has one ``Settings`` class derived from :class:`JobSettings`, all of them in
+this module. Nested S3 options are set with ``--s3.endpoint-url`` or ``CXR_S3__ENDPOINT_URL``. Credentials are
+never settings: boto3 reads them from the standard AWS variables, a shared credentials file
+(``AWS_SHARED_CREDENTIALS_FILE``, e.g. a mounted Secret) or the pod's identity.
+
+Identity (docs/architecture.md#identity): every field says whether it changes what the job produces, with
+``json_schema_extra={"identity": MARK}``:
+
+* ``True``: the field's value is part of the job's identity; :func:`identity` collects it (through
+  ``resolved_<name>()`` when the class defines one, e.g. the paper's per-class epoch count behind ``None``).
+* ``"resolved"``: it changes the result, but the job records what it resolves to instead of the setting itself
+  (the version id and marker digest behind ``dataset_version=latest``, the sha256 of a model file, the content
+  of a source).
+* ``False``: it does not change the result (where it is stored, how it is logged, how fast it runs).
+
+A job's marker inputs are :func:`identity` plus what the job resolves (upstream marker digests, format
+versions); a committed output whose marker holds the same inputs hash is reused. A field without a mark makes
+:func:`identity` raise, so a new setting cannot be forgotten (``tests/test_identity.py`` checks every class).
 """
 
 from __future__ import annotations
 
-import re
+import json
 import sys
 from collections.abc import Sequence
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, CliSettingsSource, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
 
+from cxrcore.vocab import (
+    BACKBONE_NAMES,
+    BATCH_NAME_PATTERN,
+    CLASS_NAMES,
+    CONDITIONS,
+    DATASET_NAME_PATTERN,
+    DATASET_VERSION_PATTERN,
+    DEFAULT_DATASET_NAME,
+    INCOMING_PREFIX,
+    MODEL_NAMES,
+    OPTIMIZERS,
+    PAPER_CLASSIFIER_EPOCHS,
+    PAPER_GAN_EPOCHS,
+    PAPER_GAN_IMAGE_SIZE,
+    PAPER_GENERATED_IMAGES,
+    PAPER_IMAGE_SIZE,
+    PAPER_KEEP_FRACTION,
+    PAPER_LATENT_DIM,
+    PAPER_LEARNING_RATE,
+    PAPER_TEST_FRACTION,
+    PROTOCOLS,
+    RUN_ID_PATTERN,
+    SELECTION_STRATEGIES,
+    SPLIT_STRATEGIES,
+    TASK_NAME_PATTERN,
+)
+
 __all__ = [
     "ALL_MODEL_NAMES",
+    "IDENTITY_KEY",
+    "IDENTITY_MARKS",
     "GanTrainSettings",
+    "IncomingSettings",
     "JobSettings",
+    "MatrixSettings",
+    "OutcomeSettings",
     "PrepareSettings",
+    "PromoteSettings",
     "ReportSettings",
     "RunSettings",
     "SynthesizeSettings",
@@ -29,11 +77,19 @@ __all__ = [
     "S3Settings",
     "SettingsError",
     "format_validation_error",
+    "identity",
+    "identity_mark",
+    "parse_batches",
     "parse_settings",
+    "validate_batch_name",
 ]
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
-_VERSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+#: Key of a field's ``json_schema_extra`` that holds its identity mark.
+IDENTITY_KEY = "identity"
+#: The identity marks (see the module docstring): part of the identity, resolved by the job, or neither.
+IDENTITY_MARKS: tuple[bool | str, ...] = (True, "resolved", False)
 
 
 class SettingsError(ValueError):
@@ -91,18 +147,25 @@ class JobSettings(BaseSettings):
     )
 
     store: str = Field(
-        default="file://./cxr-store", description="Store root: s3://bucket/prefix or file:///dir (or a path)."
+        default="file://./cxr-store",
+        description="Store root: s3://bucket/prefix or file:///dir (or a path).",
+        json_schema_extra={"identity": False},
     )
-    s3: S3Settings = Field(default_factory=S3Settings)
-    io_workers: int = Field(default=8, ge=1, le=256, description="Threads for store uploads/downloads.")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    s3: S3Settings = Field(default_factory=S3Settings, json_schema_extra={"identity": False})
+    io_workers: int = Field(
+        default=8, ge=1, le=256, description="Threads for store uploads/downloads.", json_schema_extra={"identity": False}
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", json_schema_extra={"identity": False}
+    )
     log_format: Literal["auto", "json", "console"] = Field(
-        default="auto", description="auto: JSON when stderr is not a terminal."
+        default="auto", description="auto: JSON when stderr is not a terminal.", json_schema_extra={"identity": False}
     )
     result_dir: str | None = Field(
         default=None,
         description="Also write the job's result as result.json plus one file per top-level scalar "
         "(Argo output parameters read them with valueFrom.path).",
+        json_schema_extra={"identity": False},
     )
 
     @field_validator("store")
@@ -122,45 +185,139 @@ class JobSettings(BaseSettings):
 class PrepareSettings(JobSettings):
     """``cxr-prepare`` / ``cxr data import``: import a source into an immutable dataset version."""
 
-    source: str = Field(description="Kaggle chest_xray/ folder, its zip, an s3:// prefix, or NORMAL/ PNEUMONIA/.")
-    name: str = Field(default="chest-xray", pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$", description="Dataset name.")
-    image_size: int = Field(default=224, ge=16, le=2048, description="Stored resolution (square, pixels).")
-    split: Literal["patient", "paper", "official"] = Field(
+    source: str = Field(
+        description="Kaggle chest_xray/ folder, its zip, an s3:// prefix, or NORMAL/ PNEUMONIA/.",
+        json_schema_extra={"identity": "resolved"},  # the imported content (the version id)
+    )
+    name: str = Field(
+        default=DEFAULT_DATASET_NAME,
+        pattern=DATASET_NAME_PATTERN.pattern,
+        description="Dataset name.",
+        json_schema_extra={"identity": True},
+    )
+    image_size: int = Field(
+        default=224, ge=16, le=2048, description="Stored resolution (square, pixels).", json_schema_extra={"identity": True}
+    )
+    split: Literal[SPLIT_STRATEGIES] = Field(
         default="patient",
         description="patient: grouped by patient id (no leakage); paper: stratified random 80/20 as published; "
         "official: the source's train/test folders.",
+        json_schema_extra={"identity": True},
     )
-    test_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
-    seed: int = Field(default=42, ge=0)
-    shard_size: int = Field(default=1024, ge=1, le=100_000, description="Images per shard object.")
-    max_image_pixels: int = Field(default=50_000_000, ge=1_000_000, description="Decompression-bomb limit.")
-    max_file_mb: int = Field(default=64, ge=1)
-    decode_workers: int = Field(default=0, ge=0, le=256, description="Decode threads (0: one per CPU).")
+    test_fraction: float = Field(default=PAPER_TEST_FRACTION, gt=0.0, lt=1.0, json_schema_extra={"identity": True})
+    seed: int = Field(default=42, ge=0, json_schema_extra={"identity": True})
+    shard_size: int = Field(
+        default=1024, ge=1, le=100_000, description="Images per shard object.", json_schema_extra={"identity": True}
+    )
+    max_image_pixels: int = Field(
+        default=50_000_000, ge=1_000_000, description="Decompression-bomb limit.", json_schema_extra={"identity": True}
+    )
+    max_file_mb: int = Field(default=64, ge=1, json_schema_extra={"identity": True})
+    decode_workers: int = Field(
+        default=0, ge=0, le=256, description="Decode threads (0: one per CPU).", json_schema_extra={"identity": False}
+    )
     base_version: str = Field(
         default="",
         description="Build the new version on top of this one (a version id, or 'latest'): every row and image "
         "of the base keeps its split, new images are added. '' imports the source alone.",
+        json_schema_extra={"identity": "resolved"},  # the base's version id
     )
     batches: str = Field(
         default="",
         description='JSON list of batch names, e.g. ["batch-1"]: import only <source>/<batch>/ (each needs its '
         "_SUCCESS object) and record the batches in registry/<name>/ledger.json after the commit.",
+        json_schema_extra={"identity": "resolved"},  # the parsed list
     )
 
     @field_validator("base_version")
     @classmethod
     def _base_version(cls, value: str) -> str:
-        if value not in ("", "latest") and not _VERSION_ID.match(value):
+        if value not in ("", "latest") and not DATASET_VERSION_PATTERN.match(value):
             raise ValueError(f"must be '', 'latest' or a version id. Received: base_version={value!r}")
         return value
 
     @field_validator("batches")
     @classmethod
     def _batches(cls, value: str) -> str:
-        from cxrcore.registry import parse_batches
-
         parse_batches(value)
         return value
+
+
+def validate_batch_name(name: str) -> str:
+    """Returns ``name`` if it is a valid batch name (one key component: letters, digits, ``.``, ``_``, ``-``).
+
+    Raises:
+        ValueError: ``name`` does not match :data:`cxrcore.vocab.BATCH_NAME_PATTERN`.
+    """
+    if not isinstance(name, str) or not BATCH_NAME_PATTERN.match(name):
+        raise ValueError(f"A batch name must match {BATCH_NAME_PATTERN.pattern}. Received: batch={name!r}")
+    return name
+
+
+def parse_batches(text: str) -> list[str]:
+    """Parses the ``batches`` setting: ``""`` (no batch filter) or a JSON list of distinct batch names.
+
+    Raises:
+        ValueError: Not a JSON list, an empty list, a duplicate or an invalid name.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"batches must be a string holding a JSON list. Received: batches={text!r}")
+    if not text.strip():
+        return []
+    try:
+        batches = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f'batches must be a JSON list such as ["batch-1"]. Received: batches={text!r}') from exc
+    if not isinstance(batches, list) or not batches:
+        raise ValueError(f'batches must be a non-empty JSON list such as ["batch-1"]. Received: batches={text!r}')
+    for batch in batches:
+        validate_batch_name(batch)
+    if len(set(batches)) != len(batches):
+        raise ValueError(f"batches must not repeat a name. Received: batches={text!r}")
+    return list(batches)
+
+
+def identity_mark(settings_cls: type[BaseModel], name: str) -> bool | str:
+    """The identity mark of field ``name`` of ``settings_cls``: ``True``, ``"resolved"`` or ``False``.
+
+    Raises:
+        ValueError: The field has no mark, or an unknown one (every field must say whether it changes the
+            result; see the module docstring).
+    """
+    field: FieldInfo = settings_cls.model_fields[name]
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    mark = extra.get(IDENTITY_KEY)
+    # ``is`` for the booleans: 1 == True, but 1 is no mark.
+    if not (mark is True or mark is False or (isinstance(mark, str) and mark in IDENTITY_MARKS)):
+        raise ValueError(
+            f"{settings_cls.__name__}.{name} must be marked json_schema_extra={{'identity': True | 'resolved' | "
+            f"False}} (does it change what the job produces?). Received: identity={mark!r}"
+        )
+    return mark
+
+
+def identity(settings: BaseModel) -> dict[str, Any]:
+    """The settings that decide whether a committed output can be reused: every field marked ``identity=True``.
+
+    A field's value is ``settings.resolved_<name>()`` when the class defines that method (the paper's default
+    behind an unset count, or ``"none"`` for weights a model does not use), else the field itself. Jobs add
+    what they resolve themselves (upstream digests, dataset versions, format versions) next to it.
+
+    Args:
+        settings: A :class:`JobSettings` instance.
+
+    Returns:
+        ``{field name: value}`` in field order.
+
+    Raises:
+        ValueError: A field of the class has no identity mark.
+    """
+    values: dict[str, Any] = {}
+    for name in type(settings).model_fields:
+        if identity_mark(type(settings), name) is True:
+            resolve = getattr(settings, f"resolved_{name}", None)
+            values[name] = resolve() if callable(resolve) else getattr(settings, name)
+    return values
 
 
 def format_validation_error(error: ValidationError) -> str:
@@ -201,18 +358,10 @@ def parse_settings(settings_cls: type[SettingsT], argv: Sequence[str] | None = N
         raise SettingsError(str(exc)) from None
 
 
-#: Every classifier of the study, in the paper's table order (custom CNN first).
-ALL_MODEL_NAMES: tuple[str, ...] = (
-    "custom_cnn",
-    "inceptionv3",
-    "resnet50",
-    "efficientnetb0",
-    "vgg16",
-    "densenet201",
-    "xception",
-)
-ClassName = Literal["NORMAL", "PNEUMONIA"]
-ModelName = Literal["custom_cnn", "inceptionv3", "resnet50", "efficientnetb0", "vgg16", "densenet201", "xception"]
+#: Every classifier of the study, in the paper's table order (custom CNN first): :data:`cxrcore.vocab.MODEL_NAMES`.
+ALL_MODEL_NAMES: tuple[str, ...] = MODEL_NAMES
+ClassName = Literal[CLASS_NAMES]
+ModelName = Literal[MODEL_NAMES]
 
 
 def _zero_or_empty_is_unset(value: Any) -> Any:
@@ -233,93 +382,299 @@ class RunSettings(JobSettings):
         return _zero_or_empty_is_unset(value)
 
     run_id: str = Field(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", description="Run id; on Argo: {{workflow.name}}."
+        pattern=RUN_ID_PATTERN.pattern,
+        description="Run id; on Argo: {{workflow.name}}.",
+        json_schema_extra={"identity": False},  # where the outputs go
     )
-    dataset: str = Field(default="chest-xray", pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$", description="Dataset name.")
-    dataset_version: str = Field(default="latest", description="Dataset version id, or 'latest'.")
-    seed: int = Field(default=0, ge=0)
+    dataset: str = Field(
+        default=DEFAULT_DATASET_NAME,
+        pattern=DATASET_NAME_PATTERN.pattern,
+        description="Dataset name.",
+        json_schema_extra={"identity": "resolved"},  # with the resolved version and its marker digest
+    )
+    dataset_version: str = Field(
+        default="latest",
+        description="Dataset version id, or 'latest'.",
+        json_schema_extra={"identity": "resolved"},  # the version id behind 'latest' and its marker digest
+    )
+    seed: int = Field(default=0, ge=0, json_schema_extra={"identity": True})
 
 
 class GanTrainSettings(RunSettings):
     """``cxr-gan-train``: one DCGAN for one class (Table 1), checkpointed and resumable."""
 
-    class_name: ClassName = Field(description="NORMAL or PNEUMONIA.")
-    epochs: int | None = Field(default=None, ge=1, description="Default: the paper's 150 PNEUMONIA / 100 NORMAL.")
-    image_size: int = Field(default=64, ge=16, le=256, description="GAN resolution (paper: 64).")
-    latent_dim: int = Field(default=100, ge=1)
-    width_multiplier: float = Field(default=1.0, gt=0.0, le=4.0, description="Filter scale (paper: 1.0).")
-    batch_size: int = Field(default=32, ge=1)
-    learning_rate: float = Field(default=1e-4, gt=0.0)
-    checkpoint_every: int = Field(default=5, ge=1, description="Epochs between checkpoints in the store.")
-    max_steps_per_epoch: int | None = Field(default=None, ge=1, description="Cap steps (smoke tests).")
-    mixed_precision: bool = Field(default=False, description="mixed_float16 (GPU only).")
-    xla: bool = Field(default=False, description="jit_compile the train step (GPU).")
+    class_name: ClassName = Field(description="NORMAL or PNEUMONIA.", json_schema_extra={"identity": True})
+    epochs: int | None = Field(
+        default=None,
+        ge=1,
+        description=f"Default: the paper's {PAPER_GAN_EPOCHS['PNEUMONIA']} PNEUMONIA / {PAPER_GAN_EPOCHS['NORMAL']} "
+        "NORMAL.",
+        json_schema_extra={"identity": True},
+    )
+    image_size: int = Field(
+        default=PAPER_GAN_IMAGE_SIZE,
+        ge=16,
+        le=256,
+        description=f"GAN resolution (paper: {PAPER_GAN_IMAGE_SIZE}).",
+        json_schema_extra={"identity": True},
+    )
+    latent_dim: int = Field(default=PAPER_LATENT_DIM, ge=1, json_schema_extra={"identity": True})
+    width_multiplier: float = Field(
+        default=1.0, gt=0.0, le=4.0, description="Filter scale (paper: 1.0).", json_schema_extra={"identity": True}
+    )
+    batch_size: int = Field(default=32, ge=1, json_schema_extra={"identity": True})
+    learning_rate: float = Field(default=PAPER_LEARNING_RATE, gt=0.0, json_schema_extra={"identity": True})
+    checkpoint_every: int = Field(
+        default=5, ge=1, description="Epochs between checkpoints in the store.", json_schema_extra={"identity": False}
+    )
+    max_steps_per_epoch: int | None = Field(
+        default=None, ge=1, description="Cap steps (smoke tests).", json_schema_extra={"identity": True}
+    )
+    mixed_precision: bool = Field(
+        default=False, description="mixed_float16 (GPU only).", json_schema_extra={"identity": True}
+    )
+    xla: bool = Field(default=False, description="jit_compile the train step (GPU).", json_schema_extra={"identity": True})
 
     def resolved_epochs(self) -> int:
         """The epoch count: the flag, else the paper's per-class value."""
-        return self.epochs if self.epochs is not None else {"PNEUMONIA": 150, "NORMAL": 100}[self.class_name]
+        return self.epochs if self.epochs is not None else PAPER_GAN_EPOCHS[self.class_name]
 
 
 class SynthesizeSettings(RunSettings):
     """``cxr-synthesize``: generate, upsample, select and check synthetic images of one class."""
 
-    class_name: ClassName = Field(description="NORMAL or PNEUMONIA.")
-    num_images: int | None = Field(default=None, ge=1, description="Default: the paper's 1500 / 1000.")
-    output_size: int = Field(default=128, ge=16, le=1024, description="Upsampled size (paper: 64 -> 128).")
-    selection: Literal["last-fraction", "discriminator", "confidence", "diversity"] = "last-fraction"
-    keep_fraction: float = Field(default=0.07, gt=0.0, le=1.0, description="Share kept (paper: ~7%).")
+    class_name: ClassName = Field(description="NORMAL or PNEUMONIA.", json_schema_extra={"identity": True})
+    num_images: int | None = Field(
+        default=None,
+        ge=1,
+        description=f"Default: the paper's {PAPER_GENERATED_IMAGES['PNEUMONIA']} / "
+        f"{PAPER_GENERATED_IMAGES['NORMAL']}.",
+        json_schema_extra={"identity": True},
+    )
+    output_size: int = Field(
+        default=PAPER_IMAGE_SIZE,
+        ge=16,
+        le=1024,
+        description=f"Upsampled size (paper: {PAPER_GAN_IMAGE_SIZE} -> {PAPER_IMAGE_SIZE}).",
+        json_schema_extra={"identity": True},
+    )
+    selection: Literal[SELECTION_STRATEGIES] = Field(
+        default=SELECTION_STRATEGIES[0], json_schema_extra={"identity": True}
+    )
+    keep_fraction: float = Field(
+        default=PAPER_KEEP_FRACTION,
+        gt=0.0,
+        le=1.0,
+        description=f"Share kept (paper: ~{PAPER_KEEP_FRACTION:.0%}).",
+        json_schema_extra={"identity": True},
+    )
     confidence_model: str | None = Field(
-        default=None, description="Classifier model URI for selection=confidence (s3://... or path)."
+        default=None,
+        description="Classifier model URI for selection=confidence (s3://... or path).",
+        json_schema_extra={"identity": "resolved"},  # the model file's sha256
     )
     memorization_threshold: float = Field(
-        default=0.95, gt=0.0, le=1.0, description="SSIM to the nearest real image above which a sample is flagged."
+        default=0.95,
+        gt=0.0,
+        le=1.0,
+        description="SSIM to the nearest real image above which a sample is flagged.",
+        json_schema_extra={"identity": True},
     )
     drop_memorized: bool = Field(
-        default=False, description="Drop flagged (memorized) images from the kept set instead of only reporting them."
+        default=False,
+        description="Drop flagged (memorized) images from the kept set instead of only reporting them.",
+        json_schema_extra={"identity": True},
     )
-    batch_size: int = Field(default=64, ge=1)
+    batch_size: int = Field(default=64, ge=1, json_schema_extra={"identity": False})
 
     def resolved_num_images(self) -> int:
         """The number of images to generate: the flag, else the paper's per-class value."""
-        return self.num_images if self.num_images is not None else {"PNEUMONIA": 1500, "NORMAL": 1000}[self.class_name]
+        return self.num_images if self.num_images is not None else PAPER_GENERATED_IMAGES[self.class_name]
 
 
 class TrainClassifierSettings(RunSettings):
     """``cxr-train-classifier``: one model x one condition x one seed."""
 
-    model: ModelName = Field(description="custom_cnn or a backbone: " + ", ".join(ALL_MODEL_NAMES[1:]) + ".")
-    condition: Literal["baseline", "augmented"] = Field(description="baseline: real only; augmented: + synthetic.")
-    epochs: int = Field(default=20, ge=1, description="Paper: 20.")
-    batch_size: int = Field(default=32, ge=1)
-    image_size: int = Field(default=128, ge=32, le=512, description="Paper: 128.")
-    learning_rate: float = Field(default=1e-4, gt=0.0)
-    optimizer: Literal["paper", "adam", "rmsprop", "sgd"] = Field(
-        default="paper", description="paper: Adam, but RMSprop for InceptionV3 and SGD for ResNet50."
+    model: ModelName = Field(
+        description=f"{MODEL_NAMES[0]} or a backbone: " + ", ".join(BACKBONE_NAMES) + ".",
+        json_schema_extra={"identity": True},
+    )
+    condition: Literal[CONDITIONS] = Field(
+        description="baseline: real only; augmented: + synthetic.", json_schema_extra={"identity": True}
+    )
+    epochs: int = Field(
+        default=PAPER_CLASSIFIER_EPOCHS,
+        ge=1,
+        description=f"Paper: {PAPER_CLASSIFIER_EPOCHS}.",
+        json_schema_extra={"identity": True},
+    )
+    batch_size: int = Field(default=32, ge=1, json_schema_extra={"identity": True})
+    image_size: int = Field(
+        default=PAPER_IMAGE_SIZE,
+        ge=32,
+        le=512,
+        description=f"Paper: {PAPER_IMAGE_SIZE}.",
+        json_schema_extra={"identity": True},
+    )
+    learning_rate: float = Field(default=PAPER_LEARNING_RATE, gt=0.0, json_schema_extra={"identity": True})
+    optimizer: Literal[OPTIMIZERS] = Field(
+        default="paper",
+        description="paper: Adam, but RMSprop for InceptionV3 and SGD for ResNet50.",
+        json_schema_extra={"identity": True},
     )
     weights: str = Field(
-        default="imagenet", description="Backbone weights: imagenet (Keras cache), none, a path or an s3:// URI."
+        default="imagenet",
+        description="Backbone weights: imagenet (Keras cache), none, a path or an s3:// URI.",
+        json_schema_extra={"identity": True},
     )
     augment: bool = Field(
-        default=False, description="Mild geometric/intensity augmentation of every training image (real and synthetic)."
+        default=False,
+        description="Mild geometric/intensity augmentation of every training image (real and synthetic).",
+        json_schema_extra={"identity": True},
     )
-    protocol: Literal["clean", "paper-merge"] = Field(
+    protocol: Literal[PROTOCOLS] = Field(
         default="clean",
         description="clean: synthetic images join the training split only; paper-merge: merged before splitting "
         "as the paper did (contaminated test set, labelled so in the report).",
+        json_schema_extra={"identity": True},
     )
-    checkpoint_every: int = Field(default=1, ge=1, description="Epochs between checkpoints.")
-    max_steps_per_epoch: int | None = Field(default=None, ge=1, description="Cap steps (smoke tests).")
-    mixed_precision: bool = False
+    checkpoint_every: int = Field(
+        default=1, ge=1, description="Epochs between checkpoints.", json_schema_extra={"identity": False}
+    )
+    max_steps_per_epoch: int | None = Field(
+        default=None, ge=1, description="Cap steps (smoke tests).", json_schema_extra={"identity": True}
+    )
+    mixed_precision: bool = Field(default=False, json_schema_extra={"identity": True})
     class_weight: Literal["none", "balanced"] = Field(
         default="none",
         description="none: unweighted loss, as the paper; balanced: weight each class by n / (2 * n_class).",
+        json_schema_extra={"identity": True},
     )
+
+    def resolved_weights(self) -> str:
+        """The weights setting in effect: ``"none"`` for the custom CNN, which has no pretrained weights."""
+        return "none" if self.model == MODEL_NAMES[0] else self.weights
 
 
 class ReportSettings(RunSettings):
     """``cxr-report``: collect every classifier of a run into the comparison report."""
 
-    title: str = Field(default="cxr-gan: DCGAN augmentation for chest X-ray classification")
+    # The report covers every seed of the run: the inherited setting changes nothing here.
+    seed: int = Field(default=0, ge=0, json_schema_extra={"identity": False})
+    title: str = Field(
+        default="cxr-gan: DCGAN augmentation for chest X-ray classification", json_schema_extra={"identity": True}
+    )
     export_dir: str | None = Field(
-        default=None, description="Also copy the committed report to this local folder (the Argo output artifact)."
+        default=None,
+        description="Also copy the committed report to this local folder (the Argo output artifact).",
+        json_schema_extra={"identity": False},
+    )
+
+
+# ---------------------------------------------------------------------------------------------------- cxr commands
+class IncomingSettings(JobSettings):
+    """``cxr incoming``: is there anything new to retrain on? (Cheap: lists keys, reads the ledger.)"""
+
+    dataset: str = Field(
+        default=DEFAULT_DATASET_NAME,
+        pattern=DATASET_NAME_PATTERN.pattern,
+        description="Dataset whose ledger counts.",
+        json_schema_extra={"identity": True},
+    )
+    incoming_prefix: str = Field(
+        default=INCOMING_PREFIX,
+        description="Store-relative prefix producers upload to.",
+        json_schema_extra={"identity": True},
+    )
+
+    @field_validator("incoming_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        from cxrcore.storage.keys import normalize_key
+
+        return normalize_key(value)
+
+
+class PromoteSettings(RunSettings):
+    """``cxr promote``: judge a challenger against the registry's champion on the fixed real holdout."""
+
+    # The decision compares trained models: the inherited setting changes nothing here.
+    seed: int = Field(default=0, ge=0, json_schema_extra={"identity": False})
+    task: str = Field(
+        default="pneumonia",
+        pattern=TASK_NAME_PATTERN.pattern,
+        description="Registry entry: registry/<task>/.",
+        json_schema_extra={"identity": True},
+    )
+    challenger: str = Field(
+        description="Classifier output to judge: runs/<run_id>/classifiers/<condition>/<model>/seed-<seed> "
+        "(store-relative, or its full URI inside the store).",
+        json_schema_extra={"identity": "resolved"},  # the committed model's sha256
+    )
+    margin: float = Field(
+        default=0.005,
+        ge=0.0,
+        lt=1.0,
+        description="Accuracy gain required to promote (0.005 = 0.5 points).",
+        json_schema_extra={"identity": True},
+    )
+    alpha: float = Field(
+        default=0.05,
+        gt=0.0,
+        lt=1.0,
+        description="Significance level of McNemar's test.",
+        json_schema_extra={"identity": True},
+    )
+    batch_size: int = Field(
+        default=64, ge=1, description="Images per forward pass.", json_schema_extra={"identity": False}
+    )
+
+
+def _json_list(value: str, name: str) -> list[Any]:
+    try:
+        parsed = json.loads(value)
+    except ValueError as exc:
+        raise ValueError(f"must be a JSON list. Received: {name}={value!r}") from exc
+    if not isinstance(parsed, list):
+        raise ValueError(f"must be a JSON list. Received: {name}={value!r}")
+    return parsed
+
+
+class MatrixSettings(JobSettings):
+    """``cxr matrix``: the classifier fan-out of a workflow as JSON lists (Argo ``withParam`` input)."""
+
+    models: str = Field(
+        description='JSON list of model names, e.g. ["custom_cnn", "vgg16"].', json_schema_extra={"identity": True}
+    )
+    seeds: str = Field(
+        default="[0]", description="JSON list of non-negative integer seeds.", json_schema_extra={"identity": True}
+    )
+
+    @field_validator("models")
+    @classmethod
+    def _models(cls, value: str) -> str:
+        names = _json_list(value, "models")
+        unknown = [name for name in names if name not in MODEL_NAMES]
+        if not names or unknown:
+            raise ValueError(f"must be a non-empty JSON list of {list(MODEL_NAMES)}. Received: models={value!r}")
+        return value
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value: str) -> str:
+        seeds = _json_list(value, "seeds")
+        if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+            raise ValueError(f"must be a non-empty JSON list of integers >= 0. Received: seeds={value!r}")
+        return value
+
+
+class OutcomeSettings(JobSettings):
+    """``cxr outcome``: the workflow's exit handler records its status beside the run's outputs."""
+
+    run_id: str = Field(pattern=RUN_ID_PATTERN.pattern, json_schema_extra={"identity": False})
+    status: str = Field(
+        description="{{workflow.status}}: Succeeded, Failed or Error.", json_schema_extra={"identity": True}
+    )
+    failures: str = Field(
+        default="[]", description="{{workflow.failures}} (JSON list).", json_schema_extra={"identity": True}
     )

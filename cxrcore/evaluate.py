@@ -28,6 +28,7 @@ from cxrcore.data.images import DEFAULT_MAX_BYTES, ImageRejected, decode_image
 from cxrcore.logging import get_logger
 from cxrcore.metrics import binary_metrics
 from cxrcore.storage import Marker, ObjectNotFoundError, join_key, open_store, parse_s3_uri, redact_uri, sha256_file
+from cxrcore.vocab import CLASS_NAMES, PAPER_GAN_IMAGE_SIZE, PAPER_IMAGE_SIZE, PAPER_LATENT_DIM
 
 __all__ = [
     "CLASS_FOLDERS",
@@ -47,9 +48,13 @@ log = get_logger(__name__)
 #: File name of a classifier inside its output prefix (``runs/.../seed-<seed>/model.keras``).
 MODEL_FILE = "model.keras"
 #: Class folders of an evaluation directory, in label order (0 NORMAL, 1 PNEUMONIA).
-CLASS_FOLDERS: tuple[str, str] = ("NORMAL", "PNEUMONIA")
+CLASS_FOLDERS: tuple[str, str] = CLASS_NAMES
 #: Settings at which ``cxr models`` counts parameters (the paper's: classifiers 128 px, DCGAN 64 px).
-PAPER_SETTINGS: dict[str, int] = {"classifier_input_size": 128, "gan_image_size": 64, "latent_dim": 100}
+PAPER_SETTINGS: dict[str, int] = {
+    "classifier_input_size": PAPER_IMAGE_SIZE,
+    "gan_image_size": PAPER_GAN_IMAGE_SIZE,
+    "latent_dim": PAPER_LATENT_DIM,
+}
 _PREDICT_BATCH = 32
 _DECODE_WORKERS = 8
 _EVAL_CHUNK = 1024

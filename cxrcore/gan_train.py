@@ -61,7 +61,6 @@ import json
 import math
 import os
 import platform
-import re
 import shutil
 import tempfile
 import time
@@ -72,11 +71,12 @@ import keras
 import numpy as np
 
 from cxrcore import __version__
-from cxrcore.config import GanTrainSettings
+from cxrcore.config import GanTrainSettings, identity
 from cxrcore.data.dataset import dataset_prefix, load_dataset, resolve_version
 from cxrcore.layout import gan_prefix
 from cxrcore.logging import get_logger
 from cxrcore.storage import MARKER_NAME, Marker, Store, StoreError, hash_inputs, join_key
+from cxrcore.vocab import CHECKPOINT_NAME_PATTERN
 
 __all__ = [
     "CHANNELS",
@@ -105,7 +105,6 @@ SAMPLE_GRID_COLUMNS = 4
 LOSS_COLUMNS = ("epoch", "d_loss", "g_loss", "seconds", "d_real_accuracy", "d_fake_accuracy", "images_per_second")
 
 _CHECKPOINT_DIR = "checkpoints"
-_EPOCH_NAME = re.compile(r"^epoch-(\d{4,})$")
 
 log = get_logger(__name__)
 
@@ -114,8 +113,9 @@ log = get_logger(__name__)
 def trajectory_inputs(settings: GanTrainSettings, dataset_marker: Marker, dataset_version: str) -> dict[str, Any]:
     """Everything the weights after any epoch depend on: dataset content and every result-changing setting.
 
-    Excludes the total epoch count (a longer run passes through the same states) and the settings that only
-    change where or how often things are written (store, logging, ``checkpoint_every``).
+    That is :func:`cxrcore.config.identity` of the settings without the total epoch count (a longer run passes
+    through the same states), plus the resolved dataset version and its marker digest. Settings marked as not
+    changing the result (store, logging, ``checkpoint_every``) are left out.
 
     Args:
         settings: The job settings.
@@ -125,24 +125,17 @@ def trajectory_inputs(settings: GanTrainSettings, dataset_marker: Marker, datase
     Returns:
         A JSON-ready dict.
     """
+    recorded = identity(settings)
+    del recorded["epochs"]  # in job_inputs only
     return {
         "job": "gan-train",
         "format": OUTPUT_FORMAT,
         "dataset": settings.dataset,
         "dataset_version": dataset_version,
         "dataset_digest": dataset_marker.digest,
-        "class_name": settings.class_name,
         "split": "train",
         "channels": CHANNELS,
-        "image_size": settings.image_size,
-        "latent_dim": settings.latent_dim,
-        "width_multiplier": settings.width_multiplier,
-        "batch_size": settings.batch_size,
-        "learning_rate": settings.learning_rate,
-        "seed": settings.seed,
-        "max_steps_per_epoch": settings.max_steps_per_epoch,
-        "mixed_precision": settings.mixed_precision,
-        "xla": settings.xla,
+        **recorded,
     }
 
 
@@ -150,7 +143,7 @@ def job_inputs(settings: GanTrainSettings, dataset_marker: Marker, dataset_versi
     """The ``inputs`` of the GAN prefix's marker: the trajectory plus the number of epochs."""
     return {
         "trajectory": trajectory_inputs(settings, dataset_marker, dataset_version),
-        "epochs": settings.resolved_epochs(),
+        "epochs": identity(settings)["epochs"],
     }
 
 
@@ -418,7 +411,7 @@ def _list_checkpoints(store: Store, prefix: str) -> list[tuple[int, str]]:
     """``(epoch, key)`` of every checkpoint folder (committed or not), oldest first."""
     found = []
     for key in store.list_prefixes(join_key(prefix, _CHECKPOINT_DIR)):
-        match = _EPOCH_NAME.match(key.rsplit("/", 1)[-1])
+        match = CHECKPOINT_NAME_PATTERN.match(key.rsplit("/", 1)[-1])
         if match:
             found.append((int(match.group(1)), key))
     return sorted(found)

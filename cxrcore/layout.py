@@ -1,4 +1,4 @@
-"""Where every output of a run lives in the store (DESIGN.md "Store"), in one place.
+"""Where every output of a run lives in the store (docs/architecture.md#store-layout), in one place.
 
 ::
 
@@ -11,15 +11,14 @@
     runs/<run_id>/report/                      index.html report.md tables.csv metrics.json figures/*.png
 
 Every prefix above is an output committed with a ``_SUCCESS`` marker (:meth:`cxrcore.storage.Store.commit`).
-Seeds get their own level under the model (the design's ``<condition>/<model>/`` holds one folder per seed), so
+Seeds get their own level under the model (``<condition>/<model>/`` holds one folder per seed), so
 "mean ± sd over seeds" never overwrites a result.
 """
 
 from __future__ import annotations
 
-import re
-
 from cxrcore.storage import join_key
+from cxrcore.vocab import CLASS_NAMES, CONDITIONS, MODEL_DIRECTORY_PATTERN, RUN_ID_PATTERN
 
 __all__ = [
     "CLASS_NAMES",
@@ -33,16 +32,12 @@ __all__ = [
     "validate_run_id",
 ]
 
-CLASS_NAMES: tuple[str, str] = ("NORMAL", "PNEUMONIA")
-CONDITIONS: tuple[str, str] = ("baseline", "augmented")
-_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_MODEL = re.compile(r"^[a-z0-9_]{1,64}$")
 
 
 def validate_run_id(run_id: str) -> str:
     """Returns ``run_id`` if it is a safe single key component (Argo's ``{{workflow.name}}`` is)."""
-    if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
-        raise ValueError(f"run_id must match {_RUN_ID.pattern}. Received: run_id={run_id!r}")
+    if not isinstance(run_id, str) or not RUN_ID_PATTERN.match(run_id):
+        raise ValueError(f"run_id must match {RUN_ID_PATTERN.pattern}. Received: run_id={run_id!r}")
     return run_id
 
 
@@ -76,8 +71,8 @@ def classifier_prefix(run_id: str, condition: str, model: str, seed: int) -> str
     """``runs/<run_id>/classifiers/<condition>/<model>/seed-<seed>``."""
     if condition not in CONDITIONS:
         raise ValueError(f"condition must be one of {CONDITIONS}. Received: condition={condition!r}")
-    if not _MODEL.match(model):
-        raise ValueError(f"model must match {_MODEL.pattern}. Received: model={model!r}")
+    if not MODEL_DIRECTORY_PATTERN.match(model):
+        raise ValueError(f"model must match {MODEL_DIRECTORY_PATTERN.pattern}. Received: model={model!r}")
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer. Received: seed={seed!r}")
     return join_key(classifiers_root(run_id), condition, model, f"seed-{seed}")

@@ -1,6 +1,6 @@
 """Scheduled retraining (``argo/retrain.yaml``): incoming batches, their ledger, and the champion registry.
 
-Store layout (DESIGN.md "Store")::
+Store layout (docs/architecture.md#store-layout)::
 
     incoming/<batch>/...                   X-rays a producer uploads: NORMAL/ and PNEUMONIA/ folders, optionally
                                            below train/ test/ (the ``official`` split reads them)
@@ -37,11 +37,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from pydantic import Field, field_validator
 
-from cxrcore.config import JobSettings, RunSettings
+# The settings and the batch-name parsing live in cxrcore.config; they are re-exported here.
+from cxrcore.config import IncomingSettings, PromoteSettings, parse_batches, validate_batch_name
 from cxrcore.logging import get_logger
 from cxrcore.storage import MARKER_NAME, Store, StoreError, join_key, normalize_key
+from cxrcore.vocab import BATCH_NAME_PATTERN, DATASET_NAME_PATTERN, INCOMING_PREFIX, TASK_NAME_PATTERN
 
 __all__ = [
     "CHAMPION_FILE",
@@ -71,7 +72,6 @@ __all__ = [
 log = get_logger(__name__)
 
 REGISTRY_ROOT = "registry"
-INCOMING_PREFIX = "incoming"
 LEDGER_FILE = "ledger.json"
 CHAMPION_FILE = "champion.json"
 DECISIONS_DIR = "decisions"
@@ -80,8 +80,6 @@ REGISTRY_FORMAT = 1
 #: Manifest ``source`` values of the holdout: imported images (demo phantoms stand in for real X-rays in demos).
 #: GAN images never enter a dataset version; any other source is left out of the comparison.
 HOLDOUT_SOURCES: tuple[str, ...] = ("real", "demo")
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
-_BATCH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _MODEL_FILE = "model.keras"
 _METRICS_FILE = "metrics.json"
 _THRESHOLD = 0.5
@@ -89,55 +87,25 @@ _FLOAT_TOLERANCE = 1e-12
 
 
 # ---------------------------------------------------------------------------------------------------- keys
-def _check_name(value: str, what: str) -> str:
-    if not isinstance(value, str) or not _NAME.match(value):
-        raise ValueError(f"{what} must match {_NAME.pattern}. Received: {what}={value!r}")
+def _check_name(value: str, what: str, pattern: re.Pattern[str]) -> str:
+    if not isinstance(value, str) or not pattern.match(value):
+        raise ValueError(f"{what} must match {pattern.pattern}. Received: {what}={value!r}")
     return value
 
 
 def ledger_key(dataset: str) -> str:
     """``registry/<dataset>/ledger.json``: the batches imported into versions of ``dataset``."""
-    return join_key(REGISTRY_ROOT, _check_name(dataset, "dataset"), LEDGER_FILE)
+    return join_key(REGISTRY_ROOT, _check_name(dataset, "dataset", DATASET_NAME_PATTERN), LEDGER_FILE)
 
 
 def champion_key(task: str) -> str:
     """``registry/<task>/champion.json``: the model in service for ``task``."""
-    return join_key(REGISTRY_ROOT, _check_name(task, "task"), CHAMPION_FILE)
+    return join_key(REGISTRY_ROOT, _check_name(task, "task", TASK_NAME_PATTERN), CHAMPION_FILE)
 
 
 def decisions_prefix(task: str) -> str:
     """``registry/<task>/decisions``: one JSON record per promotion decision."""
-    return join_key(REGISTRY_ROOT, _check_name(task, "task"), DECISIONS_DIR)
-
-
-def validate_batch_name(name: str) -> str:
-    """Returns ``name`` if it is a valid batch name (one key component: letters, digits, ``.``, ``_``, ``-``)."""
-    if not isinstance(name, str) or not _BATCH.match(name):
-        raise ValueError(f"A batch name must match {_BATCH.pattern}. Received: batch={name!r}")
-    return name
-
-
-def parse_batches(text: str) -> list[str]:
-    """Parses the ``batches`` setting: ``""`` (no batch filter) or a JSON list of distinct batch names.
-
-    Raises:
-        ValueError: Not a JSON list, an empty list, a duplicate or an invalid name.
-    """
-    if not isinstance(text, str):
-        raise ValueError(f"batches must be a string holding a JSON list. Received: batches={text!r}")
-    if not text.strip():
-        return []
-    try:
-        batches = json.loads(text)
-    except ValueError as exc:
-        raise ValueError(f'batches must be a JSON list such as ["batch-1"]. Received: batches={text!r}') from exc
-    if not isinstance(batches, list) or not batches:
-        raise ValueError(f'batches must be a non-empty JSON list such as ["batch-1"]. Received: batches={text!r}')
-    for batch in batches:
-        validate_batch_name(batch)
-    if len(set(batches)) != len(batches):
-        raise ValueError(f"batches must not repeat a name. Received: batches={text!r}")
-    return list(batches)
+    return join_key(REGISTRY_ROOT, _check_name(task, "task", TASK_NAME_PATTERN), DECISIONS_DIR)
 
 
 # ---------------------------------------------------------------------------------------------------- ledger
@@ -198,11 +166,11 @@ def scan_incoming(store: Store, *, incoming_prefix: str = INCOMING_PREFIX, ledge
         seen.add(batch)
         if rest == MARKER_NAME:
             complete.add(batch)
-    invalid = sorted(batch for batch in complete if not _BATCH.match(batch))
+    invalid = sorted(batch for batch in complete if not BATCH_NAME_PATTERN.match(batch))
     if invalid:
-        log.warning("incoming_invalid_batch_names", batches=invalid, pattern=_BATCH.pattern)
+        log.warning("incoming_invalid_batch_names", batches=invalid, pattern=BATCH_NAME_PATTERN.pattern)
     imported = {entry["batch"] for entry in read_ledger(store, ledger_key)}
-    pending = sorted(batch for batch in complete if _BATCH.match(batch) and batch not in imported)
+    pending = sorted(batch for batch in complete if BATCH_NAME_PATTERN.match(batch) and batch not in imported)
     log.info(
         "incoming_scanned",
         incoming=f"{store.uri.rstrip('/')}/{prefix}",
@@ -211,18 +179,6 @@ def scan_incoming(store: Store, *, incoming_prefix: str = INCOMING_PREFIX, ledge
         incomplete=sorted(seen - complete),
     )
     return pending
-
-
-class IncomingSettings(JobSettings):
-    """``cxr incoming``: is there anything new to retrain on? (Cheap: lists keys, reads the ledger.)"""
-
-    dataset: str = Field(default="chest-xray", pattern=_NAME.pattern, description="Dataset whose ledger counts.")
-    incoming_prefix: str = Field(default=INCOMING_PREFIX, description="Store-relative prefix producers upload to.")
-
-    @field_validator("incoming_prefix")
-    @classmethod
-    def _prefix(cls, value: str) -> str:
-        return normalize_key(value)
 
 
 def run_incoming(settings: IncomingSettings) -> dict[str, Any]:
@@ -344,21 +300,6 @@ def decide(
 
 
 # ---------------------------------------------------------------------------------------------------- promote
-class PromoteSettings(RunSettings):
-    """``cxr promote``: judge a challenger against the registry's champion on the fixed real holdout."""
-
-    task: str = Field(default="pneumonia", pattern=_NAME.pattern, description="Registry entry: registry/<task>/.")
-    challenger: str = Field(
-        description="Classifier output to judge: runs/<run_id>/classifiers/<condition>/<model>/seed-<seed> "
-        "(store-relative, or its full URI inside the store)."
-    )
-    margin: float = Field(
-        default=0.005, ge=0.0, lt=1.0, description="Accuracy gain required to promote (0.005 = 0.5 points)."
-    )
-    alpha: float = Field(default=0.05, gt=0.0, lt=1.0, description="Significance level of McNemar's test.")
-    batch_size: int = Field(default=64, ge=1, description="Images per forward pass.")
-
-
 def read_champion(store: Store, task: str) -> dict[str, Any] | None:
     """The champion record of ``task``, or ``None`` when nothing was promoted yet.
 

@@ -2,9 +2,9 @@
 
 Paper (section 3.1): 1,500 PNEUMONIA and 1,000 NORMAL images are generated at 64x64, upsampled to 128x128, and
 "approximately the last 7%" are kept. Read literally with one trained generator, "the last 7%" are the last
-images in generation order; that is the ``last-fraction`` strategy and the default. DESIGN.md adds
-quality-aware strategies and a memorization check. Every strategy keeps ``k = max(1, round(keep_fraction * n))``
-of the ``n`` generated images.
+images in generation order; that is the ``last-fraction`` strategy and the default. We add quality-aware
+strategies and a memorization check (docs/architecture.md#synthetic-selection). Every strategy keeps
+``k = max(1, round(keep_fraction * n))`` of the ``n`` generated images.
 
 Pipeline (all TensorFlow work is batched and runs on the GPU when there is one):
 
@@ -57,9 +57,8 @@ import numpy as np
 import pandas as pd
 
 from cxrcore import __version__
-from cxrcore.config import SynthesizeSettings
+from cxrcore.config import SynthesizeSettings, identity
 from cxrcore.data.dataset import (
-    CLASS_NAMES,
     DATASET_FORMAT,
     dataset_prefix,
     encode_shard,
@@ -80,6 +79,7 @@ from cxrcore.storage import (
     sha256_bytes,
     sha256_file,
 )
+from cxrcore.vocab import CLASS_NAMES, SELECTION_STRATEGIES
 
 __all__ = [
     "DIVERSITY_FEATURE_SIZE",
@@ -93,6 +93,7 @@ __all__ = [
     "UPSAMPLING",
     "diversity_features",
     "intended_class_confidence",
+    "job_inputs",
     "keep_count",
     "kernel_inception_distance",
     "latent_vectors",
@@ -112,7 +113,6 @@ __all__ = [
 
 #: Version of this job's algorithm and output format; part of the idempotency inputs.
 SYNTHESIZE_FORMAT = 1
-SELECTION_STRATEGIES: tuple[str, ...] = ("last-fraction", "discriminator", "confidence", "diversity")
 #: How generated images are brought from the GAN size to ``output_size``.
 UPSAMPLING = "tf.image.resize bicubic (Keys a=-0.5, half-pixel centres, antialias=True) on float gray, clip, round"
 #: The memorization check runs at ``min(GAN size, stored real size, MEMORIZATION_MAX_SIZE)`` pixels.
@@ -836,16 +836,30 @@ def _dataset_version(store: Store, settings: SynthesizeSettings, gan_info: dict[
     return version
 
 
-def _recorded_settings(settings: SynthesizeSettings) -> dict[str, Any]:
+def job_inputs(
+    settings: SynthesizeSettings,
+    *,
+    gan: dict[str, str],
+    dataset: dict[str, Any],
+    confidence_model: dict[str, str] | None,
+) -> dict[str, Any]:
+    """The ``inputs`` of the synthetic output's marker.
+
+    Args:
+        settings: The job settings; :func:`cxrcore.config.identity` of them is recorded.
+        gan: ``{"prefix", "digest"}`` of the committed GAN.
+        dataset: ``{"name", "version", "digest"}`` of the real dataset version.
+        confidence_model: ``{"uri", "sha256"}`` of the ``confidence`` selection's classifier, or ``None``.
+
+    Returns:
+        A JSON-ready dict.
+    """
     return {
-        "class_name": settings.class_name,
-        "num_images": settings.resolved_num_images(),
-        "output_size": settings.output_size,
-        "selection": settings.selection,
-        "keep_fraction": settings.keep_fraction,
-        "memorization_threshold": settings.memorization_threshold,
-        "drop_memorized": settings.drop_memorized,
-        "seed": settings.seed,
+        "format": SYNTHESIZE_FORMAT,
+        "gan": gan,
+        "dataset": dataset,
+        "confidence_model": confidence_model,
+        "settings": identity(settings),
     }
 
 
@@ -1103,13 +1117,12 @@ def run(settings: SynthesizeSettings) -> dict[str, Any]:
         if settings.confidence_model:
             model_path, model_sha256 = _fetch_confidence_model(settings, work)
             model_record = {"uri": redact_uri(str(settings.confidence_model)), "sha256": model_sha256}
-        inputs = {
-            "format": SYNTHESIZE_FORMAT,
-            "gan": {"prefix": plan.gan_prefix, "digest": plan.gan_marker.digest},
-            "dataset": plan.dataset_record,
-            "confidence_model": model_record,
-            "settings": _recorded_settings(settings),
-        }
+        inputs = job_inputs(
+            settings,
+            gan={"prefix": plan.gan_prefix, "digest": plan.gan_marker.digest},
+            dataset=plan.dataset_record,
+            confidence_model=model_record,
+        )
         if plan.store.is_committed(plan.output_prefix, inputs):
             log.info("synthesize_unchanged", uri=plan.output_uri)
             selection = plan.store.get_json(join_key(plan.output_prefix, "selection.json"))

@@ -32,7 +32,6 @@ import json
 import math
 import os
 import platform
-import re
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -43,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from cxrcore import __version__
-from cxrcore.config import TrainClassifierSettings
+from cxrcore.config import TrainClassifierSettings, identity
 from cxrcore.data.dataset import (
     CLASS_NAMES,
     DatasetError,
@@ -57,6 +56,7 @@ from cxrcore.layout import classifier_prefix, synthetic_prefix
 from cxrcore.logging import get_logger
 from cxrcore.metrics import binary_metrics
 from cxrcore.storage import NotCommittedError, Store, hash_inputs, join_key, redact_uri, sha256_file
+from cxrcore.vocab import CHECKPOINT_NAME_PATTERN, PAPER_TEST_FRACTION, PROTOCOLS
 
 __all__ = [
     "CHECKPOINTS_DIR",
@@ -76,29 +76,10 @@ TRAINING_FORMAT = 1
 PRODUCER = f"cxr-train-classifier {__version__}"
 CHECKPOINTS_DIR = "checkpoints"
 KEEP_CHECKPOINTS = 2
-#: Test share of the paper's pooled stratified split (``protocol=paper-merge``).
-PAPER_TEST_FRACTION = 0.2
 #: Keras' ``epsilon()``: the clipping of ``binary_crossentropy``, reproduced by :func:`binary_cross_entropy`.
 _BCE_EPSILON = 1e-7
-_CHECKPOINT_NAME = re.compile(r"^epoch-(\d{4,})$")
 _MODEL_FILE = "model.keras"
 _EVAL_BATCH_MULTIPLIER = 2
-#: Settings that change what is trained (store, logging and checkpoint cadence do not).
-_TRAINING_SETTINGS = (
-    "model",
-    "condition",
-    "seed",
-    "epochs",
-    "batch_size",
-    "image_size",
-    "learning_rate",
-    "optimizer",
-    "augment",
-    "protocol",
-    "max_steps_per_epoch",
-    "mixed_precision",
-    "class_weight",
-)
 
 
 # ---------------------------------------------------------------------------------------------------- data
@@ -168,7 +149,7 @@ def assemble_training_data(
     """
     from cxrcore.data.pipeline import resize_images
 
-    if protocol not in ("clean", "paper-merge"):
+    if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be 'clean' or 'paper-merge'. Received: protocol={protocol!r}")
     columns = ["image_id", "sha256", "class", "label", "patient_id", "split"]
     frames = [real_manifest.loc[:, columns].assign(synthetic=False)]
@@ -245,14 +226,16 @@ def _training_inputs(
     dataset_digest: str,
     synthetic_digests: Mapping[str, str],
 ) -> dict[str, Any]:
-    recorded = {name: getattr(settings, name) for name in _TRAINING_SETTINGS}
-    # The custom CNN has no pretrained weights: the flag must not change its identity.
-    recorded["weights"] = "none" if settings.model == "custom_cnn" else settings.weights
+    """The ``inputs`` of the classifier output's marker (and of its checkpoints).
+
+    The settings are :func:`cxrcore.config.identity` (store, logging and checkpoint cadence are left out; the
+    custom CNN's ``weights`` resolve to ``"none"``: it has no pretrained weights).
+    """
     return {
         "format": TRAINING_FORMAT,
         "dataset": {"name": settings.dataset, "version": dataset_version, "digest": dataset_digest},
         "synthetic": dict(sorted(synthetic_digests.items())),
-        "settings": recorded,
+        "settings": identity(settings),
     }
 
 
@@ -310,6 +293,21 @@ def _resolve_weights(
         return "imagenet", {"weights": "imagenet"}
     local = fetch_file(weights, work_dir / "weights", s3=settings.s3.as_options(settings.io_workers))
     return str(local), {"weights": redact_uri(weights), "weights_sha256": sha256_file(local)}
+
+
+def _require_cached_weights(settings: TrainClassifierSettings) -> None:
+    """For ``weights=imagenet``, checks that the Keras cache holds the backbone's file, so Keras never downloads.
+
+    Raises:
+        WeightsCacheError: The file is missing or not Keras' (a ``RuntimeError``: exit 1); the message names the
+            file, ``KERAS_HOME`` and the fixes (bake the weights into the image, or pass a path / ``s3://`` URI).
+    """
+    if settings.model == "custom_cnn" or settings.weights.strip().lower() != "imagenet":
+        return
+    from cxrcore.models.weights_cache import require_imagenet_weights
+
+    path = require_imagenet_weights(settings.model)
+    get_logger(__name__, model=settings.model).info("imagenet_weights_cached", path=str(path))
 
 
 # ---------------------------------------------------------------------------------------------------- devices
@@ -467,7 +465,7 @@ def _checkpoint_epochs(store: Store, prefix: str) -> dict[int, str]:
     """``{epoch: key}`` of every checkpoint folder below ``prefix`` (committed or not)."""
     found = {}
     for key in store.list_prefixes(join_key(prefix, CHECKPOINTS_DIR)):
-        match = _CHECKPOINT_NAME.match(key.rsplit("/", 1)[-1])
+        match = CHECKPOINT_NAME_PATTERN.match(key.rsplit("/", 1)[-1])
         if match:
             found[int(match.group(1))] = key
     return found
@@ -670,7 +668,9 @@ def run(settings: TrainClassifierSettings) -> dict[str, Any]:
     Raises:
         DatasetError: The dataset version or a needed synthetic output is missing or not committed.
         FileNotFoundError: A weights file or object is missing (the message names the URI).
-        RuntimeError: ImageNet weights could not be loaded, or training diverged (NaN loss).
+        RuntimeError: ``weights=imagenet`` but the Keras cache lacks the backbone's file
+            (:class:`cxrcore.models.weights_cache.WeightsCacheError`, raised before the dataset loads), ImageNet
+            weights could not be loaded, or training diverged (NaN loss).
     """
     log = get_logger(__name__, model=settings.model, condition=settings.condition, seed=settings.seed)
     store = settings.open_store()
@@ -691,6 +691,7 @@ def run(settings: TrainClassifierSettings) -> dict[str, Any]:
     if store.is_committed(prefix, inputs):
         log.info("classifier_unchanged", uri=uri)
         return _summary("unchanged", uri, store.get_json(join_key(prefix, "metrics.json")))
+    _require_cached_weights(settings)  # before the dataset loads: fail in seconds, not in Keras' download
     store.clean_staging(prefix)
     # Before the first TensorFlow op (resizing below): GPU memory growth can only be set on fresh devices.
     strategy, gpus, mixed_precision = _configure_devices(settings.mixed_precision)

@@ -1,6 +1,6 @@
 """The stored dataset format: an immutable version = manifest + a few large shards + ``_SUCCESS``.
 
-Layout under the store root (DESIGN.md)::
+Layout under the store root (docs/architecture.md#store-layout)::
 
     datasets/<name>/<version>/manifest.csv   one row per image (columns: MANIFEST_COLUMNS)
                               rejects.csv    files refused at import, with their reason
@@ -20,13 +20,13 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import re
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from cxrcore.storage import Marker, Store, StoreError, join_key, sha256_bytes
+from cxrcore.vocab import CLASS_NAMES, DATASET_NAME_PATTERN, DATASET_VERSION_PATTERN
 
 __all__ = [
     "CLASS_NAMES",
@@ -46,7 +46,6 @@ __all__ = [
 ]
 
 DATASET_FORMAT = 1
-CLASS_NAMES: tuple[str, str] = ("NORMAL", "PNEUMONIA")
 MANIFEST_COLUMNS: tuple[str, ...] = (
     "image_id",
     "sha256",
@@ -68,8 +67,6 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
     "shard",
     "shard_index",
 )
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
-_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 class DatasetError(ValueError):
@@ -78,17 +75,19 @@ class DatasetError(ValueError):
 
 def dataset_prefix(name: str, version: str) -> str:
     """``datasets/<name>/<version>``, validating both parts."""
-    if not _NAME.match(name):
-        raise ValueError(f"Dataset name must match {_NAME.pattern}. Received: name={name!r}")
-    if not _VERSION.match(version):
-        raise ValueError(f"Dataset version must match {_VERSION.pattern}. Received: version={version!r}")
+    if not DATASET_NAME_PATTERN.match(name):
+        raise ValueError(f"Dataset name must match {DATASET_NAME_PATTERN.pattern}. Received: name={name!r}")
+    if not DATASET_VERSION_PATTERN.match(version):
+        raise ValueError(
+            f"Dataset version must match {DATASET_VERSION_PATTERN.pattern}. Received: version={version!r}"
+        )
     return join_key("datasets", name, version)
 
 
 def latest_key(name: str) -> str:
     """Key of the pointer to a dataset's newest version."""
-    if not _NAME.match(name):
-        raise ValueError(f"Dataset name must match {_NAME.pattern}. Received: name={name!r}")
+    if not DATASET_NAME_PATTERN.match(name):
+        raise ValueError(f"Dataset name must match {DATASET_NAME_PATTERN.pattern}. Received: name={name!r}")
     return join_key("datasets", name, "latest.json")
 
 

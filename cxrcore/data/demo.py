@@ -24,7 +24,6 @@ import functools
 import json
 import math
 import os
-import re
 import shutil
 import uuid
 from pathlib import Path
@@ -33,6 +32,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 from scipy import ndimage
+
+from cxrcore.vocab import CLASS_NAMES, DEMO_FILENAME_PATTERN
 
 __all__ = [
     "CLASS_NAMES",
@@ -54,10 +55,9 @@ GENERATOR_NAME = "cxrcore.data.demo"
 GENERATOR_VERSION = 1
 MANIFEST_NAME = "DEMO_SYNTHETIC.json"
 README_NAME = "README.txt"
-CLASS_NAMES = ("NORMAL", "PNEUMONIA")
 SPLIT_NAMES = ("train", "test")
 FILENAME_PREFIXES = {"NORMAL": "PHANTOMN", "PNEUMONIA": "PHANTOMP"}
-FILENAME_PATTERN = re.compile(r"^(?P<prefix>PHANTOM[NP])-IM-(?P<patient>\d{4,})-(?P<image>\d{4,})\.jpeg$")
+FILENAME_PATTERN = DEMO_FILENAME_PATTERN
 JPEG_QUALITY = 95
 MINIMUM_SIZE = 16
 MAXIMUM_SIZE = 1024

@@ -31,7 +31,7 @@ import posixpath
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from cxrcore import __version__
-from cxrcore.config import PrepareSettings
+from cxrcore.config import PrepareSettings, identity, parse_batches
 from cxrcore.data.dataset import (
     CLASS_NAMES,
     DATASET_FORMAT,
@@ -56,16 +56,19 @@ from cxrcore.data.images import DecodedImage, ImageRejected, decode_image
 from cxrcore.data.sources import SourceFile, SourceRejection, classify_path, open_source, parse_patient_id
 from cxrcore.data.splits import assign_split, patients_on_both_sides, split_summary
 from cxrcore.logging import get_logger, progress
-from cxrcore.registry import append_to_ledger, ledger_key, parse_batches, read_ledger
+from cxrcore.registry import append_to_ledger, ledger_key, read_ledger
 from cxrcore.storage import MARKER_NAME, Marker, Store, StoreError, join_key, sha256_bytes
 
-__all__ = ["DEMO_MARKER", "DEMO_SCHEME", "ImportResult", "import_dataset", "parse_demo_uri", "run"]
+__all__ = ["DEMO_MARKER", "DEMO_SCHEME", "ImportResult", "import_dataset", "job_inputs", "parse_demo_uri", "run"]
 
 log = get_logger(__name__)
 
 DEMO_MARKER = "DEMO_SYNTHETIC.json"
 DEMO_SCHEME = "demo://"
 _IGNORED_NAMES = {DEMO_MARKER.lower(), "readme.txt", "readme.md", "license", "license.txt", "dataset.json"}
+#: Identity settings that are not part of the version id: the name is the level above the version in the store,
+#: and the file limits act only through which images were imported (the id hashes every image).
+_OUTSIDE_VERSION_ID = frozenset({"name", "max_image_pixels", "max_file_mb"})
 
 
 @dataclasses.dataclass
@@ -164,13 +167,12 @@ def _decode_all(files: list[SourceFile], settings: PrepareSettings) -> Iterator[
 
 
 def _version_id(rows: list[dict[str, Any]], settings: PrepareSettings, base_version: str | None = None) -> str:
+    """``v`` + 12 hex digits of the content: every identity setting (see :data:`_OUTSIDE_VERSION_ID`) and every
+    image's sha256, class, patient and source split."""
+    recorded = {key: value for key, value in identity(settings).items() if key not in _OUTSIDE_VERSION_ID}
     content: dict[str, Any] = {
         "format": DATASET_FORMAT,
-        "image_size": settings.image_size,
-        "split": settings.split,
-        "test_fraction": settings.test_fraction,
-        "seed": settings.seed,
-        "shard_size": settings.shard_size,
+        **recorded,
         "images": sorted((r["sha256"], r["class"], r["patient_id"], r["source_split"]) for r in rows),
     }
     if base_version is not None:
@@ -524,10 +526,7 @@ def _import_from(
                 settings.name, version, uri, "unchanged", existing, rejects, duplicates, counts_by_batch
             )
 
-        inputs = {"content_version": version, "settings": _recorded_settings(settings)}
-        if base is not None or batches:
-            inputs["base_version"] = None if base is None else base.version
-            inputs["batches"] = list(batches)
+        inputs = job_inputs(settings, version, base_version=None if base is None else base.version, batches=batches)
         if base is not None:
             for name in base.shards:
                 key = join_key("shards", name)
@@ -553,9 +552,25 @@ def _point_latest(store: Store, name: str, version: str) -> None:
         store.put_json(key, pointer)
 
 
-def _recorded_settings(settings: PrepareSettings) -> dict[str, Any]:
-    keep = ("name", "image_size", "split", "test_fraction", "seed", "shard_size", "max_image_pixels", "max_file_mb")
-    return {key: getattr(settings, key) for key in keep}
+def job_inputs(
+    settings: PrepareSettings, content_version: str, *, base_version: str | None, batches: Sequence[str]
+) -> dict[str, Any]:
+    """The ``inputs`` of a dataset version's marker.
+
+    Args:
+        settings: The import settings; :func:`cxrcore.config.identity` of them is recorded.
+        content_version: The version id (a hash of the imported content, see :func:`_version_id`).
+        base_version: The version the new one builds on, or ``None``.
+        batches: The imported batches (empty: the whole source).
+
+    Returns:
+        A JSON-ready dict; ``base_version`` and ``batches`` only when either is set.
+    """
+    inputs: dict[str, Any] = {"content_version": content_version, "settings": identity(settings)}
+    if base_version is not None or batches:
+        inputs["base_version"] = base_version
+        inputs["batches"] = list(batches)
+    return inputs
 
 
 def _count_reasons_dict(rejects: list[dict[str, str]]) -> dict[str, int]:

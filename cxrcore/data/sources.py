@@ -46,7 +46,6 @@ import errno
 import functools
 import lzma
 import os
-import re
 import stat
 import threading
 import zipfile
@@ -57,6 +56,7 @@ from typing import Any, NamedTuple
 
 from cxrcore.data.images import ImageRejected
 from cxrcore.storage.keys import UnsafeKeyError, normalize_key, safe_join
+from cxrcore.vocab import CLASS_NAMES, KAGGLE_IM_PATTERN, KAGGLE_PERSON_PATTERN
 
 __all__ = [
     "ARCHIVE_SUFFIXES",
@@ -101,7 +101,6 @@ ARCHIVE_SUFFIXES: tuple[str, ...] = (
     ".jar",
     ".cab",
 )
-CLASS_NAMES: tuple[str, ...] = ("NORMAL", "PNEUMONIA")
 SPLIT_NAMES: tuple[str, ...] = ("train", "test", "val")
 
 _HIDDEN_NAMES = frozenset({"__macosx", "thumbs.db", "desktop.ini"})
@@ -185,10 +184,6 @@ class PatientId(NamedTuple):
 
 
 # --------------------------------------------------------------------------------------------------- naming
-_PERSON_PATTERN = re.compile(r"^(person\d+)_(?:virus|bacteria)(?:_\d+)+$", re.IGNORECASE)
-_IM_PATTERN = re.compile(r"^((?:[a-z][a-z0-9]*-)?IM-\d+)(?:-\d+)+$", re.IGNORECASE)
-
-
 def parse_patient_id(filename: str) -> PatientId:
     """Derives the patient of a Kaggle ``chest_xray`` file from its name.
 
@@ -211,7 +206,7 @@ def parse_patient_id(filename: str) -> PatientId:
         raise ValueError(f"filename must be a non-empty string. Received: filename={filename!r}")
     name = filename.rstrip("/").rsplit("/", 1)[-1]
     stem = name.rsplit(".", 1)[0] if "." in name[1:] else name
-    for pattern in (_PERSON_PATTERN, _IM_PATTERN):
+    for pattern in (KAGGLE_PERSON_PATTERN, KAGGLE_IM_PATTERN):
         match = pattern.match(stem)
         if match:
             return PatientId(match.group(1), True)

@@ -16,10 +16,11 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from cxrcore.vocab import SPLIT_STRATEGIES
+
 __all__ = ["SPLIT_STRATEGIES", "assign_split", "patients_on_both_sides", "split_summary"]
 
-SplitStrategy = Literal["paper", "official", "patient"]
-SPLIT_STRATEGIES: tuple[str, ...] = ("paper", "official", "patient")
+SplitStrategy = Literal[SPLIT_STRATEGIES]
 _REQUIRED = {"paper": ("sha256", "class"), "official": ("source_split",), "patient": ("sha256", "class", "patient_id")}
 
 

@@ -6,10 +6,15 @@
 * `cxrcore.models.transfer`: the six transfer-learning backbones (`BACKBONES`),
   the classifier registry (`ALL_MODELS`, `build_classifier`) and the paper's
   optimizers.
+* `cxrcore.models.weights_cache`: Keras' ImageNet weight files of the six
+  backbones: baked into the Keras cache at image build time
+  (`python -m cxrcore.models.weights_cache`) and checked before training.
 
 Every classifier takes raw RGB pixels in [0, 255] and embeds its own
 preprocessing; the DCGAN works on images in [0, 1]. Models never do I/O, except
 `load_base_weights` / `weights=<local path>`, which read a local weights file.
+`weights_cache` is build/ops tooling, not a model: it downloads into the local
+Keras cache (never S3) and is not imported by the model code.
 """
 
 from cxrcore.models.custom_cnn import (

@@ -44,6 +44,8 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from cxrcore.vocab import PAPER_CUSTOM_CNN_PARAMS
+
 __all__ = [
     "CUSTOM_CNN_INPUT_RANGE",
     "CUSTOM_CNN_MIN_INPUT_SIZE",
@@ -54,7 +56,7 @@ __all__ = [
 ]
 
 #: Trainable parameters the paper reports for its custom CNN (Table 1).
-PAPER_PARAMS = 1_177_801
+PAPER_PARAMS = PAPER_CUSTOM_CNN_PARAMS
 #: Value range the Table 1 layers see (after the built-in Rescaling).
 CUSTOM_CNN_INPUT_RANGE = (0.0, 1.0)
 #: Smallest input size for which every valid-padded layer has a non-empty output.

@@ -63,6 +63,8 @@ import tensorflow as tf
 from keras import layers, ops
 from PIL import Image
 
+from cxrcore.vocab import PAPER_DISCRIMINATOR_PARAMS, PAPER_GENERATOR_PARAMS, PAPER_LEARNING_RATE
+
 __all__ = [
     "DCGAN",
     "GANSampleGrid",
@@ -77,9 +79,9 @@ __all__ = [
 ]
 
 #: Trainable parameters of the paper's generator (Table 1).
-GENERATOR_PAPER_PARAMS = 3_750_275
+GENERATOR_PAPER_PARAMS = PAPER_GENERATOR_PARAMS
 #: Trainable parameters of the paper's discriminator (Table 1).
-DISCRIMINATOR_PAPER_PARAMS = 404_801
+DISCRIMINATOR_PAPER_PARAMS = PAPER_DISCRIMINATOR_PARAMS
 
 _GENERATOR_FILTERS = (128, 256, 512)
 _GENERATOR_DENSE_CHANNELS = 128
@@ -220,7 +222,7 @@ def build_discriminator(
 
 
 def default_gan_optimizers(
-    learning_rate: float = 1e-4, beta_1: float = 0.9
+    learning_rate: float = PAPER_LEARNING_RATE, beta_1: float = 0.9
 ) -> tuple[keras.optimizers.Optimizer, keras.optimizers.Optimizer]:
     """Returns fresh `(d_optimizer, g_optimizer)` Adam optimizers.
 

@@ -52,8 +52,9 @@ Weights (`weights=`):
     * `None`: random initialisation (tests, smoke profiles).
     * `"imagenet"`: passed through to `keras.applications`, which loads the file
       from the Keras cache (`$KERAS_HOME/models`, default `~/.keras/models`) and
-      downloads it only when absent. Container images pre-bake these files so
-      jobs never download.
+      downloads it only when absent. Container images pre-bake these files
+      (`python -m cxrcore.models.weights_cache`, see that module) and the
+      training job checks the cache before it starts, so jobs never download.
     * a local `.h5` / `.weights.h5` file of the BASE network (e.g. Keras'
       `*_notop.h5` ImageNet files, or `base.save_weights(...)` output): the base
       is built with `weights=None` and the file is loaded into it; a file that
@@ -84,6 +85,7 @@ from cxrcore.models.custom_cnn import (
     CUSTOM_CNN_MIN_INPUT_SIZE,
     build_custom_cnn,
 )
+from cxrcore.vocab import MODEL_NAMES, PAPER_LEARNING_RATE
 
 __all__ = [
     "ALL_MODELS",
@@ -105,9 +107,6 @@ __all__ = [
     "network_input_range",
     "paper_optimizer",
 ]
-
-#: Learning rate of every model in the paper (section 4.2).
-PAPER_LEARNING_RATE = 1e-4
 
 _CAFFE_RANGE = (-123.68, 255.0 - 103.939)
 _TORCH_RANGE = ((0.0 - 0.485) / 0.229, (1.0 - 0.406) / 0.225)
@@ -192,8 +191,9 @@ BACKBONES: dict[str, BackboneSpec] = {
     ),
 }
 
-#: Every classifier name, in the paper's order.
-ALL_MODELS: list[str] = ["custom_cnn", *BACKBONES]
+#: Every classifier name, in the paper's order (:data:`cxrcore.vocab.MODEL_NAMES`; ``BACKBONES`` has one
+#: spec for each name after the custom CNN).
+ALL_MODELS: list[str] = list(MODEL_NAMES)
 
 
 def get_backbone(name: str) -> BackboneSpec:

@@ -10,54 +10,23 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
-
-from cxrcore.config import ALL_MODEL_NAMES, JobSettings
+# The settings of these sub-commands live in cxrcore.config with every other Settings class (re-exported here).
+from cxrcore.config import MatrixSettings, OutcomeSettings
+from cxrcore.logging import get_logger
+from cxrcore.vocab import CONDITIONS
 
 __all__ = ["MatrixSettings", "OutcomeSettings", "register"]
 
+log = get_logger(__name__)
+
 
 # ---------------------------------------------------------------------------------------------- matrix
-class MatrixSettings(JobSettings):
-    """``cxr matrix``: the classifier fan-out of a workflow as JSON lists (Argo ``withParam`` input)."""
-
-    models: str = Field(description='JSON list of model names, e.g. ["custom_cnn", "vgg16"].')
-    seeds: str = Field(default="[0]", description="JSON list of non-negative integer seeds.")
-
-    @field_validator("models")
-    @classmethod
-    def _models(cls, value: str) -> str:
-        names = _json_list(value, "models")
-        unknown = [name for name in names if name not in ALL_MODEL_NAMES]
-        if not names or unknown:
-            raise ValueError(f"must be a non-empty JSON list of {list(ALL_MODEL_NAMES)}. Received: models={value!r}")
-        return value
-
-    @field_validator("seeds")
-    @classmethod
-    def _seeds(cls, value: str) -> str:
-        seeds = _json_list(value, "seeds")
-        if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
-            raise ValueError(f"must be a non-empty JSON list of integers >= 0. Received: seeds={value!r}")
-        return value
-
-
-def _json_list(value: str, name: str) -> list[Any]:
-    try:
-        parsed = json.loads(value)
-    except ValueError as exc:
-        raise ValueError(f"must be a JSON list. Received: {name}={value!r}") from exc
-    if not isinstance(parsed, list):
-        raise ValueError(f"must be a JSON list. Received: {name}={value!r}")
-    return parsed
-
-
 def run_matrix(settings: MatrixSettings) -> dict[str, Any]:
     """Returns ``{"baseline": json, "augmented": json}``: one item per model x seed, with its condition."""
     models = json.loads(settings.models)
     seeds = json.loads(settings.seeds)
     result = {}
-    for condition in ("baseline", "augmented"):
+    for condition in CONDITIONS:
         items = [{"model": m, "seed": s, "condition": condition} for m in models for s in seeds]
         result[condition] = json.dumps(items, separators=(",", ":"))
     result["count"] = len(models) * len(seeds)
@@ -65,14 +34,6 @@ def run_matrix(settings: MatrixSettings) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------- outcome
-class OutcomeSettings(JobSettings):
-    """``cxr outcome``: the workflow's exit handler records its status beside the run's outputs."""
-
-    run_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-    status: str = Field(description="{{workflow.status}}: Succeeded, Failed or Error.")
-    failures: str = Field(default="[]", description="{{workflow.failures}} (JSON list).")
-
-
 def run_outcome(settings: OutcomeSettings) -> dict[str, Any]:
     """Writes ``runs/<run_id>/workflow.json`` (one atomic object) and returns it."""
     from cxrcore.layout import run_prefix
@@ -107,14 +68,16 @@ def _cmd_outcome(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def _cmd_incoming(args: argparse.Namespace, rest: list[str]) -> int:
-    from cxrcore.registry import IncomingSettings, run_incoming
+    from cxrcore.config import IncomingSettings
+    from cxrcore.registry import run_incoming
     from cxrcore.runtime import run_job
 
     return run_job("cxr-incoming", IncomingSettings, run_incoming, rest)
 
 
 def _cmd_promote(args: argparse.Namespace, rest: list[str]) -> int:
-    from cxrcore.registry import PromoteSettings, run_promote
+    from cxrcore.config import PromoteSettings
+    from cxrcore.registry import run_promote
     from cxrcore.runtime import run_job
 
     return run_job("cxr-promote", PromoteSettings, run_promote, rest)
@@ -242,6 +205,32 @@ def _argo_token(token_file: str | None) -> str | None:
     return token or None
 
 
+def _create_or_update(
+    document: dict[str, Any],
+    *,
+    create: Any,
+    get: Any,
+    update: Any,
+    api_exception: type[Exception],
+) -> Any:
+    """Creates a named object on the Argo Server, or updates it when it exists (HTTP 409 on create).
+
+    The update carries the server's current ``metadata.resourceVersion`` (read just before), as the Kubernetes
+    API requires for a replace; a concurrent change in between makes the server answer 409 again, which is
+    raised rather than overwritten.
+    """
+    name = document["metadata"]["name"]
+    try:
+        return create(document)
+    except api_exception as exc:
+        if getattr(exc, "status", None) != 409:
+            raise
+    current = json.loads(get(name).data)
+    document["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+    log.info("argo_update_existing", kind=document.get("kind"), name=name)
+    return update(name, document)
+
+
 def submit_workflow(
     workflow_path: Path,
     *,
@@ -266,7 +255,8 @@ def submit_workflow(
         apply_templates: Create or update the WorkflowTemplates of the manifest's folder first.
 
     Returns:
-        ``{"kind", "name", "namespace", "uid"}`` of what the server created.
+        ``{"kind", "name", "namespace", "uid"}`` of what the server created (or updated: a CronWorkflow or
+        WorkflowTemplate of that name that already exists is updated in place).
     """
     import argo_workflows
     import yaml
@@ -274,6 +264,9 @@ def submit_workflow(
     from argo_workflows.exceptions import ApiException
     from argo_workflows.model.io_argoproj_workflow_v1alpha1_create_cron_workflow_request import (
         IoArgoprojWorkflowV1alpha1CreateCronWorkflowRequest as CronCreateRequest,
+    )
+    from argo_workflows.model.io_argoproj_workflow_v1alpha1_update_cron_workflow_request import (
+        IoArgoprojWorkflowV1alpha1UpdateCronWorkflowRequest as CronUpdateRequest,
     )
     from argo_workflows.model.io_argoproj_workflow_v1alpha1_workflow_create_request import (
         IoArgoprojWorkflowV1alpha1WorkflowCreateRequest as WorkflowCreateRequest,
@@ -311,26 +304,33 @@ def submit_workflow(
                 if not (isinstance(doc, dict) and doc.get("kind") == "WorkflowTemplate"):
                     continue
                 doc.setdefault("metadata", {})["namespace"] = namespace
-                name = doc["metadata"]["name"]
-                try:
-                    templates_api.create_workflow_template(
-                        namespace, TemplateCreateRequest(template=doc, _check_type=False), **raw
-                    )
-                except ApiException as exc:
-                    if exc.status != 409:
-                        raise
-                    current = json.loads(templates_api.get_workflow_template(namespace, name, **raw).data)
-                    doc["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-                    templates_api.update_workflow_template(
-                        namespace, name, TemplateUpdateRequest(template=doc, _check_type=False), **raw
-                    )
+                _create_or_update(
+                    doc,
+                    create=lambda d: templates_api.create_workflow_template(
+                        namespace, TemplateCreateRequest(template=d, _check_type=False), **raw
+                    ),
+                    get=lambda n: templates_api.get_workflow_template(namespace, n, **raw),
+                    update=lambda n, d: templates_api.update_workflow_template(
+                        namespace, n, TemplateUpdateRequest(template=d, _check_type=False), **raw
+                    ),
+                    api_exception=ApiException,
+                )
     if manifest["kind"] == "Workflow":
         api = workflow_service_api.WorkflowServiceApi(client)
         response = api.create_workflow(namespace, WorkflowCreateRequest(workflow=manifest, _check_type=False), **raw)
     else:
-        api = cron_workflow_service_api.CronWorkflowServiceApi(client)
-        response = api.create_cron_workflow(
-            namespace, CronCreateRequest(cron_workflow=manifest, _check_type=False), **raw
+        # A CronWorkflow has a fixed name: the second submit updates it in place (schedule, parameters, spec).
+        cron_api = cron_workflow_service_api.CronWorkflowServiceApi(client)
+        response = _create_or_update(
+            manifest,
+            create=lambda d: cron_api.create_cron_workflow(
+                namespace, CronCreateRequest(cron_workflow=d, _check_type=False), **raw
+            ),
+            get=lambda n: cron_api.get_cron_workflow(namespace, n, **raw),
+            update=lambda n, d: cron_api.update_cron_workflow(
+                namespace, n, CronUpdateRequest(cron_workflow=d, _check_type=False), **raw
+            ),
+            api_exception=ApiException,
         )
     metadata = json.loads(response.data).get("metadata", {})
     return {
@@ -342,6 +342,9 @@ def submit_workflow(
 
 
 def _cmd_submit(args: argparse.Namespace, rest: list[str]) -> int:
+    from cxrcore.logging import configure_logging
+
+    configure_logging("INFO", "auto")
     if rest:
         print(f"cxr submit: unrecognized arguments: {' '.join(rest)}", file=sys.stderr)
         return 2
@@ -384,7 +387,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--profile", default=None, help="smoke | demo | cpu | paper (argo/profiles.yaml)")
     run.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE")
     run.add_argument("--store", default=None, help="store root (default file://$PWD/cxr-store)")
-    run.add_argument("--executor", choices=("subprocess", "docker"), default="subprocess")
+    run.add_argument(
+        "--executor",
+        choices=("subprocess", "image-env", "docker"),
+        default="subprocess",
+        help="subprocess: this environment; image-env: each step in a clean venv built from its image's "
+        "Dockerfile and lock (what the image runs); docker: docker run the images",
+    )
     run.add_argument("--parallelism", type=int, default=2, help="containers at once (default 2)")
     run.add_argument("--name", default=None, help="run id (re-use one to resume: finished steps are skipped)")
     run.add_argument("--work-dir", default="cxr-runs", help="step logs and scratch (default ./cxr-runs)")

@@ -20,16 +20,15 @@ import dataclasses
 import io
 import json
 import math
-import re
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from cxrcore.config import ALL_MODEL_NAMES
-from cxrcore.layout import CLASS_NAMES, CONDITIONS, classifiers_root, gan_prefix, run_prefix, synthetic_prefix
+from cxrcore.layout import classifiers_root, gan_prefix, run_prefix, synthetic_prefix
 from cxrcore.logging import get_logger
 from cxrcore.storage import MARKER_NAME, TMP_DIR, Marker, Store, StoreError, join_key
+from cxrcore.vocab import CLASS_NAMES, CONDITIONS, MODEL_DIRECTORY_PATTERN, MODEL_NAMES, SEED_DIRECTORY_PATTERN
 
 __all__ = [
     "RESULT_COLUMNS",
@@ -102,8 +101,6 @@ REQUIRED_METRIC_KEYS: tuple[str, ...] = (
 )
 #: Class names accepted in ``predictions.csv`` ``label`` besides 0/1.
 _LABEL_NAMES = {name: index for index, name in enumerate(CLASS_NAMES)}
-_SEED_DIR = re.compile(r"^seed-(\d+)$")
-_MODEL_DIR = re.compile(r"^[a-z0-9_]{1,64}$")
 
 log = get_logger(__name__)
 
@@ -351,7 +348,11 @@ def discover(store: Store, run_id: str) -> Inventory:
             continue
         condition, model, seed_dir = parts[:3]
         prefix = join_key(root, condition, model, seed_dir)
-        if condition not in CONDITIONS or not _MODEL_DIR.match(model) or not _SEED_DIR.match(seed_dir):
+        if (
+            condition not in CONDITIONS
+            or not MODEL_DIRECTORY_PATTERN.match(model)
+            or not SEED_DIRECTORY_PATTERN.match(seed_dir)
+        ):
             unexpected.add(prefix)
             continue
         is_marker = len(parts) == 4 and parts[3] == MARKER_NAME
@@ -366,7 +367,7 @@ def discover(store: Store, run_id: str) -> Inventory:
         )
     for prefix, has_marker in sorted(seen.items()):
         condition, model, seed_dir = prefix.rsplit("/", 3)[1:]
-        key = ClassifierKey(condition, model, int(_SEED_DIR.match(seed_dir).group(1)))
+        key = ClassifierKey(condition, model, int(SEED_DIRECTORY_PATTERN.match(seed_dir).group(1)))
         marker = _read_marker(store, prefix, inventory, "classifier") if has_marker else None
         if marker is not None:
             inventory.classifiers[key] = (prefix, marker)
@@ -499,7 +500,7 @@ def _sort_key(column: pd.Series) -> pd.Series:
     if column.name == "condition":
         return column.map({name: index for index, name in enumerate(CONDITIONS)})
     if column.name == "model":
-        order = {name: index for index, name in enumerate(ALL_MODEL_NAMES)}
+        order = {name: index for index, name in enumerate(MODEL_NAMES)}
         return column.map(lambda name: (order.get(name, len(order)), name)).map(
             lambda pair: f"{pair[0]:04d}{pair[1]}"
         )

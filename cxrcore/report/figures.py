@@ -27,11 +27,11 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from cxrcore.layout import CLASS_NAMES, CONDITIONS
 from cxrcore.metrics import roc_curve
 from cxrcore.report.collect import ClassifierKey, RunData
 from cxrcore.report.paper import paper_row
 from cxrcore.report.tables import display_name, model_order
+from cxrcore.vocab import CLASS_NAMES, CONDITIONS, CUSTOM_CNN
 
 __all__ = [
     "PNG_SIGNATURE",
@@ -116,13 +116,13 @@ def confusion_figure(data: RunData, panels: Sequence[tuple[str, str]], title: st
 def _confusion_figures(data: RunData) -> dict[str, bytes]:
     figures: dict[str, bytes] = {}
     present = set(zip(data.results["condition"], data.results["model"]))
-    custom = [(condition, "custom_cnn") for condition in CONDITIONS if (condition, "custom_cnn") in present]
+    custom = [(condition, CUSTOM_CNN) for condition in CONDITIONS if (condition, CUSTOM_CNN) in present]
     if custom:
         figures["confusion_custom_cnn.png"] = confusion_figure(
             data, custom, "Custom CNN confusion matrix (paper Fig. 2)", columns=2
         )
     for condition, figure_number in (("baseline", 3), ("augmented", 4)):
-        models = [model for model in model_order(data.results["model"]) if model != "custom_cnn"]
+        models = [model for model in model_order(data.results["model"]) if model != CUSTOM_CNN]
         panels = [(condition, model) for model in models if (condition, model) in present]
         if panels:
             figures[f"confusion_transfer_{condition}.png"] = confusion_figure(

@@ -19,6 +19,17 @@ from typing import Any
 
 import pandas as pd
 
+from cxrcore.vocab import (
+    PAPER_CLASSIFIER_EPOCHS,
+    PAPER_GAN_EPOCHS,
+    PAPER_GAN_IMAGE_SIZE,
+    PAPER_GENERATED_IMAGES,
+    PAPER_IMAGE_SIZE,
+    PAPER_KEEP_FRACTION,
+    PAPER_LEARNING_RATE,
+    PAPER_TEST_FRACTION,
+)
+
 __all__ = [
     "PAPER_CITATION",
     "PAPER_CONFUSION_COUNTS",
@@ -122,15 +133,15 @@ PAPER_SETTINGS: dict[str, Any] = {
     "dataset": "Kaggle Chest X-Ray Images (Pneumonia), 5,856 images (73% pneumonia, 27% normal)",
     "images_total": 5856,
     "split": "pooled, stratified random 80/20 (images of one patient can fall on both sides)",
-    "test_fraction": 0.2,
-    "image_size": 128,
-    "gan_image_size": 64,
-    "gan_epochs": {"PNEUMONIA": 150, "NORMAL": 100},
-    "gan_generated": {"PNEUMONIA": 1500, "NORMAL": 1000},
-    "selection": "last ~7% of the generated images",
-    "keep_fraction": 0.07,
-    "classifier_epochs": 20,
-    "learning_rate": 1e-4,
+    "test_fraction": PAPER_TEST_FRACTION,
+    "image_size": PAPER_IMAGE_SIZE,
+    "gan_image_size": PAPER_GAN_IMAGE_SIZE,
+    "gan_epochs": dict(PAPER_GAN_EPOCHS),
+    "gan_generated": dict(PAPER_GENERATED_IMAGES),
+    "selection": f"last ~{PAPER_KEEP_FRACTION:.0%} of the generated images",
+    "keep_fraction": PAPER_KEEP_FRACTION,
+    "classifier_epochs": PAPER_CLASSIFIER_EPOCHS,
+    "learning_rate": PAPER_LEARNING_RATE,
     "optimizers": "Adam, except RMSprop (InceptionV3) and SGD (ResNet50)",
     "protocol": "synthetic images merged into the pool before the 80/20 split (test set contains synthetic images)",
     "seeds": 1,

@@ -17,7 +17,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cxrcore import __version__
-from cxrcore.layout import CLASS_NAMES, CONDITIONS
 from cxrcore.metrics import COLLAPSE_SHARE
 from cxrcore.report.collect import RunData
 from cxrcore.report.paper import PAPER_CITATION, PAPER_NOTES, PAPER_SETTINGS, PAPER_TEST_SETS
@@ -31,6 +30,7 @@ from cxrcore.report.tables import (
     paper_comparison_table,
     paper_confusion_table,
 )
+from cxrcore.vocab import CLASS_NAMES, CONDITIONS, PAPER_IMAGE_SIZE, PAPER_LEARNING_RATE
 
 __all__ = [
     "SECTION_TITLES",
@@ -543,9 +543,9 @@ def _methods_section(data: RunData, analysis: Analysis) -> list[Block]:
 
 #: Training settings shown in Methods when classifier outputs record them: (metrics key, aspect, paper value).
 _OPTIONAL_SETTINGS: tuple[tuple[str, str, str], ...] = (
-    ("image_size", "Classifier image size (px)", "128"),
+    ("image_size", "Classifier image size (px)", str(PAPER_IMAGE_SIZE)),
     ("optimizer", "Optimizer", "Adam; RMSprop for InceptionV3, SGD for ResNet50"),
-    ("learning_rate", "Learning rate", "0.0001"),
+    ("learning_rate", "Learning rate", f"{PAPER_LEARNING_RATE:g}"),
     ("batch_size", "Batch size", "not stated"),
     ("weights", "Backbone weights", "not stated (ImageNet implied by transfer learning)"),
 )

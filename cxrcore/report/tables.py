@@ -26,11 +26,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cxrcore.config import ALL_MODEL_NAMES
-from cxrcore.layout import CONDITIONS
 from cxrcore.metrics import mcnemar
 from cxrcore.report.collect import ClassifierKey, RunData
 from cxrcore.report.paper import paper_confusion_matrix, paper_frame, paper_row
+from cxrcore.vocab import CONDITIONS, MODEL_DISPLAY_NAMES, MODEL_NAMES
 
 __all__ = [
     "DISPLAY_NAMES",
@@ -56,16 +55,8 @@ __all__ = [
 #: Two-sided level at which a McNemar p-value is called significant in the summaries.
 SIGNIFICANCE_LEVEL = 0.05
 
-#: Names as the paper's tables print them (our model names otherwise).
-DISPLAY_NAMES: dict[str, str] = {
-    "custom_cnn": "Custom CNN",
-    "inceptionv3": "InceptionV3",
-    "resnet50": "ResNet50",
-    "efficientnetb0": "EfficientNetB0",
-    "vgg16": "VGG16",
-    "densenet201": "DenseNet201",
-    "xception": "Xception",
-}
+#: Names as the paper's tables print them (our model names otherwise): :data:`cxrcore.vocab.MODEL_DISPLAY_NAMES`.
+DISPLAY_NAMES: dict[str, str] = dict(MODEL_DISPLAY_NAMES)
 
 #: Numeric columns of :attr:`RunData.results` that :func:`summarize` averages over seeds.
 SUMMARY_METRICS: tuple[str, ...] = (
@@ -124,7 +115,7 @@ def display_name(model: str) -> str:
 
 def model_order(models: Sequence[str]) -> list[str]:
     """``models`` in the paper's table order, unknown models after them alphabetically."""
-    rank = {name: index for index, name in enumerate(ALL_MODEL_NAMES)}
+    rank = {name: index for index, name in enumerate(MODEL_NAMES)}
     return sorted(set(models), key=lambda name: (rank.get(name, len(rank)), name))
 
 
@@ -347,7 +338,7 @@ def paper_comparison(summary: pd.DataFrame) -> pd.DataFrame:
     """
     indexed = {(row["condition"], row["model"]): row for _, row in summary.iterrows()} if not summary.empty else {}
     rows = []
-    models = model_order([*ALL_MODEL_NAMES, *(model for _, model in indexed)])
+    models = model_order([*MODEL_NAMES, *(model for _, model in indexed)])
     for condition in CONDITIONS:
         for model in models:
             published = paper_row(condition, model)
@@ -504,7 +495,7 @@ def delta_table(per_seed: pd.DataFrame, combined: pd.DataFrame) -> DisplayTable 
         published = _paper_delta(model)
         for _, row in group.iterrows():
             notes = [str(row["note"])] if row["note"] else []
-            collapsed = [name for name in ("baseline", "augmented") if row[f"{name}_collapsed"]]
+            collapsed = [name for name in CONDITIONS if row[f"{name}_collapsed"]]
             if collapsed:
                 notes.insert(0, f"COLLAPSED: {' and '.join(collapsed)}")
                 flagged.add(len(rows))
@@ -624,7 +615,7 @@ def paper_confusion_table() -> DisplayTable:
     """The paper's confusion counts (Section 4 text), completed from the inferred test sets."""
     rows = []
     for condition in CONDITIONS:
-        for model in ALL_MODEL_NAMES:
+        for model in MODEL_NAMES:
             derived = paper_confusion_matrix(condition, model)
             if derived is None:
                 rows.append([condition, display_name(model), "–", "–", "–", "–", "–", "no count quoted"])

@@ -4,7 +4,7 @@ Backends implement a handful of primitives (``_put_bytes``, ``_put_file``, ``_ge
 ``_head``, ``_iter``, ``_delete_many``, ``_copy``) on normalised keys; everything else — key safety, hashing,
 directory sync with a thread pool, and the publish-with-``_SUCCESS`` protocol — lives here once.
 
-Commit protocol (see DESIGN.md "Store"):
+Commit protocol (see docs/architecture.md#commit-protocol):
 
 1. ``with store.commit(prefix, inputs=...) as tx:`` stages every object under
    ``<prefix>/_tmp/<txid>/...``; nothing under ``<prefix>`` changes while the job works.

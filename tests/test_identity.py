@@ -1,0 +1,372 @@
+"""Identity of the jobs' settings: every field is marked, and the marker inputs of each job stay what they were.
+
+The golden values below were computed with the hand-kept setting lists that :func:`cxrcore.config.identity`
+replaced (gan_train's ``trajectory_inputs``, synthesize's and ingest's ``_recorded_settings``,
+train_classifier's ``_TRAINING_SETTINGS``), on the same settings and upstream values: a committed output's
+``inputs_hash`` must not change, or every store would retrain everything. If a golden value changes, the change
+retrains (or re-imports) committed outputs: make it on purpose, with the job's format version bumped.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from types import SimpleNamespace
+
+import pytest
+from pydantic import Field
+
+from cxrcore import config
+from cxrcore.config import (
+    IDENTITY_MARKS,
+    GanTrainSettings,
+    JobSettings,
+    PrepareSettings,
+    ReportSettings,
+    SynthesizeSettings,
+    TrainClassifierSettings,
+    identity,
+    identity_mark,
+)
+from cxrcore.storage import hash_inputs
+
+SETTINGS_CLASSES = sorted(
+    (value for value in vars(config).values() if inspect.isclass(value) and issubclass(value, JobSettings)),
+    key=lambda cls: cls.__name__,
+)
+DATASET_DIGEST = "d" * 64
+SYNTHETIC_DIGESTS = {"NORMAL": "1" * 64, "PNEUMONIA": "2" * 64}
+MANIFEST_ROWS = [
+    {"sha256": "a" * 64, "class": "NORMAL", "patient_id": "p1", "source_split": "train"},
+    {"sha256": "b" * 64, "class": "PNEUMONIA", "patient_id": "p2", "source_split": "test"},
+]
+
+
+@pytest.fixture(autouse=True)
+def _no_settings_from_environment(monkeypatch):
+    for name in list(os.environ):
+        if name.startswith("CXR_"):
+            monkeypatch.delenv(name)
+
+
+# ---------------------------------------------------------------------------------------------------- marks
+def test_every_settings_class_lives_in_config():
+    names = {cls.__name__ for cls in SETTINGS_CLASSES}
+    assert {
+        "GanTrainSettings",
+        "IncomingSettings",
+        "JobSettings",
+        "MatrixSettings",
+        "OutcomeSettings",
+        "PrepareSettings",
+        "PromoteSettings",
+        "ReportSettings",
+        "RunSettings",
+        "SynthesizeSettings",
+        "TrainClassifierSettings",
+    } <= names
+
+
+@pytest.mark.parametrize("settings_cls", SETTINGS_CLASSES, ids=lambda cls: cls.__name__)
+def test_every_field_decides_whether_it_changes_the_result(settings_cls):
+    unmarked = []
+    for name in settings_cls.model_fields:
+        try:
+            mark = identity_mark(settings_cls, name)
+        except ValueError:
+            unmarked.append(name)
+        else:
+            assert any(mark is allowed for allowed in IDENTITY_MARKS), (name, mark)
+    assert unmarked == [], (
+        f"{settings_cls.__name__}: mark {unmarked} with json_schema_extra={{'identity': True | 'resolved' | False}}"
+    )
+
+
+def test_a_new_unmarked_setting_makes_identity_fail():
+    class Extended(ReportSettings):
+        new_setting: int = Field(default=1)
+
+    with pytest.raises(ValueError, match=r"Extended\.new_setting must be marked .* Received: identity=None"):
+        identity(Extended(run_id="r1"))
+
+
+def test_a_mark_that_is_not_a_boolean_or_resolved_is_refused():
+    class Extended(ReportSettings):
+        new_setting: int = Field(default=1, json_schema_extra={"identity": 1})
+
+    with pytest.raises(ValueError, match="Received: identity=1"):
+        identity_mark(Extended, "new_setting")
+
+
+def test_identity_uses_resolved_values():
+    assert identity(GanTrainSettings(run_id="r1", class_name="PNEUMONIA"))["epochs"] == 150
+    assert identity(SynthesizeSettings(run_id="r1", class_name="NORMAL"))["num_images"] == 1000
+    assert identity(TrainClassifierSettings(run_id="r1", model="custom_cnn", condition="baseline"))["weights"] == "none"
+    assert identity(TrainClassifierSettings(run_id="r1", model="vgg16", condition="baseline"))["weights"] == "imagenet"
+
+
+# ---------------------------------------------------------------------------------------------------- golden
+GOLDEN_IDENTITY = {
+    "prepare": {
+        "name": "chest-xray",
+        "image_size": 224,
+        "split": "patient",
+        "test_fraction": 0.2,
+        "seed": 42,
+        "shard_size": 1024,
+        "max_image_pixels": 50_000_000,
+        "max_file_mb": 64,
+    },
+    "gan-train": {
+        "seed": 0,
+        "class_name": "NORMAL",
+        "epochs": 100,
+        "image_size": 64,
+        "latent_dim": 100,
+        "width_multiplier": 1.0,
+        "batch_size": 32,
+        "learning_rate": 1e-4,
+        "max_steps_per_epoch": None,
+        "mixed_precision": False,
+        "xla": False,
+    },
+    "synthesize": {
+        "seed": 0,
+        "class_name": "PNEUMONIA",
+        "num_images": 1500,
+        "output_size": 128,
+        "selection": "last-fraction",
+        "keep_fraction": 0.07,
+        "memorization_threshold": 0.95,
+        "drop_memorized": False,
+    },
+    "train-classifier": {
+        "seed": 0,
+        "model": "custom_cnn",
+        "condition": "baseline",
+        "epochs": 20,
+        "batch_size": 32,
+        "image_size": 128,
+        "learning_rate": 1e-4,
+        "optimizer": "paper",
+        "weights": "none",
+        "augment": False,
+        "protocol": "clean",
+        "max_steps_per_epoch": None,
+        "mixed_precision": False,
+        "class_weight": "none",
+    },
+    "report": {"title": "cxr-gan: DCGAN augmentation for chest X-ray classification"},
+}
+DEFAULT_SETTINGS = {
+    "prepare": lambda: PrepareSettings(source="/data"),
+    "gan-train": lambda: GanTrainSettings(run_id="r1", class_name="NORMAL"),
+    "synthesize": lambda: SynthesizeSettings(run_id="r1", class_name="PNEUMONIA"),
+    "train-classifier": lambda: TrainClassifierSettings(run_id="r1", model="custom_cnn", condition="baseline"),
+    "report": lambda: ReportSettings(run_id="r1"),
+}
+
+
+@pytest.mark.parametrize("job", sorted(GOLDEN_IDENTITY))
+def test_identity_of_default_settings_is_golden(job):
+    recorded = identity(DEFAULT_SETTINGS[job]())
+    assert recorded == GOLDEN_IDENTITY[job]
+    assert list(recorded) == list(GOLDEN_IDENTITY[job])  # field order
+
+
+def test_report_inputs_record_the_report_identity():
+    # The report hashes its title beside the digests of what it reads (cxrcore.report.job.build_report).
+    assert set(identity(ReportSettings(run_id="r1"))) == {"title"}
+
+
+PREPARE_CUSTOM = {
+    "source": "/x",
+    "name": "other",
+    "image_size": 128,
+    "split": "paper",
+    "test_fraction": 0.3,
+    "seed": 7,
+    "shard_size": 10,
+    "max_image_pixels": 2_000_000,
+    "max_file_mb": 3,
+    "decode_workers": 2,
+    "base_version": "latest",
+    "batches": '["b1"]',
+}
+
+
+@pytest.mark.parametrize(
+    ("settings", "base_version", "batches", "inputs_hash", "version_id", "version_id_on_base"),
+    [
+        (
+            {"source": "/x"},
+            None,
+            (),
+            "34696dcbe939e8eb2cd274c3cce6c33b626ea433824d1d377e8b70d9ae49015d",
+            "vd8e25154ffc0",
+            "v2346075e9b58",
+        ),
+        (
+            PREPARE_CUSTOM,
+            "vabc",
+            ["b1"],
+            "db757e44be604bf0a803d228b29afc29e22c0af837ec4f2cb11fd399c146faf3",
+            "v8f8be3b87f70",
+            "ve24ca258104d",
+        ),
+    ],
+    ids=["default", "custom"],
+)
+def test_prepare_inputs_and_version_ids_are_golden(
+    settings, base_version, batches, inputs_hash, version_id, version_id_on_base
+):
+    from cxrcore.data import ingest
+
+    prepare = PrepareSettings(**settings)
+    assert hash_inputs(ingest.job_inputs(prepare, "v123", base_version=base_version, batches=batches)) == inputs_hash
+    assert ingest._version_id(MANIFEST_ROWS, prepare) == version_id
+    assert ingest._version_id(MANIFEST_ROWS, prepare, "vabc") == version_id_on_base
+
+
+@pytest.mark.parametrize(
+    ("settings", "inputs_hash", "trajectory_hash"),
+    [
+        (
+            {"run_id": "r1", "class_name": "NORMAL"},
+            "b84fbffa59aedfe0ee757bcc5befe99e83d53e94dcb8341d78b596fdb047dc13",
+            "1622cc99e7d2aade91ddf328603b27ec61cd03ad5a6972be97719ed2660895f5",
+        ),
+        (
+            {
+                "run_id": "r1",
+                "class_name": "PNEUMONIA",
+                "epochs": 3,
+                "image_size": 32,
+                "latent_dim": 8,
+                "width_multiplier": 0.5,
+                "batch_size": 4,
+                "learning_rate": 2e-4,
+                "checkpoint_every": 2,
+                "max_steps_per_epoch": 5,
+                "mixed_precision": True,
+                "xla": True,
+                "seed": 3,
+                "dataset": "other",
+            },
+            "2cb6e9589f92542372a047deaa4939e316e549cbb54b235314e8419fd93aa456",
+            "61467e35d42438c603382fb51b4de97d51293886317147dfdeaa0c1960f14145",
+        ),
+    ],
+    ids=["default", "custom"],
+)
+def test_gan_train_inputs_are_golden(settings, inputs_hash, trajectory_hash):
+    from cxrcore import gan_train
+
+    gan = GanTrainSettings(**settings)
+    marker = SimpleNamespace(digest=DATASET_DIGEST)
+    assert hash_inputs(gan_train.job_inputs(gan, marker, "v123")) == inputs_hash
+    assert hash_inputs(gan_train.trajectory_inputs(gan, marker, "v123")) == trajectory_hash
+
+
+@pytest.mark.parametrize(
+    ("settings", "confidence_model", "inputs_hash"),
+    [
+        (
+            {"run_id": "r1", "class_name": "PNEUMONIA"},
+            None,
+            "eb5a34d3e6b3864db55f4d49c149d726212386eb397557d110c127c028dda7cb",
+        ),
+        (
+            {
+                "run_id": "r1",
+                "class_name": "NORMAL",
+                "num_images": 50,
+                "output_size": 64,
+                "selection": "confidence",
+                "keep_fraction": 0.5,
+                "confidence_model": "s3://b/m.keras",
+                "memorization_threshold": 0.9,
+                "drop_memorized": True,
+                "batch_size": 8,
+                "seed": 2,
+            },
+            {"uri": "s3://b/m.keras", "sha256": "e" * 64},
+            "eac349b167732058c2c0d8ca5e7a17ae854923f4f998eec03d84fe69c0b21312",
+        ),
+    ],
+    ids=["default", "custom"],
+)
+def test_synthesize_inputs_are_golden(settings, confidence_model, inputs_hash):
+    from cxrcore import synthesize
+
+    synth = SynthesizeSettings(**settings)
+    inputs = synthesize.job_inputs(
+        synth,
+        gan={"prefix": "runs/r1/gan/X", "digest": "f" * 64},
+        dataset={"name": synth.dataset, "version": "v123", "digest": DATASET_DIGEST},
+        confidence_model=confidence_model,
+    )
+    assert hash_inputs(inputs) == inputs_hash
+
+
+@pytest.mark.parametrize(
+    ("settings", "synthetic", "inputs_hash"),
+    [
+        (
+            {"run_id": "r1", "model": "custom_cnn", "condition": "baseline"},
+            {},
+            "8d8204848ebf7c5de119e30ba29cc83bc0dfbc0260e2d687fa8e8ad290fb3f80",
+        ),
+        (
+            {"run_id": "r1", "model": "custom_cnn", "condition": "augmented", "weights": "imagenet"},
+            SYNTHETIC_DIGESTS,
+            "9bbb4a11f6ec3dda5c8d652e947176c5f7263711a65593ae1ad1d7dba1a10fad",
+        ),
+        (
+            {
+                "run_id": "r1",
+                "model": "vgg16",
+                "condition": "augmented",
+                "epochs": 2,
+                "batch_size": 8,
+                "image_size": 64,
+                "learning_rate": 1e-3,
+                "optimizer": "sgd",
+                "weights": "/w.h5",
+                "augment": True,
+                "protocol": "paper-merge",
+                "checkpoint_every": 3,
+                "max_steps_per_epoch": 4,
+                "mixed_precision": True,
+                "class_weight": "balanced",
+                "seed": 5,
+            },
+            SYNTHETIC_DIGESTS,
+            "3d6900afb764b25de2c1d8a8173091dfc62369c6a6215f6f14b7fca4a38efd4c",
+        ),
+    ],
+    ids=["default", "custom-cnn-imagenet", "custom"],
+)
+def test_train_classifier_inputs_are_golden(settings, synthetic, inputs_hash):
+    from cxrcore import train_classifier
+
+    classifier = TrainClassifierSettings(**settings)
+    inputs = train_classifier._training_inputs(
+        classifier, dataset_version="v123", dataset_digest=DATASET_DIGEST, synthetic_digests=synthetic
+    )
+    assert hash_inputs(inputs) == inputs_hash
+
+
+@pytest.mark.parametrize(
+    ("settings_cls", "kwargs", "field"),
+    [
+        (GanTrainSettings, {"run_id": "r1", "class_name": "NORMAL"}, "checkpoint_every"),
+        (SynthesizeSettings, {"run_id": "r1", "class_name": "NORMAL"}, "batch_size"),
+        (TrainClassifierSettings, {"run_id": "r1", "model": "vgg16", "condition": "baseline"}, "checkpoint_every"),
+        (PrepareSettings, {"source": "/x"}, "decode_workers"),
+    ],
+)
+def test_settings_that_do_not_change_the_result_do_not_change_the_identity(settings_cls, kwargs, field):
+    default = settings_cls(**kwargs)
+    changed = settings_cls(**kwargs, **{field: 3}, store="file:///elsewhere", log_level="DEBUG", io_workers=2)
+    assert identity(changed) == identity(default)
