@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 PROFILE ?= demo
 STORE ?= file://$(CURDIR)/cxr-store
 
-.PHONY: venv demo test test-slow bench lock clean
+.PHONY: venv demo test test-slow bench lock templates clean
 
 venv: $(STAMP)
 
@@ -35,6 +35,11 @@ bench: venv
 ## TensorFlow base; needs the package index and CPython 3.11 on Linux x86_64. tests/test_locks.py checks them.
 lock: venv
 	$(PY) -m cxrcore.ops.locks
+
+## Regenerate argo/templates.yaml from cxrcore/ops/argo_templates.py and the jobs' Settings classes
+## (tests/test_argo_templates.py fails until the checked-in file matches).
+templates: venv
+	$(PY) -m cxrcore.ops.argo_templates
 
 clean:
 	rm -rf build cxr-store cxr-runs .pytest_cache

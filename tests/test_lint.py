@@ -20,6 +20,15 @@ from cxrcore.cli import main
 from cxrcore.ops.lint import Finding, lint_paths
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
+# What a cluster does to healthy pods gets retried; bad input (1) and bad settings (2) never (see cxrcore.ops.lint.bounds).
+RETRY: dict[str, Any] = {
+    "limit": 3,
+    "retryPolicy": "Always",
+    "expression": 'lastRetry.status == "Error" or (lastRetry.status == "Failed" and '
+    '!(lastRetry.message contains "longer than the specified deadline") and '
+    '(lastRetry.exitCode in ["75", "137", "143"] or lastRetry.message matches "(?i)evict|low on resource|shutdown"))',
+    "backoff": {"duration": "10s", "factor": 2},
+}
 
 WORKFLOW_TEMPLATE: dict[str, Any] = {
     "apiVersion": "argoproj.io/v1alpha1",
@@ -34,6 +43,8 @@ WORKFLOW_TEMPLATE: dict[str, Any] = {
                 "inputs": {"parameters": [{"name": "message"}, {"name": "tag", "value": "1.0"}]},
                 "outputs": {"parameters": [{"name": "said", "valueFrom": {"path": "/tmp/said"}}]},
                 "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
+                "activeDeadlineSeconds": 600,
+                "retryStrategy": RETRY,
                 "container": {
                     "image": "registry.example/say:{{inputs.parameters.tag}}",
                     "command": ["say"],
@@ -58,6 +69,7 @@ WORKFLOW: dict[str, Any] = {
     "spec": {
         "entrypoint": "main",
         "serviceAccountName": "runner",
+        "activeDeadlineSeconds": 3600,
         "securityContext": {"runAsNonRoot": True},
         "arguments": {"parameters": [{"name": "greeting", "value": "hello"}]},
         "templates": [
@@ -95,6 +107,8 @@ WORKFLOW: dict[str, Any] = {
             {
                 "name": "echo",
                 "inputs": {"parameters": [{"name": "text"}]},
+                "timeout": "5m",
+                "retryStrategy": RETRY,
                 "container": {"image": "busybox:1.36", "command": ["echo", "{{inputs.parameters.text}}"]},
             },
         ],
@@ -111,6 +125,7 @@ CRON_WORKFLOW: dict[str, Any] = {
         "workflowSpec": {
             "entrypoint": "main",
             "serviceAccountName": "runner",
+            "activeDeadlineSeconds": 3600,
             "securityContext": {"runAsNonRoot": True},
             "arguments": {"parameters": [{"name": "greeting", "value": "hi"}]},
             "synchronization": {"semaphores": [{"configMapKeyRef": {"name": "demo-semaphores", "key": "gpu"}}]},

@@ -1,7 +1,7 @@
 """What the Argo controller does with a failed attempt and with a step's time bounds, in one place.
 
 The local runner (:mod:`cxrcore.ops.runner`) decides retries and deadlines with these functions, and the linter
-(:mod:`cxrcore.ops.lint_rules`) checks our manifests against the same rules, so a manifest mistake shows up on this
+(:mod:`cxrcore.ops.lint.bounds`) checks our manifests against the same rules, so a manifest mistake shows up on this
 machine before it shows up on a cluster. Each rule follows the controller's code (Argo Workflows 3.6 to 4.x,
 ``workflow/controller/operator.go``):
 
