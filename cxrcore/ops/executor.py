@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from cxrcore.logging import get_logger
-from cxrcore.ops import argo_expr
+from cxrcore.ops import argo_expr, liveness
 from cxrcore.ops.argo_expr import ExpressionError
 from cxrcore.ops.nodes import NodeResult, WorkflowError
 from cxrcore.ops.retry import DEADLINE_MESSAGE, STEP_DEADLINE_MESSAGE, Attempt, RetryStrategy, StepBounds
@@ -291,11 +291,13 @@ class StepExecutor:
                 return None, f"cannot start {launch.command[0]!r}: {exc}"
             with self._lock:
                 self._processes.add(process)
+            liveness.record(step_dir, process.pid)
             try:
                 killed = self._wait(process, deadline)
             finally:
                 with self._lock:
                     self._processes.discard(process)
+        liveness.clear(step_dir)
         code = process.returncode
         return (128 - code if code < 0 else code), killed
 

@@ -28,9 +28,13 @@ import copy
 import dataclasses
 import json
 import os
+import contextlib
 import secrets
+import signal
 import string
+import threading
 import time
+from collections.abc import Iterator
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,7 +42,7 @@ from typing import Any
 import yaml
 
 from cxrcore.logging import get_logger
-from cxrcore.ops import argo_expr
+from cxrcore.ops import argo_expr, liveness
 from cxrcore.ops.argo_expr import ExpressionError
 from cxrcore.ops.executor import EXECUTORS, StepExecutor, substitute
 from cxrcore.ops.nodes import NodeResult, RunResult, WorkflowError
@@ -247,11 +251,33 @@ class LocalRunner:
             termination_grace_seconds=termination_grace_seconds,
         )
         self.failures = self._steps.failures
+        self.terminated = False
+        self._steps_lock = threading.Lock()
 
     # -------------------------------------------------------------- public
     def run(self) -> RunResult:
-        """Runs the entrypoint, then the ``onExit`` handler; returns the :class:`RunResult`."""
+        """Runs the entrypoint, then the ``onExit`` handler; returns the :class:`RunResult`.
+
+        From the main thread, SIGTERM and SIGINT are forwarded: every running step's process group is
+        terminated, nothing new starts, no step is retried and the exit handler is skipped (like
+        ``argo terminate``); the result is ``Failed``.
+
+        Raises:
+            WorkflowError: The manifest cannot run, or a step of an earlier attempt at this run (same name and
+                work folder) is still alive: resuming now would race it.
+        """
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        alive = liveness.alive_steps(self.work_dir)
+        if alive:
+            listed = ", ".join(f"{name} (pid {pid})" for name, pid in alive)
+            raise WorkflowError(
+                f"run {self.name!r} still has live steps from an earlier runner: {listed}; they are still writing "
+                "to the store. Wait for them to finish or stop them (kill -TERM -<pid>), then resume."
+            )
+        with _forward_termination(self):
+            return self._run()
+
+    def _run(self) -> RunResult:
         scope = _Scope({t["name"]: t for t in self.spec.get("templates", [])}, "workflow")
         context = self._workflow_context()
         entry = self.spec.get("entrypoint")
@@ -266,10 +292,10 @@ class LocalRunner:
             raise WorkflowError(f"spec.activeDeadlineSeconds: {exc}") from exc
         root = self._run_template(entry, scope, {}, context, entry)
         self._steps.deadline = None  # the exit handler is exempt from the workflow's deadline, as in Argo
-        status = "Succeeded" if root.status in ("Succeeded", "Skipped") else "Failed"
+        status = "Succeeded" if root.status in ("Succeeded", "Skipped") and not self.terminated else "Failed"
         nodes = {child.name: child for child in root.children} or {root.name: root}
         on_exit = self.spec.get("onExit")
-        if on_exit:
+        if on_exit and not self.terminated:
             exit_context = {**context, "workflow.status": status, "workflow.failures": json.dumps(self.failures)}
             handler = self._run_template(on_exit, scope, {}, exit_context, "onExit")
             nodes["onExit"] = handler
@@ -487,8 +513,33 @@ class LocalRunner:
         return self._steps.deadline is not None and time.monotonic() >= self._steps.deadline
 
     def terminate(self) -> None:
-        """Ends every running step's process group (SIGTERM, then SIGKILL after the grace period)."""
+        """Stops the run: no new step starts or retries, running steps' process groups get SIGTERM (then SIGKILL
+        after the grace period)."""
+        self.terminated = True
+        self._steps.deadline = time.monotonic()  # nothing new starts and nothing is retried
+        with self._steps_lock:
+            self.failures.append({"displayName": self.name, "templateName": "", "phase": "Failed",
+                                  "message": "terminated by a signal to the runner"})
         self._steps.terminate()
+
+
+@contextlib.contextmanager
+def _forward_termination(runner: LocalRunner) -> Iterator[None]:
+    """While the runner works, SIGTERM/SIGINT terminate its steps instead of orphaning them (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        log.warning("runner_terminating", workflow=runner.name, signal=signal.Signals(signum).name)
+        runner.terminate()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _template_name(task: Mapping[str, Any]) -> str:
