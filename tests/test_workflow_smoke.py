@@ -89,6 +89,15 @@ def test_smoke_workflow_through_s3_in_the_images_environments(tmp_path, s3_serve
         executable = Path(command["argv"][0])
         assert command["executor"] == "image-env" and not executable.is_relative_to(sys.prefix), command
         assert (executable.parent.parent / "pyvenv.cfg").is_file(), command
+    # The Prometheus metrics the manifests declare, as the controller would export them.
+    metrics = (tmp_path / "runs" / "smoke-s3" / "metrics.prom").read_text().splitlines()
+    assert 'argo_workflows_cxr_workflow_runs_total{workflow="paper",status="Succeeded"} 1' in metrics
+    for template in ("prepare", "gan-train", "synthesize", "train-classifier", "report", "record-outcome"):
+        assert any(line.startswith("argo_workflows_cxr_step_duration_seconds_count") and f'template="{template}"'
+                   in line and 'status="Succeeded"' in line for line in metrics), template
+    accuracies = [line for line in metrics if line.startswith("argo_workflows_cxr_classifier_test_accuracy{")]
+    assert len(accuracies) == 4  # custom CNN and VGG16, baseline and augmented
+    assert all(0.0 <= float(line.rsplit(" ", 1)[1]) <= 1.0 for line in accuracies)
     assert result.stdout.strip().endswith(f"{store_uri}/runs/smoke-s3/report/index.html")
     store = open_store(store_uri, s3={"endpoint_url": s3_server.endpoint_url, "addressing_style": "path"})
     _check_run(store, "smoke-s3")

@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from cxrcore.ops.argo_metrics import template_metrics
 from cxrcore.ops.yaml_writer import Anchor, Comment, Flow, Folded, render_yaml
 
 __all__ = [
@@ -169,6 +170,8 @@ class JobTemplate:
         internal: Settings fields that keep their Settings default (no parameter, no argument).
         fixed: ``(field, value)`` arguments that are always the same (``--result-dir=/tmp/outputs``).
         outputs: Output parameters, read from ``<result_dir>/<name>``.
+        output_defaults: ``(output, value)`` used when the job wrote no such file (Argo's ``valueFrom.default``;
+            without one, a missing file turns a successful step into an ``Error``).
         artifacts: Output artifacts.
         uses_store: Takes the store parameters and the S3/log environment (else ``store`` is internal).
         scratch: Mounts the scratch ``emptyDir`` on ``/tmp``.
@@ -189,6 +192,7 @@ class JobTemplate:
     internal: tuple[str, ...] = ()
     fixed: tuple[tuple[str, str], ...] = ((_RESULT_DIR, "/tmp/outputs"),)
     outputs: tuple[str, ...] = ()
+    output_defaults: tuple[tuple[str, str], ...] = ()
     artifacts: tuple[Artifact, ...] = ()
     uses_store: bool = True
     scratch: bool = True
@@ -335,6 +339,9 @@ TEMPLATES: tuple[JobTemplate, ...] = (
             Parameter("mixed_precision"),
         ),
         internal=("optimizer", "checkpoint_every"),
+        # Test metrics of the trained (or already committed) model: the Prometheus gauges read them.
+        outputs=("accuracy", "auc"),
+        output_defaults=(("auc", "NaN"),),  # undefined when the test split holds one class
         gpu=True,
         active_deadline_seconds=21600,
     ),
@@ -502,8 +509,15 @@ def _outputs(template: JobTemplate) -> dict[str, Any]:
         raise TemplateError(f"template {template.name!r}: outputs need their folder as a fixed argument")
     outputs: dict[str, Any] = {}
     if template.outputs:
+        defaults = dict(template.output_defaults)
         outputs["parameters"] = [
-            {"name": name, "valueFrom": Flow({"path": f"{fixed[_RESULT_DIR]}/{name}"})} for name in template.outputs
+            {
+                "name": name,
+                "valueFrom": Flow(
+                    {"path": f"{fixed[_RESULT_DIR]}/{name}", **({"default": defaults[name]} if name in defaults else {})}
+                ),
+            }
+            for name in template.outputs
         ]
     if template.artifacts:
         outputs["artifacts"] = [
@@ -572,10 +586,24 @@ def _template(
     if outputs:
         body["outputs"] = outputs
     body.update(_bounds_and_scheduling(template, shared))
+    body["metrics"] = _metrics(template.name)
     if template.scratch:
         body["volumes"] = shared["scratch"]
     body["container"] = _container(template, parameters, shared)
     return body
+
+
+def _metrics(name: str) -> dict[str, Any]:
+    """The template's Prometheus metrics (:mod:`cxrcore.ops.argo_metrics`), labels and values on one line each."""
+    metrics = []
+    for metric in template_metrics(name)["prometheus"]:
+        entry = {key: value for key, value in metric.items() if key not in ("labels", "histogram", "gauge", "counter")}
+        entry["labels"] = [Flow(label) for label in metric["labels"]]
+        for kind in ("histogram", "gauge", "counter"):
+            if kind in metric:
+                entry[kind] = Flow(metric[kind])
+        metrics.append(entry)
+    return {"prometheus": metrics}
 
 
 def _section(title: str) -> str:

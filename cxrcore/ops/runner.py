@@ -44,6 +44,7 @@ import yaml
 from cxrcore.logging import get_logger
 from cxrcore.ops import argo_expr, liveness
 from cxrcore.ops.argo_expr import ExpressionError
+from cxrcore.ops.argo_metrics import MetricsRecorder
 from cxrcore.ops.executor import EXECUTORS, StepExecutor, substitute
 from cxrcore.ops.nodes import NodeResult, RunResult, WorkflowError
 from cxrcore.ops.retry import STEP_DEADLINE_MESSAGE
@@ -253,6 +254,7 @@ class LocalRunner:
         self.failures = self._steps.failures
         self.terminated = False
         self._steps_lock = threading.Lock()
+        self.metrics = MetricsRecorder()
 
     # -------------------------------------------------------------- public
     def run(self) -> RunResult:
@@ -299,7 +301,11 @@ class LocalRunner:
             exit_context = {**context, "workflow.status": status, "workflow.failures": json.dumps(self.failures)}
             handler = self._run_template(on_exit, scope, {}, exit_context, "onExit")
             nodes["onExit"] = handler
-        log.info("workflow_done", workflow=self.name, status=status, seconds=round(time.monotonic() - started, 1))
+        seconds = time.monotonic() - started
+        scope = {**context, "workflow.status": status, "workflow.duration": f"{seconds:f}"}
+        self.metrics.observe(self.spec.get("metrics"), scope)
+        self._write_metrics()
+        log.info("workflow_done", workflow=self.name, status=status, seconds=round(seconds, 1))
         return RunResult(self.name, status, self.parameters, nodes, str(self.work_dir), self.failures)
 
     # -------------------------------------------------------------- templates
@@ -362,7 +368,10 @@ class LocalRunner:
         if "steps" in template:
             return self._run_steps(template, scope, local, node)
         if "container" in template:
-            return self._steps.run(template, local, node)
+            started = time.monotonic()
+            result = self._steps.run(template, local, node)
+            self._emit_metrics(template, local, result, time.monotonic() - started)
+            return result
         raise WorkflowError(f"template {template['name']!r}: only container, dag and steps templates are supported")
 
     # -------------------------------------------------------------- dag / steps
@@ -506,8 +515,60 @@ class LocalRunner:
                 break
         return NodeResult(node, template["name"], _aggregate_status(children), children=children)
 
+    def _emit_metrics(
+        self, template: Mapping[str, Any], context: Mapping[str, Any], result: NodeResult, seconds: float
+    ) -> None:
+        """A template's ``metrics`` with the node's scope, as the controller computes them at completion."""
+        if not template.get("metrics"):
+            return
+        scope: dict[str, Any] = {
+            **context,
+            "status": _ARGO_PHASES.get(result.status, result.status),
+            "duration": f"{seconds:f}",
+        }
+        if result.exit_code is not None:
+            scope["exitCode"] = str(result.exit_code)
+        if result.attempts:
+            scope["retries"] = str(len(result.attempts) - 1)
+        scope.update({f"outputs.parameters.{name}": value for name, value in result.parameters.items()})
+        for parameter in template.get("outputs", {}).get("parameters", []):
+            scope.setdefault(f"outputs.parameters.{parameter['name']}", "")  # not collected: empty, as in Argo
+        self.metrics.observe(template["metrics"], scope)
+
+    def _write_metrics(self) -> None:
+        for error in self.metrics.errors:
+            log.warning("metrics_error", error=error)  # the controller's MetricsError condition
+        if self.metrics.samples():
+            self.metrics.write(self.work_dir / "metrics.prom")
+
     def _past_deadline(self) -> bool:
         return self._steps.deadline is not None and time.monotonic() >= self._steps.deadline
+
+    def _emit_metrics(
+        self, template: Mapping[str, Any], context: Mapping[str, Any], result: NodeResult, seconds: float
+    ) -> None:
+        """A template's ``metrics`` with the node's scope, as the controller computes them at completion."""
+        if not template.get("metrics"):
+            return
+        scope: dict[str, Any] = {
+            **context,
+            "status": _ARGO_PHASES.get(result.status, result.status),
+            "duration": f"{seconds:f}",
+        }
+        if result.exit_code is not None:
+            scope["exitCode"] = str(result.exit_code)
+        if result.attempts:
+            scope["retries"] = str(len(result.attempts) - 1)
+        scope.update({f"outputs.parameters.{name}": value for name, value in result.parameters.items()})
+        for parameter in template.get("outputs", {}).get("parameters", []):
+            scope.setdefault(f"outputs.parameters.{parameter['name']}", "")  # not collected: empty, as in Argo
+        self.metrics.observe(template["metrics"], scope)
+
+    def _write_metrics(self) -> None:
+        for error in self.metrics.errors:
+            log.warning("metrics_error", error=error)  # the controller's MetricsError condition
+        if self.metrics.samples():
+            self.metrics.write(self.work_dir / "metrics.prom")
 
     def _past_deadline(self) -> bool:
         return self._steps.deadline is not None and time.monotonic() >= self._steps.deadline
@@ -540,6 +601,9 @@ def _forward_termination(runner: LocalRunner) -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+_ARGO_PHASES = {"Errored": "Error"}
 
 
 def _template_name(task: Mapping[str, Any]) -> str:

@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 from cxrcore.ops.argo_expr import ExpressionError, parse_depends
-from cxrcore.ops.lint import bounds
+from cxrcore.ops.lint import bounds, metrics
 from cxrcore.ops.lint.common import child, mapping, sequence, strings, suggestion
 from cxrcore.ops.lint.containers import (
     check_container_references,
@@ -50,6 +50,7 @@ def check_manifest(context: LintContext, manifest: ArgoManifest) -> None:
     if manifest.kind == "CronWorkflow":
         _check_cron(context, manifest)
     _check_bounds(context, manifest)
+    _check_metrics(context, manifest)
     _check_templates(context, manifest)
     _check_entry_points(context, manifest)
     _check_spec_parameters(context, manifest)
@@ -166,6 +167,19 @@ def _check_bounds(context: LintContext, manifest: ArgoManifest) -> None:
         lambda path, message: context.emit(manifest.document, path, message),
         resolve,
     )
+
+
+def _check_metrics(context: LintContext, manifest: ArgoManifest) -> None:
+    """Prometheus metrics of the workflow spec and of each template (:mod:`cxrcore.ops.lint.metrics`)."""
+
+    def emit(path: str, message: str) -> None:
+        context.emit(manifest.document, path, message)
+
+    spec = manifest.spec
+    metrics.check_metrics(spec.get("metrics"), f"{manifest.spec_path}.metrics", None, context.metric_families, emit)
+    for template_path, template in manifest.templates.values():
+        path = f"{template_path}.metrics"
+        metrics.check_metrics(template.get("metrics"), path, template, context.metric_families, emit)
 
 
 def _cron_problem(expression: str) -> str | None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from cxrcore.ops.lint.common import Finding, child, mapping, names, sequence, suggestion
 from cxrcore.ops.lint.files import Document, display, load_yaml_documents
+from cxrcore.ops.lint.metrics import MetricFamilies
 from cxrcore.ops.lint.models import ARGO_API_VERSION, ARGO_ROOT_MODELS
 
 __all__ = ["ArgoManifest", "LintContext", "Target"]
@@ -117,6 +118,7 @@ class LintContext:
         self.cluster_workflow_templates: dict[str, ArgoManifest] = {}
         self.index: dict[str, dict[str, Document]] = {}
         self._reported_caller_issues: set[tuple[int, str, str]] = set()
+        self.metric_families = MetricFamilies()
 
     # -------------------------------------------------------------------------------------------- reporting
 
