@@ -220,3 +220,54 @@ def test_gan_train_entrypoint_exit_codes(tmp_path, capsys):
     assert main(["--store", store_uri, "--run-id", "r1", "--class-name", "NORMAL", "--dataset", "absent"]) == 1
     assert "absent" in capsys.readouterr().err
     assert not (tmp_path / "empty-store" / "runs").exists()
+
+
+def test_checkpoint_series_keeps_one_pruning_rule(tmp_path):
+    """The rule both trainers share (cxrcore.ml.checkpoints): newest two at or below the epoch just written."""
+    from cxrcore.ml.checkpoints import CheckpointSeries, read_state, write_state
+    from cxrcore.ml.model_io import SavedFile, fetch_verified
+    from cxrcore.storage import IntegrityError
+
+    store = open_store((tmp_path / "store").as_uri())
+    prefix = "runs/r1/gan/NORMAL"
+
+    def series(trajectory: str) -> CheckpointSeries:
+        return CheckpointSeries(
+            store, prefix, inputs_for=lambda epoch: {"trajectory": trajectory, "epoch": epoch}, producer="test"
+        )
+
+    def commit(target: CheckpointSeries, epoch: int) -> int:
+        local = tmp_path / f"stage-{epoch}"
+        (local / "samples").mkdir(parents=True, exist_ok=True)
+        write_state(local, {"epoch": epoch})
+        (local / "samples" / f"epoch-{epoch:04d}.png").write_bytes(b"png")
+        return target.commit(epoch, local)[1]
+
+    def folders() -> list[int]:
+        return [epoch for epoch, _ in series("a").folders()]
+
+    long_run = series("a")
+    for epoch in range(1, 5):
+        commit(long_run, epoch)
+    assert folders() == [3, 4] and [c.epoch for c in long_run.resume_candidates(10)] == [4, 3]
+    store.put_bytes(f"{prefix}/checkpoints/epoch-0009/state.json", b"{}")  # an uncommitted leftover
+    # A shorter run of the same trajectory: checkpoints above its epoch stay (valid resume points); the
+    # leftover goes; the newest two at or below its epoch stay.
+    assert commit(long_run, 2) == 1
+    assert folders() == [2, 3, 4]
+    assert [c.epoch for c in long_run.resume_candidates(3)] == [3, 2]
+    newest = long_run.resume_candidates(3)[0]
+    fetched = fetch_verified(store, newest.key, newest.marker, {"state.json": tmp_path / "fetched" / "state.json"})
+    assert read_state(fetched["state.json"].parent) == {"epoch": 3}
+    # Other inputs: the old trajectory's checkpoints are not resume points and are pruned.
+    other = series("b")
+    assert other.resume_candidates(10) == []
+    assert commit(other, 1) == 3
+    assert folders() == [1] and long_run.resume_candidates(10) == []
+    # A staged file whose sha256 differs from the one taken at save time is never committed.
+    local = tmp_path / "stage-bad"
+    local.mkdir()
+    write_state(local, {"epoch": 2})
+    with pytest.raises(IntegrityError):
+        other.commit(2, local, saved={"state.json": SavedFile(local / "state.json", "0" * 64)})
+    assert store.read_marker(other.key(2)) is None and folders() == [1]

@@ -23,6 +23,7 @@ import pytest  # noqa: E402
 from keras.src.legacy.saving import legacy_h5_format  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from cxrcore.ml.model_io import fetch_verified, inference_copy, put_verified, save_model  # noqa: E402
 from cxrcore.models import (  # noqa: E402
     ALL_MODELS,
     BACKBONES,
@@ -40,7 +41,6 @@ from cxrcore.models import (  # noqa: E402
     build_transfer_model,
     classifier_input_range,
     classifier_min_input_size,
-    classifier_optimizer,
     custom_cnn_trainable_params,
     default_gan_optimizers,
     encode_png,
@@ -54,6 +54,7 @@ from cxrcore.models import (  # noqa: E402
     preprocess,
     to_uint8,
 )
+from cxrcore.storage import IntegrityError, open_store, sha256_file  # noqa: E402
 
 # Keras' TF backend trips NumPy 2's `__array__(copy=...)` deprecation on every
 # tensor-to-array conversion; it is noise for these tests.
@@ -71,6 +72,24 @@ def _trainable(model: keras.Model) -> int:
 
 def _pixels(size: int, batch: int = 2) -> np.ndarray:
     return RNG.uniform(0.0, 255.0, size=(batch, size, size, 3)).astype(np.float32)
+
+
+def _assert_per_image_and_input_dependent(model: keras.Model, pixels: np.ndarray, outputs: np.ndarray) -> None:
+    """In inference, each image's features depend on that image alone, and different images give different ones.
+
+    Checked on the features the output layer reads (relative to their scale: an untrained base can make them
+    tiny) and on the probabilities. Fails for a model that ignores its input (dead head, constant output) or
+    couples the images of a batch (BatchNormalization left in training mode, a reduction over the batch axis).
+    """
+    features_model = keras.Model(model.input, model.layers[-1].input)
+    features = features_model(pixels, training=False).numpy()
+    scale = float(np.abs(features).max())
+    assert scale > 0.0, "the output layer reads only zeros"
+    assert np.abs(features[0] - features[1]).max() > 1e-3 * scale, "two different images give the same features"
+    for index in range(len(pixels)):
+        alone = pixels[index : index + 1]
+        np.testing.assert_allclose(features_model(alone, training=False).numpy()[0], features[index], atol=1e-4 * scale)
+        np.testing.assert_allclose(model(alone, training=False).numpy()[0], outputs[index], rtol=1e-5, atol=1e-6)
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -136,9 +155,15 @@ def test_generator_shapes(latent_dim, width_multiplier, output_size, channels):
     generator = build_generator(
         latent_dim, width_multiplier=width_multiplier, output_size=output_size, channels=channels
     )
-    images = generator(RNG.standard_normal((2, latent_dim)).astype(np.float32)).numpy()
+    noise = RNG.standard_normal((2, latent_dim)).astype(np.float32)
+    images = generator(noise, training=False).numpy()
     assert images.shape == (2, output_size, output_size, channels)
     assert images.min() >= 0.0 and images.max() <= 1.0
+    # Each image is a function of its own noise vector: different noise, different image; same noise, same
+    # image, whatever else is in the batch (a collapsed or batch-coupled generator fails here).
+    assert not np.allclose(images[0], images[1], rtol=0.0, atol=1e-6)
+    alone = generator(noise[1:], training=False).numpy()
+    np.testing.assert_allclose(alone[0], images[1], rtol=1e-5, atol=1e-6)
     start = output_size // 8
     assert generator.get_layer("reshape").output.shape[1:3] == (start, start)
 
@@ -222,7 +247,8 @@ def test_dcgan_generate_and_score():
 
     probabilities = gan.score(images, batch_size=2)
     assert probabilities.shape == (5,)
-    assert np.all((probabilities >= 0.0) & (probabilities <= 1.0))
+    logits = gan.discriminator(images, training=False).numpy().reshape(-1)
+    np.testing.assert_allclose(probabilities, 1.0 / (1.0 + np.exp(-logits)), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(gan.score(pixels), probabilities, atol=1e-2)
 
 
@@ -359,9 +385,9 @@ def test_custom_cnn_shapes_and_closed_form_count(input_size, channels):
     model = build_custom_cnn(input_size, channels)
     assert _trainable(model) == custom_cnn_trainable_params(input_size, channels)
     pixels = RNG.uniform(0, 255, (2, input_size, input_size, channels)).astype(np.float32)
-    outputs = model(pixels).numpy()
+    outputs = model(pixels, training=False).numpy()
     assert outputs.shape == (2, 1)
-    assert np.all((outputs >= 0.0) & (outputs <= 1.0))
+    _assert_per_image_and_input_dependent(model, pixels, outputs)
 
 
 def test_custom_cnn_rescaling_contract():
@@ -412,9 +438,10 @@ def test_backbone_table():
 def test_transfer_model_shape_and_head(transfer_models, name):
     model = transfer_models(name)
     size = BACKBONES[name].min_input_size
-    outputs = model(_pixels(size), training=False).numpy()
+    pixels = _pixels(size)
+    outputs = model(pixels, training=False).numpy()
     assert outputs.shape == (2, 1)
-    assert np.all((outputs >= 0.0) & (outputs <= 1.0))
+    _assert_per_image_and_input_dependent(model, pixels, outputs)
     assert isinstance(model.layers[1], BackbonePreprocessing)
     base = get_base_model(model)
     assert model.layers[2] is base and not base.trainable
@@ -488,8 +515,11 @@ def test_transfer_model_validates_arguments():
 
 
 def _assert_round_trip(model: keras.Model, inputs: np.ndarray, path: Path) -> keras.Model:
+    """Saves through the runtime's verified path, reloads, and checks identical predictions."""
     expected = model(inputs, training=False).numpy()
-    model.save(path)
+    saved = save_model(model, path)
+    assert saved.path == path and saved.sha256 == sha256_file(path)
+    assert not [item.name for item in path.parent.iterdir() if item.name.startswith(".")]  # no temporary file left
     restored = keras.models.load_model(path)
     np.testing.assert_array_equal(restored(inputs, training=False).numpy(), expected)
     return restored
@@ -517,6 +547,39 @@ def test_round_trip_transfer_models(transfer_models, tmp_path, name):
     layer = restored.get_layer("backbone_preprocessing")
     assert isinstance(layer, BackbonePreprocessing) and layer.backbone == name
     assert not get_base_model(restored).trainable
+
+
+def test_model_files_are_verified_from_save_to_fetch(tmp_path):
+    model = build_classifier("custom_cnn", input_size=32)
+    pixels = _pixels(32)
+    copy = inference_copy(model)
+    np.testing.assert_array_equal(copy(pixels, training=False).numpy(), model(pixels, training=False).numpy())
+    weights = save_model(model, tmp_path / "saved" / "cnn.weights.h5", weights_only=True)
+    with pytest.raises(ValueError, match=r"must end with \.keras"):
+        save_model(model, tmp_path / "saved" / "cnn.h5")
+    assert sorted(item.name for item in (tmp_path / "saved").iterdir()) == ["cnn.weights.h5"]
+
+    store = open_store((tmp_path / "store").as_uri())
+    with store.commit("out", inputs={"test": 1}) as transaction:
+        put_verified(transaction, "cnn.weights.h5", weights)
+    marker = store.require_committed("out")
+    assert marker.outputs["cnn.weights.h5"]["sha256"] == weights.sha256
+    fetched = fetch_verified(store, "out", marker, {"cnn.weights.h5": tmp_path / "fetched" / "cnn.weights.h5"})
+    other = build_classifier("custom_cnn", input_size=32)
+    other.load_weights(fetched["cnn.weights.h5"])
+    np.testing.assert_array_equal(other(pixels, training=False).numpy(), model(pixels, training=False).numpy())
+
+    # A file that changes after saving, or an object that changes after the commit, is refused.
+    weights.path.write_bytes(weights.path.read_bytes() + b"\0")
+    with pytest.raises(IntegrityError, match="changed between saving"):
+        with store.commit("changed", inputs={"test": 2}) as transaction:
+            put_verified(transaction, "cnn.weights.h5", weights)
+    assert store.read_marker("changed") is None
+    (tmp_path / "store" / "out" / "cnn.weights.h5").write_bytes(b"tampered")
+    with pytest.raises(IntegrityError):
+        fetch_verified(store, "out", marker, {"cnn.weights.h5": tmp_path / "again" / "cnn.weights.h5"})
+    with pytest.raises(ValueError, match="lacks absent.keras"):
+        fetch_verified(store, "out", marker, {"absent.keras": tmp_path / "absent.keras"})
 
 
 # --------------------------------------------------------------------------- weights from file
@@ -591,26 +654,44 @@ _PAPER_OPTIMIZERS = {
 
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_paper_optimizer_per_table(name):
-    for optimizer in (paper_optimizer(name), classifier_optimizer(name)):
-        assert type(optimizer) is _PAPER_OPTIMIZERS[name]
-        assert float(optimizer.learning_rate) == pytest.approx(1e-4)
+    optimizer = paper_optimizer(name)
+    assert type(optimizer) is _PAPER_OPTIMIZERS[name]
+    assert float(optimizer.learning_rate) == pytest.approx(1e-4)
     assert paper_optimizer(name) is not paper_optimizer(name)
     assert float(paper_optimizer(name, 3e-4).learning_rate) == pytest.approx(3e-4)
 
 
 def test_registry_helpers_validate_names():
-    for helper in (paper_optimizer, classifier_optimizer, classifier_input_range, network_input_range):
+    for helper in (paper_optimizer, classifier_input_range, network_input_range):
         with pytest.raises(ValueError, match="name='alexnet'"):
             helper("alexnet")
     with pytest.raises(ValueError, match="weights='imagenet'"):
         build_classifier("custom_cnn", input_size=32, weights="imagenet")
 
 
-def test_every_classifier_takes_raw_pixels():
-    assert {classifier_input_range(name) for name in ALL_MODELS} == {(0.0, 255.0)}
-    assert network_input_range("custom_cnn") == (0.0, 1.0)
-    assert classifier_min_input_size("custom_cnn") == 14
-    assert classifier_min_input_size("inceptionv3") == 75
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_every_classifier_maps_raw_pixels_onto_its_network_range(transfer_models, name):
+    """The model's own first layer maps ``classifier_input_range`` onto ``network_input_range``, per channel."""
+    if name == "custom_cnn":
+        model = build_classifier(name, input_size=classifier_min_input_size(name))
+        preprocessed = model.layers[1].output  # the Rescaling layer
+    else:
+        model = transfer_models(name)
+        preprocessed = model.get_layer("backbone_preprocessing").output
+    with pytest.raises(ValueError, match="input_size"):  # the minimum size is the minimum
+        build_classifier(name, input_size=classifier_min_input_size(name) - 1)
+    preprocessing = keras.Model(model.input, preprocessed)
+    size = model.input_shape[1]
+    low, high = classifier_input_range(name)
+    gray_levels = np.linspace(low, high, 5, dtype=np.float32)
+    batch = np.broadcast_to(gray_levels[:, None, None, None], (5, size, size, 3)).astype(np.float32)
+    mapped = preprocessing(batch).numpy()
+    network_low, network_high = network_input_range(name)
+    assert mapped.min() == pytest.approx(network_low, abs=1e-3)
+    assert mapped.max() == pytest.approx(network_high, abs=1e-3)
+    # Brighter pixels map to larger values in every channel (no inverted or dropped channel).
+    per_level = mapped.mean(axis=(1, 2))  # (levels, channels)
+    assert np.all(np.diff(per_level, axis=0) > 0), per_level
 
 
 def test_grayscale_to_rgb():

@@ -29,6 +29,7 @@ from tests.helpers import make_demo_dataset
 keras = pytest.importorskip("keras")
 
 from cxrcore import train_classifier  # noqa: E402
+from cxrcore.training import classifier as classifier_training  # noqa: E402
 from cxrcore.evaluate import load_model_uri, predict_pixels  # noqa: E402
 
 SIZE = 32
@@ -231,7 +232,7 @@ def test_resume_after_failure_and_checkpoint_pruning(tmp_path: Path, monkeypatch
     make_demo_dataset(store, tmp_path, per_class=16, size=SIZE)
     settings = _settings(store, epochs=4, checkpoint_every=1, max_steps_per_epoch=1)
     prefix = classifier_prefix("r1", "baseline", "custom_cnn", 0)
-    original = train_classifier._fit_one_epoch
+    original = classifier_training._fit_one_epoch
     trained: list[int] = []
 
     def failing(model, dataset, *, epoch, steps, class_weight):
@@ -240,7 +241,7 @@ def test_resume_after_failure_and_checkpoint_pruning(tmp_path: Path, monkeypatch
         trained.append(epoch)
         return original(model, dataset, epoch=epoch, steps=steps, class_weight=class_weight)
 
-    monkeypatch.setattr(train_classifier, "_fit_one_epoch", failing)
+    monkeypatch.setattr(classifier_training, "_fit_one_epoch", failing)
     with pytest.raises(RuntimeError, match="injected failure"):
         train_classifier.run(settings)
     assert trained == [0, 1, 2]
@@ -254,7 +255,7 @@ def test_resume_after_failure_and_checkpoint_pruning(tmp_path: Path, monkeypatch
         trained.append(epoch)
         return original(model, dataset, epoch=epoch, steps=steps, class_weight=class_weight)
 
-    monkeypatch.setattr(train_classifier, "_fit_one_epoch", counting)
+    monkeypatch.setattr(classifier_training, "_fit_one_epoch", counting)
     trained.clear()
     with structlog.testing.capture_logs() as logs:
         result = train_classifier.run(settings)
@@ -312,7 +313,7 @@ def test_collapsed_model_is_flagged_and_logged(tmp_path: Path, monkeypatch: pyte
         )(pooled)
         return keras.Model(inputs, outputs, name="always_pneumonia")
 
-    monkeypatch.setattr(train_classifier, "_build_model", always_pneumonia)
+    monkeypatch.setattr(classifier_training, "_build_model", always_pneumonia)
     with structlog.testing.capture_logs() as logs:
         result = train_classifier.run(_settings(store))
     assert result["collapsed"] is True

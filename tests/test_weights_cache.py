@@ -39,7 +39,7 @@ from keras.src.backend import config as keras_config  # noqa: E402
 from keras.src.legacy.saving import legacy_h5_format  # noqa: E402
 from keras.src.utils import file_utils  # noqa: E402
 
-from cxrcore import train_classifier  # noqa: E402
+from cxrcore.steps import train_classifier as train_classifier_step  # noqa: E402
 from cxrcore.config import S3Settings, TrainClassifierSettings  # noqa: E402
 from cxrcore.models import BACKBONES, build_classifier, get_base_model  # noqa: E402
 from cxrcore.models import weights_cache  # noqa: E402
@@ -363,7 +363,7 @@ def test_weights_from_an_s3_uri_are_resolved_at_the_job_edge(
             s3=S3Settings(endpoint_url=s3_server.endpoint_url, addressing_style="path"),
         )
 
-    local, info = train_classifier._resolve_weights(settings(uri), tmp_path)
+    local, info = train_classifier_step._resolve_weights(settings(uri), tmp_path)
     assert Path(local).name == entry.fname and Path(local).is_relative_to(tmp_path)
     assert info == {"weights": uri, "weights_sha256": _sha256(baked / "models" / entry.fname)}
     model = build_classifier("efficientnetb0", input_size=32, weights=local)
@@ -371,7 +371,7 @@ def test_weights_from_an_s3_uri_are_resolved_at_the_job_edge(
     keras.backend.clear_session()
 
     with pytest.raises(FileNotFoundError, match="absent_notop.h5"):
-        train_classifier._resolve_weights(settings(f"s3://{s3_bucket}/weights/absent_notop.h5"), tmp_path)
+        train_classifier_step._resolve_weights(settings(f"s3://{s3_bucket}/weights/absent_notop.h5"), tmp_path)
 
 
 # ---------------------------------------------------------------------------------------------------- jobs
@@ -388,7 +388,7 @@ def test_imagenet_without_cache_fails_fast(
     def no_dataset(*args, **kwargs):
         raise AssertionError("the dataset was loaded before the weights check")
 
-    monkeypatch.setattr(train_classifier, "load_dataset", no_dataset)
+    monkeypatch.setattr(train_classifier_step, "load_dataset", no_dataset)
     from jobs.train_classifier import main
 
     capsys.readouterr()

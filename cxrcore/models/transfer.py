@@ -98,7 +98,6 @@ __all__ = [
     "build_transfer_model",
     "classifier_input_range",
     "classifier_min_input_size",
-    "classifier_optimizer",
     "get_backbone",
     "get_base_model",
     "grayscale_to_rgb",
@@ -483,13 +482,6 @@ def paper_optimizer(name: str, learning_rate: float = PAPER_LEARNING_RATE) -> ke
     if kind == "sgd":
         return keras.optimizers.SGD(learning_rate=learning_rate)
     return keras.optimizers.Adam(learning_rate=learning_rate)
-
-
-def classifier_optimizer(
-    name: str, learning_rate: float = PAPER_LEARNING_RATE
-) -> keras.optimizers.Optimizer:
-    """Returns the paper's optimizer for classifier `name` (see `paper_optimizer`)."""
-    return paper_optimizer(name, learning_rate)
 
 
 def classifier_input_range(name: str) -> tuple[float, float]:

@@ -48,6 +48,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from cxrcore.logging import configure_logging, get_logger
 
@@ -313,6 +314,56 @@ def _download_environment(timeout_s: float) -> Iterator[None]:
             keras.config.enable_interactive_logging()
 
 
+def _prepare_cache(home: Path) -> None:
+    """Creates `home/models/` and checks that Keras will cache there (the home is writable by this user).
+
+    Raises:
+        WeightsCacheError: The folder cannot be created, or Keras would cache elsewhere (not writable).
+    """
+    try:
+        (home / CACHE_SUBDIR).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WeightsCacheError(
+            f"Could not create {home / CACHE_SUBDIR}: {exc}. Received: keras_home={str(home)!r}"
+        ) from exc
+    if effective_cache_dir(home) != home / CACHE_SUBDIR:
+        raise WeightsCacheError(
+            f"The Keras home {home} is not writable by uid {_uid()}, so Keras would cache elsewhere; "
+            f"run as its owner or pick a writable --keras-home. Received: keras_home={str(home)!r}"
+        )
+
+
+def _download(
+    entry: WeightsFile, url: str, expected_hash: str, *, home: Path, timeout_s: float, log: Any, fields: dict[str, str]
+) -> None:
+    """Fetches one file into `home/models/` through `keras.utils.get_file`, checked against `expected_hash`.
+
+    Raises:
+        WeightsCacheError: The download or the hash check failed (the bad file is removed), or Keras stored the
+            file elsewhere.
+    """
+    import keras
+
+    target = home / CACHE_SUBDIR / entry.fname
+    try:
+        with _download_environment(timeout_s):
+            path = keras.utils.get_file(
+                entry.fname, url, cache_subdir=CACHE_SUBDIR, file_hash=expected_hash, cache_dir=str(home)
+            )
+    except Exception as exc:  # noqa: BLE001 - Keras raises bare Exception on HTTP/URL errors
+        target.unlink(missing_ok=True)  # Keras keeps a downloaded file that failed its hash check
+        log.error("weights_download_failed", url=url, error=f"{type(exc).__name__}: {exc}", **fields)
+        raise WeightsCacheError(
+            f"Could not bake the ImageNet weights of {entry.backbone}: fetching {url} into {target} failed "
+            f"({type(exc).__name__}: {exc}). Received: backbone={entry.backbone!r}"
+        ) from exc
+    if Path(path) != target:
+        raise WeightsCacheError(
+            f"Keras stored the weights of {entry.backbone} at {path} instead of {target}. "
+            f"Received: keras_home={str(home)!r}"
+        )
+
+
 def bake(
     backbones: Sequence[str] | None = None,
     *,
@@ -348,20 +399,7 @@ def bake(
     expected = _expected_hashes(entries, manifest, hashes)
     home = (Path(keras_home).expanduser() if keras_home is not None else default_keras_home()).absolute()
     log = get_logger(_LOGGER, keras_home=str(home))
-    try:
-        (home / CACHE_SUBDIR).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise WeightsCacheError(
-            f"Could not create {home / CACHE_SUBDIR}: {exc}. Received: keras_home={str(home)!r}"
-        ) from exc
-    if effective_cache_dir(home) != home / CACHE_SUBDIR:
-        raise WeightsCacheError(
-            f"The Keras home {home} is not writable by uid {_uid()}, so Keras would cache elsewhere; "
-            f"run as its owner or pick a writable --keras-home. Received: keras_home={str(home)!r}"
-        )
-
-    import keras
-
+    _prepare_cache(home)
     log.info("weights_bake_start", backbones=[entry.backbone for entry in entries], mirror=mirror, hashes=hashes)
     baked: dict[str, Path] = {}
     for number, entry in enumerate(entries, start=1):
@@ -374,27 +412,7 @@ def bake(
             continue
         log.info("weights_download", url=url, path=str(target), **fields)
         started = time.monotonic()
-        try:
-            with _download_environment(timeout_s):
-                path = keras.utils.get_file(
-                    entry.fname,
-                    url,
-                    cache_subdir=CACHE_SUBDIR,
-                    file_hash=expected[entry.backbone],
-                    cache_dir=str(home),
-                )
-        except Exception as exc:  # noqa: BLE001 - Keras raises bare Exception on HTTP/URL errors
-            target.unlink(missing_ok=True)  # Keras keeps a downloaded file that failed its hash check
-            log.error("weights_download_failed", url=url, error=f"{type(exc).__name__}: {exc}", **fields)
-            raise WeightsCacheError(
-                f"Could not bake the ImageNet weights of {entry.backbone}: fetching {url} into {target} failed "
-                f"({type(exc).__name__}: {exc}). Received: backbone={entry.backbone!r}"
-            ) from exc
-        if Path(path) != target:
-            raise WeightsCacheError(
-                f"Keras stored the weights of {entry.backbone} at {path} instead of {target}. "
-                f"Received: keras_home={str(home)!r}"
-            )
+        _download(entry, url, expected[entry.backbone], home=home, timeout_s=timeout_s, log=log, fields=fields)
         log.info(
             "weights_baked",
             path=str(target),

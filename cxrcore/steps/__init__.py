@@ -1,0 +1,1 @@
+"""One module per Argo step: plan, skip if committed, compute with pure functions, commit (docs/architecture.md#steps)."""

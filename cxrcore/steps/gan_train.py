@@ -1,0 +1,329 @@
+"""``cxr-gan-train``: train the DCGAN of one class (paper Table 1), checkpointed, resumable and idempotent.
+
+See docs/architecture.md#layers and #store-layout. One job trains one class's DCGAN on the **training split** of
+a dataset version (test images never reach the GAN) and publishes it under ``runs/<run_id>/gan/<CLASS>/``
+(:func:`cxrcore.layout.gan_prefix`)::
+
+    runs/<run_id>/gan/<CLASS>/
+        generator.keras  discriminator.keras      full models (keras.models.load_model)
+        losses.csv                                epoch, d_loss, g_loss, seconds, d_real_accuracy,
+                                                  d_fake_accuracy, images_per_second (one row per epoch)
+        samples.png                               grid of the last epoch (fixed, seeded noise)
+        samples/epoch-NNNN.png                    one grid per epoch
+        gan.json                                  settings, parameter counts, dataset version and digest,
+                                                  train image count, epochs, resume point, wall time, device
+        _SUCCESS                                  marker (written last)
+        checkpoints/epoch-NNNN/                   each its own committed output (:mod:`cxrcore.training.gan_state`)
+
+The step: plan (dataset version, :func:`job_inputs`) -> skip when the prefix is committed from the same inputs
+(without loading images or TensorFlow models) -> train (:func:`cxrcore.training.gan.train_gan`) -> commit.
+
+Checkpoints and resume (:mod:`cxrcore.ml.checkpoints`): after every ``checkpoint_every`` epochs and after the
+last one, a checkpoint is committed with ``inputs = {"trajectory": ..., "epoch": N}``. The *trajectory* is
+everything the weights after epoch N depend on (the job inputs minus the total epoch count), so a run extended
+from 100 to 150 epochs resumes from its epoch-100 checkpoint. On start the job restores the newest committed
+checkpoint of the same trajectory whose epoch does not exceed the requested count. On one device the resumed run
+reproduces the uninterrupted one exactly (the tests check it); under ``MirroredStrategy`` it matches up to the
+order of cross-device reductions. A killed pod loses at most ``checkpoint_every`` epochs.
+
+Hardware (:mod:`cxrcore.ml.devices`): ``batch_size`` is the *global* batch, so results do not depend on the GPU
+count; ``mixed_precision`` and ``xla`` apply on GPU only.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cxrcore import __version__
+from cxrcore.config import GanTrainSettings, identity
+from cxrcore.data.dataset import dataset_prefix, load_dataset, resolve_version
+from cxrcore.layout import gan_prefix
+from cxrcore.logging import get_logger
+from cxrcore.ml.checkpoints import CHECKPOINTS_DIR, CheckpointSeries, checkpoint_key
+from cxrcore.ml.devices import Devices, configure_devices
+from cxrcore.ml.model_io import put_verified, save_model
+from cxrcore.models import (
+    DISCRIMINATOR_PAPER_PARAMS,
+    GENERATOR_PAPER_PARAMS,
+    model_summary_counts,
+)
+from cxrcore.storage import (
+    MARKER_NAME,
+    Marker,
+    Store,
+    StoreError,
+    hash_inputs,
+    join_key,
+)
+from cxrcore.training.gan import CHANNELS, GanTraining, train_gan
+
+__all__ = ["JOB_NAME", "OUTPUT_FORMAT", "checkpoint_prefix", "gan_info", "job_inputs", "run", "trajectory_inputs"]
+
+JOB_NAME = "cxr-gan-train"
+#: Version of the output layout written by this step (part of the inputs: a layout change retrains).
+OUTPUT_FORMAT = 1
+_INFO_FILE = "gan.json"
+
+log = get_logger(__name__)
+
+
+# ---------------------------------------------------------------------------------------------- plan
+def trajectory_inputs(settings: GanTrainSettings, dataset_marker: Marker, dataset_version: str) -> dict[str, Any]:
+    """Everything the weights after any epoch depend on: dataset content and every result-changing setting.
+
+    That is :func:`cxrcore.config.identity` of the settings without the total epoch count (a longer run passes
+    through the same states), plus the resolved dataset version and its marker digest. Settings marked as not
+    changing the result (store, logging, ``checkpoint_every``) are left out.
+
+    Args:
+        settings: The job settings.
+        dataset_marker: The dataset version's ``_SUCCESS`` marker.
+        dataset_version: The resolved dataset version id.
+
+    Returns:
+        A JSON-ready dict.
+    """
+    recorded = identity(settings)
+    del recorded["epochs"]  # in job_inputs only
+    return {
+        "job": "gan-train",
+        "format": OUTPUT_FORMAT,
+        "dataset": settings.dataset,
+        "dataset_version": dataset_version,
+        "dataset_digest": dataset_marker.digest,
+        "split": "train",
+        "channels": CHANNELS,
+        **recorded,
+    }
+
+
+def job_inputs(settings: GanTrainSettings, dataset_marker: Marker, dataset_version: str) -> dict[str, Any]:
+    """The ``inputs`` of the GAN prefix's marker: the trajectory plus the number of epochs."""
+    return {
+        "trajectory": trajectory_inputs(settings, dataset_marker, dataset_version),
+        "epochs": identity(settings)["epochs"],
+    }
+
+
+def checkpoint_prefix(prefix: str, epoch: int) -> str:
+    """``<gan prefix>/checkpoints/epoch-NNNN`` (``epoch`` = number of completed epochs)."""
+    return checkpoint_key(prefix, epoch)
+
+
+def _checkpoint_series(store: Store, prefix: str, trajectory: dict[str, Any]) -> CheckpointSeries:
+    return CheckpointSeries(
+        store,
+        prefix,
+        inputs_for=lambda epoch: {"trajectory": trajectory, "epoch": epoch},
+        producer=f"{JOB_NAME} {__version__}",
+    )
+
+
+# ---------------------------------------------------------------------------------------------- data
+def _train_images(store: Store, settings: GanTrainSettings, version: str) -> np.ndarray:
+    """The class's training-split images (uint8, ``(n, h, w)``); never test images."""
+    dataset = load_dataset(store, settings.dataset, version)
+    images, manifest = dataset.subset("train")
+    selected = images[(manifest["class"] == settings.class_name).to_numpy()]
+    if len(selected) == 0:
+        of_class = dataset.manifest[dataset.manifest["class"] == settings.class_name]
+        counts = {str(split): int(count) for split, count in sorted(of_class["split"].value_counts().items())}
+        raise ValueError(
+            f"Dataset {settings.dataset!r} version {dataset.version!r} has no training images of class "
+            f"{settings.class_name!r} (images of that class per split: {counts}); the GAN trains on the train "
+            f"split only. Received: class_name={settings.class_name!r}"
+        )
+    return selected
+
+
+# ---------------------------------------------------------------------------------------------- outputs
+def gan_info(
+    settings: GanTrainSettings,
+    training: GanTraining,
+    *,
+    dataset_version: str,
+    dataset_digest: str,
+    train_images: int,
+    epochs: int,
+    device: dict[str, Any],
+    wall_seconds: float,
+) -> dict[str, Any]:
+    """The content of ``gan.json`` (pure)."""
+    last = training.record.losses[-1]
+    return {
+        "format": OUTPUT_FORMAT,
+        "job": JOB_NAME,
+        "cxrcore_version": __version__,
+        "settings": settings.model_dump(mode="json", exclude={"s3", "store", "io_workers", "log_level", "log_format"}),
+        "dataset": {
+            "name": settings.dataset,
+            "version": dataset_version,
+            "digest": dataset_digest,
+            "split": "train",
+            "class_name": settings.class_name,
+            "train_images": train_images,
+        },
+        "model": {
+            "architecture": "DCGAN (paper Table 1)",
+            "image_size": settings.image_size,
+            "channels": CHANNELS,
+            "latent_dim": settings.latent_dim,
+            "width_multiplier": settings.width_multiplier,
+            "generator_parameters": model_summary_counts(training.model.generator)[1],
+            "discriminator_parameters": model_summary_counts(training.model.discriminator)[1],
+            "paper_generator_parameters": GENERATOR_PAPER_PARAMS,
+            "paper_discriminator_parameters": DISCRIMINATOR_PAPER_PARAMS,
+        },
+        "training": {
+            "epochs": epochs,
+            "steps_per_epoch": training.plan.steps_per_epoch,
+            "batch_size": training.plan.batch_size,
+            "requested_batch_size": settings.batch_size,
+            "learning_rate": settings.learning_rate,
+            "optimizer": "Adam (discriminator and generator)",
+            "loss": "BinaryCrossentropy(from_logits=True)",
+            "resumed_from_epoch": training.initial_epoch,
+            "resumed_from": training.resumed_from,
+            "epochs_trained_this_run": epochs - training.initial_epoch,
+            "checkpoints_written": training.checkpoints_written,
+            "train_seconds": round(training.train_seconds, 3),
+            "training_seconds_all_epochs": round(sum(float(row["seconds"]) for row in training.record.losses), 3),
+            "wall_seconds": round(wall_seconds, 3),
+            "final_d_loss": last["d_loss"],
+            "final_g_loss": last["g_loss"],
+        },
+        "device": device,
+    }
+
+
+def _summary(store: Store, prefix: str, info: dict[str, Any], *, status: str, marker: Marker) -> dict[str, Any]:
+    training = info["training"]
+    return {
+        "status": status,
+        "uri": f"{store.uri.rstrip('/')}/{prefix}",
+        "prefix": prefix,
+        "run_id": info["settings"]["run_id"],
+        "class_name": info["settings"]["class_name"],
+        "dataset": info["dataset"]["name"],
+        "dataset_version": info["dataset"]["version"],
+        "train_images": info["dataset"]["train_images"],
+        "epochs": training["epochs"],
+        "resumed_from_epoch": training["resumed_from_epoch"],
+        "epochs_trained": training["epochs_trained_this_run"],
+        "final_d_loss": training["final_d_loss"],
+        "final_g_loss": training["final_g_loss"],
+        "wall_seconds": training["wall_seconds"],
+        "generator_parameters": info["model"]["generator_parameters"],
+        "discriminator_parameters": info["model"]["discriminator_parameters"],
+        "marker_digest": marker.digest,
+    }
+
+
+def _existing_summary(store: Store, prefix: str, marker: Marker) -> dict[str, Any]:
+    recorded = marker.outputs.get(_INFO_FILE)
+    if recorded is None:
+        raise StoreError(f"{store.uri}/{prefix}/{MARKER_NAME} does not list {_INFO_FILE}")
+    info = json.loads(store.get_bytes(join_key(prefix, _INFO_FILE), sha256=recorded["sha256"]))
+    return _summary(store, prefix, info, status="unchanged", marker=marker)
+
+
+def _publish(
+    store: Store, prefix: str, training: GanTraining, info: dict[str, Any], inputs: dict[str, Any], work_dir: Path
+) -> Marker:
+    """Saves both networks (verified) and commits the GAN prefix, leaving its checkpoints in place."""
+    generator = save_model(training.model.generator, work_dir / "models" / "generator.keras")
+    discriminator = save_model(training.model.discriminator, work_dir / "models" / "discriminator.keras")
+    with store.commit(
+        prefix, inputs=inputs, producer=f"{JOB_NAME} {__version__}", preserve=(CHECKPOINTS_DIR,)
+    ) as transaction:
+        put_verified(transaction, "generator.keras", generator)
+        put_verified(transaction, "discriminator.keras", discriminator)
+        transaction.put_bytes("losses.csv", training.record.losses_csv())
+        transaction.put_bytes("samples.png", training.record.last_grid)
+        transaction.put_dir(training.record.samples_dir, "samples")
+        transaction.put_json(_INFO_FILE, info)
+    return transaction.marker
+
+
+# ---------------------------------------------------------------------------------------------- the step
+def run(settings: GanTrainSettings) -> dict[str, Any]:
+    """Trains (or resumes, or skips) the DCGAN of ``settings.class_name`` and commits it to the store.
+
+    Args:
+        settings: The job settings.
+
+    Returns:
+        A summary dict: ``status`` (``trained`` or ``unchanged``), ``uri``, the dataset version, train image
+        count, epochs, ``resumed_from_epoch``, final losses, wall time, parameter counts and the marker digest.
+
+    Raises:
+        ValueError: Bad settings for the model (image size not a multiple of 8) or no training images of the
+            class in the dataset version.
+        cxrcore.data.dataset.DatasetError: Missing or uncommitted dataset version.
+        cxrcore.storage.StoreError: Store failures.
+    """
+    if settings.image_size % 8 != 0:
+        raise ValueError(
+            f"image_size must be a multiple of 8 (the DCGAN has three stride-2 stages). "
+            f"Received: image_size={settings.image_size}"
+        )
+    started = time.monotonic()
+    logger = log.bind(job=JOB_NAME, run_id=settings.run_id, class_name=settings.class_name)
+    store = settings.open_store()
+    prefix = gan_prefix(settings.run_id, settings.class_name)
+    version = resolve_version(store, settings.dataset, settings.dataset_version)
+    dataset_marker = store.require_committed(dataset_prefix(settings.dataset, version))
+    trajectory = trajectory_inputs(settings, dataset_marker, version)
+    inputs = job_inputs(settings, dataset_marker, version)
+    epochs = settings.resolved_epochs()
+
+    marker = store.read_marker(prefix)
+    if marker is not None and marker.inputs_hash == hash_inputs(inputs):
+        logger.info("gan_unchanged", uri=f"{store.uri.rstrip('/')}/{prefix}", epochs=epochs, dataset_version=version)
+        return _existing_summary(store, prefix, marker)
+
+    images = _train_images(store, settings, version)
+    logger.info("gan_data", dataset=settings.dataset, dataset_version=version, train_images=len(images), epochs=epochs)
+    store.clean_staging(prefix)
+    devices: Devices = configure_devices(mixed_precision=settings.mixed_precision, xla=settings.xla, logger=logger)
+    device = devices.describe()
+    logger.info("gan_device", **device)
+    with tempfile.TemporaryDirectory(prefix="cxr-gan-") as tmp:
+        work_dir = Path(tmp)
+        training = train_gan(
+            settings,
+            images=images,
+            series=_checkpoint_series(store, prefix, trajectory),
+            devices=devices,
+            epochs=epochs,
+            work_dir=work_dir,
+            logger=logger,
+        )
+        info = gan_info(
+            settings,
+            training,
+            dataset_version=version,
+            dataset_digest=dataset_marker.digest,
+            train_images=len(images),
+            epochs=epochs,
+            device=device,
+            wall_seconds=time.monotonic() - started,
+        )
+        committed = _publish(store, prefix, training, info, inputs, work_dir)
+    last = training.record.losses[-1]
+    logger.info(
+        "gan_committed",
+        uri=f"{store.uri.rstrip('/')}/{prefix}",
+        epochs=epochs,
+        resumed_from_epoch=training.initial_epoch,
+        final_d_loss=round(last["d_loss"], 5),
+        final_g_loss=round(last["g_loss"], 5),
+        wall_seconds=info["training"]["wall_seconds"],
+    )
+    return _summary(store, prefix, info, status="trained", marker=committed)

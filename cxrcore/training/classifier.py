@@ -1,0 +1,326 @@
+"""The classifier training loop of ``cxr-train-classifier``: model, epochs, checkpoints, scoring, metrics.
+
+See docs/architecture.md#layers. Every epoch is one ``fit`` call on batches shuffled with a seed of
+``(seed, epoch)``, so a run resumed from a checkpoint sees the batches the uninterrupted run would have seen. A
+checkpoint (``checkpoints/epoch-NNNN/``: ``model.keras`` with optimizer state and ``state.json`` with the
+history so far) is committed every ``checkpoint_every`` epochs before the last, through the shared
+:class:`cxrcore.ml.checkpoints.CheckpointSeries`.
+
+Scoring goes through :func:`cxrcore.inference.predict_pixels`, the one inference path that evaluation,
+prediction, promotion and synthesis use, applied to the inference copy that is saved as ``model.keras``: what
+``metrics.json`` and ``predictions.csv`` report is what the saved model predicts.
+
+TensorFlow is imported inside the functions that need it: importing this module stays light.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cxrcore import __version__
+from cxrcore.config import TrainClassifierSettings
+from cxrcore.inference import MODEL_FILE, predict_pixels
+from cxrcore.metrics import binary_metrics
+from cxrcore.ml.checkpoints import STATE_FILE, CheckpointSeries, read_state, write_state
+from cxrcore.ml.model_io import fetch_verified, save_model
+from cxrcore.training.classifier_data import (
+    TrainingData,
+    binary_cross_entropy,
+    class_weights,
+)
+
+__all__ = [
+    "build_metrics",
+    "compiled_model",
+    "history_csv",
+    "predictions_csv",
+    "score",
+    "steps_per_epoch",
+    "train_epochs",
+]
+
+#: Prediction batches are this many training batches (no gradients: twice the images fit).
+_EVAL_BATCH_MULTIPLIER = 2
+
+
+# ---------------------------------------------------------------------------------------------------- model
+def _make_optimizer(settings: TrainClassifierSettings) -> Any:
+    import keras
+
+    from cxrcore.models import paper_optimizer
+
+    rate = settings.learning_rate
+    if settings.optimizer == "paper":
+        return paper_optimizer(settings.model, learning_rate=rate)
+    return {
+        "adam": keras.optimizers.Adam,
+        "rmsprop": keras.optimizers.RMSprop,
+        "sgd": keras.optimizers.SGD,
+    }[settings.optimizer](learning_rate=rate)
+
+
+def _build_model(settings: TrainClassifierSettings, weights: str | None) -> Any:
+    """Builds the uncompiled classifier (separate, so tests can substitute a model)."""
+    from cxrcore.models import build_classifier
+
+    try:
+        return build_classifier(settings.model, input_size=settings.image_size, weights=weights)
+    except ValueError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - e.g. no network for the ImageNet download
+        if weights == "imagenet":
+            raise RuntimeError(
+                f"Could not load the ImageNet weights of {settings.model}: {type(exc).__name__}: {exc}. Bake them "
+                "into the image ($KERAS_HOME/models), or pass --weights none, a local file or an s3:// URI. "
+                f"Received: weights={weights!r}"
+            ) from exc
+        raise
+
+
+def compiled_model(settings: TrainClassifierSettings, weights: str | None, strategy: Any) -> Any:
+    """The classifier, compiled with the settings' optimizer and binary cross-entropy, under ``strategy``."""
+    import keras
+
+    with strategy.scope():
+        model = _build_model(settings, weights)
+        model.compile(
+            optimizer=_make_optimizer(settings),
+            loss=keras.losses.BinaryCrossentropy(),
+            metrics=[keras.metrics.BinaryAccuracy(name="accuracy")],
+        )
+    return model
+
+
+# ---------------------------------------------------------------------------------------------------- epochs
+def _epoch_dataset(data: TrainingData, settings: TrainClassifierSettings, epoch: int) -> Any:
+    """The training batches of one epoch: shuffled with a seed of (seed, epoch), so a resumed run sees the same."""
+    from cxrcore.data.pipeline import make_dataset
+
+    return make_dataset(
+        data.train_images,
+        data.train_labels,
+        image_size=settings.image_size,
+        batch_size=settings.batch_size,
+        shuffle=True,
+        seed=settings.seed * 100_003 + epoch,
+        augment=settings.augment,
+    )
+
+
+def steps_per_epoch(settings: TrainClassifierSettings, n_train: int) -> int:
+    """``ceil(n_train / batch_size)``, at most ``max_steps_per_epoch``."""
+    steps = math.ceil(n_train / settings.batch_size)
+    return steps if settings.max_steps_per_epoch is None else min(steps, settings.max_steps_per_epoch)
+
+
+def _fit_one_epoch(
+    model: Any, dataset: Any, *, epoch: int, steps: int, class_weight: dict[int, float] | None
+) -> dict[str, float]:
+    """Trains one epoch; returns its history row (``epoch`` 1-based, Keras metrics, ``seconds``)."""
+    started = time.perf_counter()
+    history = model.fit(
+        dataset,
+        epochs=epoch + 1,
+        initial_epoch=epoch,
+        steps_per_epoch=steps,
+        class_weight=class_weight,
+        shuffle=False,  # the dataset is already shuffled with the run's seed
+        verbose=0,
+    )
+    seconds = time.perf_counter() - started
+    row = {"epoch": epoch + 1}
+    row.update({name: float(values[-1]) for name, values in history.history.items()})
+    row["seconds"] = seconds
+    return row
+
+
+def _save_checkpoint(series: CheckpointSeries, model: Any, state: dict[str, Any], work_dir: Path) -> str:
+    """Commits ``model.keras`` (weights and optimizer state) and ``state.json`` as the checkpoint of its epoch."""
+    epoch = int(state["epoch"])
+    local = work_dir / f"checkpoint-{epoch:04d}"
+    try:
+        saved = save_model(model, local / MODEL_FILE)
+        write_state(local, state)
+        key, _pruned = series.commit(epoch, local, saved={MODEL_FILE: saved})
+    finally:
+        shutil.rmtree(local, ignore_errors=True)
+    return key
+
+
+def _resume(
+    series: CheckpointSeries, model: Any, strategy: Any, *, epochs: int, work_dir: Path, logger: Any
+) -> tuple[list[dict[str, float]], float, int]:
+    """Loads the newest checkpoint of the series into the compiled ``model``: ``(history, train_time_s, epoch)``."""
+    candidates = series.resume_candidates(epochs)
+    if not candidates:
+        return [], 0.0, 0
+    checkpoint = candidates[0]
+    local = work_dir / "resume"
+    try:
+        files = fetch_verified(
+            series.store,
+            checkpoint.key,
+            checkpoint.marker,
+            {MODEL_FILE: local / MODEL_FILE, STATE_FILE: local / STATE_FILE},
+        )
+        state = read_state(local)
+        with strategy.scope():
+            model.optimizer.build(model.trainable_variables)
+            model.load_weights(files[MODEL_FILE])
+    finally:
+        shutil.rmtree(local, ignore_errors=True)
+    logger.info("classifier_resumed", checkpoint=checkpoint.key, epoch=int(state["epoch"]))
+    return list(state["history"]), float(state["train_time_s"]), int(state["epoch"])
+
+
+def train_epochs(
+    model: Any,
+    data: TrainingData,
+    settings: TrainClassifierSettings,
+    *,
+    series: CheckpointSeries,
+    strategy: Any,
+    work_dir: Path,
+    logger: Any,
+) -> tuple[list[dict[str, float]], float]:
+    """Trains ``model`` for the epochs not yet checkpointed, committing checkpoints on the way.
+
+    Returns:
+        ``(history rows of every epoch, training seconds of every epoch)``, restored epochs included.
+
+    Raises:
+        RuntimeError: The loss is not finite (training diverged).
+    """
+    import keras
+
+    weights_for_class = class_weights(data.train_labels, settings.class_weight)
+    steps = steps_per_epoch(settings, len(data.train_labels))
+    history, train_time_s, start_epoch = _resume(
+        series, model, strategy, epochs=settings.epochs, work_dir=work_dir, logger=logger
+    )
+    for epoch in range(start_epoch, settings.epochs):
+        keras.utils.set_random_seed(settings.seed * 100_003 + epoch)
+        row = _fit_one_epoch(
+            model, _epoch_dataset(data, settings, epoch), epoch=epoch, steps=steps, class_weight=weights_for_class
+        )
+        if not math.isfinite(row.get("loss", float("nan"))):
+            logger.error("training_diverged", epoch=epoch + 1, loss=row.get("loss"))
+            raise RuntimeError(
+                f"Training of {settings.model} diverged: the loss is {row.get('loss')} at epoch {epoch + 1}; "
+                f"lower the learning rate. Received: learning_rate={settings.learning_rate}"
+            )
+        history.append(row)
+        train_time_s += row["seconds"]
+        logger.info("classifier_epoch", epochs=settings.epochs, steps=steps, **row)
+        done = epoch + 1
+        if done % settings.checkpoint_every == 0 and done < settings.epochs:
+            state = {"epoch": done, "history": history, "train_time_s": train_time_s}
+            key = _save_checkpoint(series, model, state, work_dir)
+            logger.info("classifier_checkpoint", checkpoint=key, epoch=done)
+    return history, train_time_s
+
+
+# ---------------------------------------------------------------------------------------------------- scoring
+def score(model: Any, images: np.ndarray, settings: TrainClassifierSettings) -> np.ndarray:
+    """P(PNEUMONIA) of uint8 ``(n, size, size)`` images through :func:`cxrcore.inference.predict_pixels`.
+
+    Args:
+        model: The inference copy (:func:`cxrcore.ml.model_io.inference_copy`): built outside any strategy.
+        images: The images, at the model's input size.
+        settings: The job settings (batch size, model name and learning rate for the error).
+
+    Raises:
+        RuntimeError: The model does not give one finite probability per image (training diverged).
+    """
+    try:
+        return predict_pixels(model, images, batch_size=settings.batch_size * _EVAL_BATCH_MULTIPLIER)
+    except ValueError as exc:
+        raise RuntimeError(
+            f"{settings.model} predicts NaN: training diverged ({exc}). "
+            f"Received: learning_rate={settings.learning_rate}"
+        ) from exc
+
+
+def build_metrics(
+    *,
+    settings: TrainClassifierSettings,
+    data: TrainingData,
+    test_probabilities: np.ndarray,
+    train_probabilities: np.ndarray,
+    history: list[dict[str, float]],
+    train_time_s: float,
+    params: tuple[int, int],
+    dataset_info: Mapping[str, Any],
+    weights_info: Mapping[str, Any],
+    device: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The content of ``metrics.json`` (pure).
+
+    Returns:
+        :func:`cxrcore.metrics.binary_metrics` of the test set (``n``, ``accuracy``, ``accuracy_ci95``,
+        ``precision_macro``, ``recall_macro``, ``f1_macro``, ``per_class``, ``sensitivity``, ``specificity``,
+        ``auc``, ``confusion_matrix``, ``predicted_positive_share``, ``collapsed``, ``collapsed_to``) plus
+        ``test_loss``, ``train_accuracy``, ``train_loss``, ``train_time_s``, ``model``, ``condition``, ``seed``,
+        ``epochs``, ``epochs_trained``, ``steps_per_epoch``, training settings, ``params_total``,
+        ``params_trainable``, ``dataset``, ``dataset_version``, ``split_strategy``, ``dataset_split_strategy``,
+        ``patients_on_both_sides``, ``protocol``, ``test_contaminated``, ``counts`` (with ``train_real`` and
+        ``train_synthetic``), ``weights``, ``device`` and ``cxrcore_version``.
+    """
+    metrics = binary_metrics(data.test_labels, test_probabilities)
+    train_predictions = (train_probabilities >= 0.5).astype(int)
+    return {
+        **metrics,
+        "test_loss": binary_cross_entropy(data.test_labels, test_probabilities),
+        "train_accuracy": float((train_predictions == data.train_labels).mean()),
+        "train_loss": binary_cross_entropy(data.train_labels, train_probabilities),
+        "train_time_s": float(train_time_s),
+        "model": settings.model,
+        "condition": settings.condition,
+        "seed": settings.seed,
+        "epochs": settings.epochs,
+        "epochs_trained": len(history),
+        "steps_per_epoch": steps_per_epoch(settings, len(data.train_labels)),
+        "batch_size": settings.batch_size,
+        "image_size": settings.image_size,
+        "learning_rate": settings.learning_rate,
+        "optimizer": settings.optimizer,
+        "class_weight": settings.class_weight,
+        "augment": settings.augment,
+        "params_total": int(params[0]),
+        "params_trainable": int(params[1]),
+        "dataset": dataset_info["name"],
+        "dataset_version": dataset_info["version"],
+        "split_strategy": data.split_strategy,
+        "dataset_split_strategy": data.dataset_split_strategy,
+        "patients_on_both_sides": data.patients_on_both_sides,
+        "protocol": settings.protocol,
+        "test_contaminated": data.test_contaminated,
+        "counts": data.counts,
+        **dict(weights_info),
+        "device": dict(device),
+        "cxrcore_version": __version__,
+    }
+
+
+def history_csv(history: list[dict[str, float]]) -> bytes:
+    """``history.csv``: ``epoch, loss, accuracy``, any other Keras metric, then ``seconds``."""
+    frame = pd.DataFrame(history)
+    leading = [column for column in ("epoch", "loss", "accuracy") if column in frame.columns]
+    rest = [column for column in frame.columns if column not in (*leading, "seconds")]
+    frame = frame.loc[:, [*leading, *rest, "seconds"]]
+    return frame.to_csv(index=False, lineterminator="\n").encode()
+
+
+def predictions_csv(data: TrainingData, probabilities: np.ndarray) -> bytes:
+    """``predictions.csv``: ``image_id, label, probability`` of every test image, in full precision."""
+    frame = pd.DataFrame({"image_id": data.test_ids, "label": data.test_labels, "probability": probabilities})
+    # Full precision (round-trips exactly), so the confusion matrix recomputed from this file matches metrics.json.
+    return frame.to_csv(index=False, lineterminator="\n").encode()
