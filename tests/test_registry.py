@@ -25,7 +25,6 @@ from cxrcore.data.ingest import import_dataset
 from cxrcore.data.splits import assign_split
 from cxrcore.registry import (
     PromoteSettings,
-    _holdout,
     append_to_ledger,
     champion_key,
     decide,
@@ -35,6 +34,7 @@ from cxrcore.registry import (
     read_ledger,
     run_promote,
     scan_incoming,
+    select_holdout,
 )
 from cxrcore.storage import S3Store, Store, join_key, open_store
 
@@ -376,9 +376,9 @@ def test_holdout_leaves_out_images_the_champion_trained_on(tmp_path):
         settings = PrepareSettings(source=str(tmp_path / name), name="t", image_size=SIZE, split="official")
         versions.append(import_dataset(store, settings).version)
     champion = {"dataset": "t", "dataset_version": versions[0]}
-    holdout = _holdout(store, "t", versions[1], champion)
+    holdout = select_holdout(store, "t", versions[1], champion)
     assert holdout.info["images"] == 2 and holdout.info["excluded_champion_training"] == 1
-    assert _holdout(store, "t", versions[1], None).info["images"] == 3
+    assert select_holdout(store, "t", versions[1], None).info["images"] == 3
 
 
 # ---------------------------------------------------------------------------------------------------- workflow

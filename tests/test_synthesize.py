@@ -1,8 +1,9 @@
-"""Tests of ``cxr-synthesize`` (cxrcore/synthesize.py, jobs/synthesize.py).
+"""Tests of ``cxr-synthesize`` (cxrcore/steps/synthesize.py, cxrcore/synthesis/, jobs/synthesize.py).
 
 A tiny DCGAN (width 1/8, 32 px) is committed as a fake ``gan-train`` output over a demo dataset, then ``run()``
 is exercised for every selection strategy through the file store and the S3 test server. Pure parts (SSIM,
-nearest-neighbour search, KID, selection) are checked against references.
+nearest-neighbour search, KID, selection) are checked against references; the ``confidence`` strategy against
+the one inference path (:func:`cxrcore.inference.predict_pixels`) and the training pipeline's resize.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import dataclasses
 import io
 import json
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,9 +30,12 @@ import tensorflow as tf
 from cxrcore import synthesize
 from cxrcore.config import SynthesizeSettings
 from cxrcore.data.dataset import load_dataset, load_prefix, resolve_version
+from cxrcore.data.pipeline import resize_images as training_resize
+from cxrcore.inference import predict_pixels
 from cxrcore.layout import gan_prefix, synthetic_prefix
 from cxrcore.models.dcgan import build_discriminator, build_generator
 from cxrcore.storage import Store, open_store
+from cxrcore.synthesis import similarity
 from jobs.synthesize import main as job_main
 from tests.helpers import make_demo_dataset
 
@@ -180,6 +186,14 @@ def test_run_every_strategy(world, model_files, strategy):
         confidence = candidates.set_index("generation_index")["confidence"]
         assert confidence[kept].min() >= others["confidence"].max()
         assert confidence[kept].tolist() == sorted(confidence[kept], reverse=True)
+        # The classifier scored the published pixels exactly as evaluation and training do: its 48 px input
+        # gets the training pipeline's Pillow resize of the 64 px images (P(PNEUMONIA) is the confidence here).
+        classifier = keras.models.load_model(model_files.classifier, compile=False)
+        recorded = np.array([row["confidence"] for row in selection["kept"]])
+        np.testing.assert_allclose(recorded, predict_pixels(classifier, images), rtol=0, atol=1e-7)
+        np.testing.assert_allclose(confidence[kept].to_numpy(), recorded, rtol=0, atol=1e-7)
+        rgb = np.repeat(training_resize(images, 48).astype(np.float32)[..., None], 3, axis=-1)
+        np.testing.assert_allclose(recorded, classifier.predict(rgb, verbose=0)[:, 0], rtol=0, atol=1e-6)
     else:
         assert kept[0] == int(candidates["discriminator_logit"].idxmax())
 
@@ -320,3 +334,34 @@ def test_selection_functions():
     assert not np.array_equal(synthesize.latent_vectors(6, 4, seed=3, label=0), latents)
     json.dumps(synthesize.memorization_report(["a"], [0], ["r"], np.array([0.97]), threshold=0.95, size=32,
                                               num_references=1))
+
+
+def test_memorization_check_flags_and_drops_a_planted_copy():
+    rng = np.random.default_rng(4)
+    real = rng.integers(0, 256, (5, 32, 32)).astype(np.uint8)
+    kept = np.stack([real[3] / 255.0, rng.random((32, 32)), real[1] / 255.0]).astype(np.float32)
+    common = {"image_ids": ["a", "b", "c"], "generation_indices": [7, 2, 9], "real_ids": list("vwxyz"), "size": 16,
+              "threshold": 0.95}
+    report, positions = similarity.memorization_check(kept, real, drop=False, **common)
+    assert positions.tolist() == [0, 1, 2] and report["dropped"] is False
+    assert report["flagged_ids"] == ["a", "c"] and report["flagged_generation_indices"] == [7, 9]
+    assert report["per_image"][0]["nearest_real_id"] == "y" and report["per_image"][2]["nearest_real_id"] == "w"
+    assert report["per_image"][0]["nearest_real_ssim"] == pytest.approx(1.0, abs=1e-5)
+    dropped, kept_positions = similarity.memorization_check(kept, real, drop=True, **common)
+    assert kept_positions.tolist() == [1] and dropped["dropped"] is True
+
+
+def test_selection_and_kid_import_without_tensorflow():
+    code = (
+        "import sys, numpy as np\n"
+        "from cxrcore.synthesis import kid, selection\n"
+        "selection.select_indices('last-fraction', 2, num_images=5)\n"
+        "kid.kernel_inception_distance(np.eye(4), np.eye(4)[::-1], num_subsets=2)\n"
+        "print(sorted(name for name in ('tensorflow', 'keras') if name in sys.modules))\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
+        timeout=120, check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "[]"
