@@ -1,6 +1,9 @@
 """Classification metrics as the paper reports them, plus what it should have reported.
 
-Pure numpy (no TensorFlow, no scikit-learn), so the report image can use it. Label 1 is PNEUMONIA (positive).
+The ROC curve and the confusion matrix come from scikit-learn; ROC AUC (as the Mann-Whitney U statistic),
+McNemar's exact test and the Wilson interval from scipy. Neither needs TensorFlow, so the report image uses this
+module too (docs/architecture.md, "Layers").
+Label 1 is PNEUMONIA (positive).
 
 - Paper columns: precision, recall, F1 — *macro* averages over the two classes (the paper's ResNet50 row,
   0.36/0.50/0.42 at 72.95% accuracy, is exactly macro averaging of a model that predicts PNEUMONIA always).
@@ -11,14 +14,19 @@ Pure numpy (no TensorFlow, no scikit-learn), so the report image can use it. Lab
 
 from __future__ import annotations
 
-import math
+import warnings
 from typing import Any
 
 import numpy as np
+from scipy.stats import binomtest, mannwhitneyu
+from sklearn.exceptions import UndefinedMetricWarning
+from sklearn.metrics import confusion_matrix as sklearn_confusion_matrix
+from sklearn.metrics import roc_curve as sklearn_roc_curve
 
 __all__ = [
     "COLLAPSE_SHARE",
     "binary_metrics",
+    "confusion_counts",
     "mcnemar",
     "roc_auc",
     "roc_curve",
@@ -47,78 +55,74 @@ def _check(labels: np.ndarray, probabilities: np.ndarray) -> tuple[np.ndarray, n
 
 
 def wilson_interval(successes: int, total: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval of a proportion (good at small n and near 0/1, unlike the normal approximation)."""
+    """Wilson score interval of a proportion (good at small n and near 0/1, unlike the normal approximation).
+
+    Args:
+        successes: Number of successes, in ``[0, total]``.
+        total: Number of trials, positive.
+        confidence: Two-sided confidence level, in ``[0, 1)``.
+
+    Returns:
+        ``(low, high)``, clipped to ``[0, 1]``.
+
+    Raises:
+        ValueError: If ``total``, ``successes`` or ``confidence`` is out of range.
+    """
     if total <= 0:
         raise ValueError(f"total must be positive. Received: total={total}")
     if not 0 <= successes <= total:
         raise ValueError(f"successes must be in [0, total]. Received: successes={successes}")
-    z = _normal_quantile(0.5 + confidence / 2)
-    share = successes / total
-    denominator = 1 + z * z / total
-    centre = (share + z * z / (2 * total)) / denominator
-    half = z * math.sqrt(share * (1 - share) / total + z * z / (4 * total * total)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def _normal_quantile(p: float) -> float:
-    """Inverse of the standard normal CDF (Acklam's rational approximation, |error| < 1.2e-9)."""
-    if not 0 < p < 1:
-        raise ValueError(f"p must be in (0, 1). Received: p={p}")
-    a = (-3.969683028665376e01, 2.209460984245205e02, -2.759285104469687e02, 1.383577518672690e02,
-         -3.066479806614716e01, 2.506628277459239e00)
-    b = (-5.447609879822406e01, 1.615858368580409e02, -1.556989798598866e02, 6.680131188771972e01,
-         -1.328068155288572e01)
-    c = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e00, -2.549732539343734e00,
-         4.374664141464968e00, 2.938163982698783e00)
-    d = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e00, 3.754408661907416e00)
-    low = 0.02425
-    if p < low:
-        q = math.sqrt(-2 * math.log(p))
-        return (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) / (
-            (((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1
-        )
-    if p > 1 - low:
-        return -_normal_quantile(1 - p)
-    q = p - 0.5
-    r = q * q
-    return (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q / (
-        ((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1
-    )
+    if not 0 <= confidence < 1:
+        raise ValueError(f"confidence must be in [0, 1). Received: confidence={confidence}")
+    interval = binomtest(int(successes), int(total)).proportion_ci(confidence_level=confidence, method="wilson")
+    return max(0.0, float(interval.low)), min(1.0, float(interval.high))
 
 
 def roc_curve(labels: np.ndarray, probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """False-positive rates, true-positive rates and thresholds, from the highest threshold down."""
+    """False-positive rates, true-positive rates and thresholds, from the highest threshold (``inf``) down.
+
+    One point per distinct probability (no point is dropped); a rate whose class is absent is ``NaN``.
+    """
     labels, probabilities = _check(labels, probabilities)
-    order = np.argsort(-probabilities, kind="mergesort")
-    scores, truth = probabilities[order], labels[order]
-    distinct = np.r_[np.flatnonzero(np.diff(scores)), truth.size - 1]
-    true_positives = np.cumsum(truth)[distinct]
-    false_positives = (distinct + 1) - true_positives
-    positives, negatives = truth.sum(), truth.size - truth.sum()
-    tpr = np.r_[0.0, true_positives / positives] if positives else np.full(distinct.size + 1, np.nan)
-    fpr = np.r_[0.0, false_positives / negatives] if negatives else np.full(distinct.size + 1, np.nan)
-    return fpr, tpr, np.r_[np.inf, scores[distinct]]
+    with warnings.catch_warnings():
+        # One class only: scikit-learn warns and returns NaN rates for the absent class, which is the answer.
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        fpr, tpr, thresholds = sklearn_roc_curve(labels, probabilities, pos_label=1, drop_intermediate=False)
+    return fpr, tpr, thresholds
 
 
 def roc_auc(labels: np.ndarray, probabilities: np.ndarray) -> float | None:
-    """Area under the ROC curve (ties count one half); ``None`` when only one class is present."""
+    """Area under the ROC curve (ties count one half); ``None`` when only one class is present.
+
+    Computed as the Mann-Whitney U statistic of the positives' scores over ``positives x negatives`` (scipy), the
+    same area as scikit-learn's ``roc_auc_score`` but exact up to one rounding: the trapezoid sum accumulates
+    rounding that can move a printed digit (0.4875 shown as 0.488 instead of 0.487).
+    """
     labels, probabilities = _check(labels, probabilities)
     positives = int(labels.sum())
     negatives = labels.size - positives
     if positives == 0 or negatives == 0:
         return None
-    ranks = _average_ranks(probabilities)
-    return float((ranks[labels == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+    statistic = mannwhitneyu(probabilities[labels == 1], probabilities[labels == 0], method="asymptotic").statistic
+    return float(statistic / (positives * negatives))
 
 
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    order = np.argsort(values, kind="mergesort")
-    sorted_values = values[order]
-    ranks = np.empty(values.size, dtype=np.float64)
-    boundaries = np.r_[0, np.flatnonzero(np.diff(sorted_values)) + 1, values.size]
-    for start, stop in zip(boundaries[:-1], boundaries[1:]):
-        ranks[order[start:stop]] = (start + stop + 1) / 2.0
-    return ranks
+def confusion_counts(labels: np.ndarray, predictions: np.ndarray) -> list[list[int]]:
+    """The 2x2 confusion matrix ``[[tn, fp], [fn, tp]]`` (rows true NORMAL/PNEUMONIA, columns predicted).
+
+    Args:
+        labels: 0/1 ground truth.
+        predictions: 0/1 predictions, same images in the same order.
+
+    Returns:
+        The counts as Python ints (all zero for no image).
+    """
+    labels = np.asarray(labels).astype(int).ravel()
+    predictions = np.asarray(predictions).astype(int).ravel()
+    if labels.size == 0 and predictions.size == 0:
+        return [[0, 0], [0, 0]]
+    matrix = sklearn_confusion_matrix(labels, predictions, labels=[0, 1])
+    return [[int(count) for count in row] for row in matrix]
 
 
 def binary_metrics(labels: np.ndarray, probabilities: np.ndarray, *, threshold: float = 0.5) -> dict[str, Any]:
@@ -138,11 +142,7 @@ def binary_metrics(labels: np.ndarray, probabilities: np.ndarray, *, threshold: 
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must be in (0, 1). Received: threshold={threshold}")
     labels, probabilities = _check(labels, probabilities)
-    predictions = (probabilities >= threshold).astype(int)
-    tn = int(((labels == 0) & (predictions == 0)).sum())
-    fp = int(((labels == 0) & (predictions == 1)).sum())
-    fn = int(((labels == 1) & (predictions == 0)).sum())
-    tp = int(((labels == 1) & (predictions == 1)).sum())
+    (tn, fp), (fn, tp) = confusion_counts(labels, (probabilities >= threshold).astype(int))
     n = labels.size
 
     def ratio(numerator: int, denominator: int) -> float:
@@ -186,7 +186,8 @@ def mcnemar(labels: np.ndarray, predictions_a: np.ndarray, predictions_b: np.nda
         predictions_b: 0/1 predictions of model B (e.g. augmented), same images in the same order.
 
     Returns:
-        ``{"b": A right & B wrong, "c": A wrong & B right, "p_value": two-sided exact p}``.
+        ``{"b": A right & B wrong, "c": A wrong & B right, "discordant": b + c, "p_value": two-sided exact p}``
+        (the binomial test of ``b`` in ``b + c`` trials at 1/2; 1.0 when no pair is discordant).
     """
     labels = np.asarray(labels).astype(int).ravel()
     a = np.asarray(predictions_a).astype(int).ravel()
@@ -202,7 +203,5 @@ def mcnemar(labels: np.ndarray, predictions_a: np.ndarray, predictions_b: np.nda
     if discordant == 0:
         p_value = 1.0
     else:
-        smaller = min(only_a, only_b)
-        tail = sum(math.comb(discordant, k) for k in range(smaller + 1)) / 2.0**discordant
-        p_value = min(1.0, 2.0 * tail)
+        p_value = min(1.0, float(binomtest(only_a, discordant, 0.5, alternative="two-sided").pvalue))
     return {"b": only_a, "c": only_b, "discordant": discordant, "p_value": p_value}

@@ -5,7 +5,12 @@ so S3 code paths are exercised over the wire exactly as against MinIO; nothing i
 
 * ``s3_server`` (session): the running server and its ``endpoint_url``; dummy credentials in the environment.
 * ``s3_bucket``: a fresh, uniquely named bucket on that server.
+* ``s3_options`` (session): the S3 options that reach that server (``endpoint_url``, path addressing), for
+  ``open_store(..., s3=...)`` and job Settings; :func:`tests.helpers.s3_options_for` gives them for a given store.
 * ``store``: a fresh empty :class:`cxrcore.storage.Store`, once per backend (ids ``file`` and ``s3``).
+* ``file_store``: a fresh empty ``file://<tmp_path>/store``.
+* ``shrunk_settings``: builds any job's Settings shrunk to seconds on a CPU (:data:`SHRUNK_SETTINGS`), pointing
+  at ``file_store``'s location or at a given store (its S3 options included).
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import boto3
 import structlog
@@ -26,6 +32,9 @@ import botocore.config
 import pytest
 
 from cxrcore.storage import Store, open_store
+from tests.helpers import s3_options_for
+
+SettingsT = TypeVar("SettingsT")
 
 #: Seconds the S3 test server gets to start and answer before the session fails.
 S3_SERVER_START_TIMEOUT_S = 20.0
@@ -48,6 +57,25 @@ _AWS_ENV_TO_CLEAR = (
     "https_proxy",
     "all_proxy",
 )
+
+#: Field values that shrink any job to seconds on a CPU: 32 px images, one epoch of one step, batches of 4, an
+#: eighth of the GAN's filters, 16 generated images, no pretrained weights; plus the run id, the dataset name
+#: :func:`tests.helpers.make_demo_dataset` imports (``demo``) and console logs. :func:`shrunk_settings` applies
+#: those its Settings class declares.
+SHRUNK_SETTINGS: dict[str, Any] = {
+    "run_id": "r1",
+    "dataset": "demo",
+    "name": "demo",
+    "image_size": 32,
+    "output_size": 32,
+    "epochs": 1,
+    "max_steps_per_epoch": 1,
+    "batch_size": 4,
+    "width_multiplier": 0.125,
+    "num_images": 16,
+    "weights": "none",
+    "log_format": "console",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,12 +192,46 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
     """
     if request.param == "file":
         return open_store((tmp_path / "store").as_uri())
-    server: S3TestServer = request.getfixturevalue("s3_server")
     bucket: str = request.getfixturevalue("s3_bucket")
-    return open_store(
-        f"s3://{bucket}/root",
-        s3={"endpoint_url": server.endpoint_url, "addressing_style": "path"},
-    )
+    return open_store(f"s3://{bucket}/root", s3=request.getfixturevalue("s3_options"))
+
+
+@pytest.fixture(scope="session")
+def s3_options(s3_server: S3TestServer) -> dict[str, str]:
+    """``{"endpoint_url": <test server>, "addressing_style": "path"}``: for ``open_store(uri, s3=...)``,
+    ``S3Settings(**s3_options)`` or a job Settings' ``s3=``."""
+    return {"endpoint_url": s3_server.endpoint_url, "addressing_style": "path"}
+
+
+@pytest.fixture
+def file_store(tmp_path: Path) -> Store:
+    """A fresh, empty ``file://<tmp_path>/store`` (where :func:`shrunk_settings` points by default)."""
+    return open_store((tmp_path / "store").as_uri())
+
+
+@pytest.fixture
+def shrunk_settings(tmp_path: Path) -> Callable[..., Any]:
+    """A factory of job Settings shrunk for tests: ``shrunk_settings(SettingsClass, *, store=None, **values)``.
+
+    It fills the :data:`SHRUNK_SETTINGS` fields the class declares, then ``values`` (which win). ``store`` is a
+    :class:`~cxrcore.storage.Store` (an S3 store brings its S3 options), a URI, or ``None`` for
+    ``file://<tmp_path>/store`` (the ``file_store`` location). Example::
+
+        settings = shrunk_settings(GanTrainSettings, store=store, class_name="NORMAL", max_steps_per_epoch=2)
+    """
+
+    def make(settings_class: type[SettingsT], *, store: Store | str | None = None, **values: Any) -> SettingsT:
+        fields = settings_class.model_fields  # type: ignore[attr-defined]
+        shrunk = {name: value for name, value in SHRUNK_SETTINGS.items() if name in fields}
+        if store is None:
+            location: dict[str, Any] = {"store": (tmp_path / "store").as_uri()}
+        elif isinstance(store, str):
+            location = {"store": store}
+        else:
+            location = {"store": store.uri, "s3": s3_options_for(store)}
+        return settings_class(**{**shrunk, **location, **values})
+
+    return make
 
 
 @pytest.fixture(autouse=True)

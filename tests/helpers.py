@@ -1,13 +1,22 @@
-"""Shared test helpers: a tiny demo dataset imported into a store, as every job test needs one."""
+"""Shared test helpers: a tiny demo dataset imported into a store, and the S3 options that reach a store."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cxrcore.config import PrepareSettings
-from cxrcore.data.demo import write_demo_dataset
-from cxrcore.data.ingest import ImportResult, import_dataset
-from cxrcore.storage import Store
+from cxrcore.storage import S3Store, Store
+
+if TYPE_CHECKING:
+    from cxrcore.data.ingest import ImportResult
+
+
+def s3_options_for(store: Store) -> dict[str, str]:
+    """The S3 options that reach ``store``'s endpoint with path addressing (as the test server needs), or ``{}``
+    for a file store: for ``open_store(..., s3=...)``, ``S3Settings(**...)`` or a job Settings' ``s3=``."""
+    if isinstance(store, S3Store):
+        return {"endpoint_url": store.endpoint_url, "addressing_style": "path"}
+    return {}
 
 
 def make_demo_dataset(
@@ -22,8 +31,14 @@ def make_demo_dataset(
 ) -> ImportResult:
     """Writes demo phantoms under ``work_dir`` and imports them as dataset ``name`` into ``store``.
 
-    Returns the import result (``.version`` is the dataset version).
+    Returns:
+        The import result (``.version`` is the dataset version).
     """
+    # Imported here so that importing this module (conftest does) stays as light as the storage layer.
+    from cxrcore.config import PrepareSettings
+    from cxrcore.data.demo import write_demo_dataset
+    from cxrcore.data.ingest import import_dataset
+
     source = Path(work_dir) / f"demo-{name}-{per_class}-{size}-{seed}"
     write_demo_dataset(source, per_class=per_class, size=size, seed=seed)
     settings = PrepareSettings(source=str(source), name=name, image_size=size, split=split, seed=seed)

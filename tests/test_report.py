@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -361,13 +362,11 @@ def test_missing_classifiers_fail_clearly(store: Store) -> None:
         build_report(store, RUN_ID)
 
 
-def test_entry_point_exit_codes(tmp_path: Path, fast_figures: None) -> None:
+def test_entry_point_exit_codes(file_store: Store, tmp_path: Path, fast_figures: None) -> None:
     from jobs.report import main
-    from cxrcore.storage import open_store
 
-    uri = (tmp_path / "store").as_uri()
+    store, uri = file_store, file_store.uri
     assert main(["--store", uri, "--run-id", RUN_ID, "--log-format", "json"]) == 1
-    store = open_store(uri)
     _plant_dataset(store)
     _plant_classifier(store, "baseline", "custom_cnn", 0)
     export = tmp_path / "artifact"
@@ -381,10 +380,27 @@ def test_entry_point_exit_codes(tmp_path: Path, fast_figures: None) -> None:
     assert (export / "index.html").is_file()
 
 
-def test_unusable_committed_output_is_listed_not_fatal(tmp_path: Path, fast_figures: None) -> None:
-    from cxrcore.storage import open_store
+def test_run_from_settings_exports_the_artifact(
+    store: Store, shrunk_settings, tmp_path: Path, fast_figures: None
+) -> None:
+    from cxrcore.config import ReportSettings
+    from cxrcore.report.job import run
 
-    store = open_store((tmp_path / "store").as_uri())
+    _plant_dataset(store)
+    _plant_classifier(store, "baseline", "custom_cnn", 0)
+    export = tmp_path / "artifact"
+    settings = shrunk_settings(ReportSettings, store=store, run_id=RUN_ID, dataset=DATASET, export_dir=str(export))
+    summary = run(settings)
+    assert summary["status"] == "created" and summary["classifiers"] == 1
+    assert summary["uri"] == f"{store.uri}/{report_prefix(RUN_ID)}"
+    outputs = store.require_committed(report_prefix(RUN_ID)).outputs
+    assert summary["exported"] >= len(outputs) and all((export / name).is_file() for name in outputs)
+    assert (export / "index.html").read_bytes() == store.get_bytes(join_key(report_prefix(RUN_ID), "index.html"))
+    assert run(settings)["status"] == "unchanged"
+
+
+def test_unusable_committed_output_is_listed_not_fatal(file_store: Store, fast_figures: None) -> None:
+    store = file_store
     _plant_classifier(store, "baseline", "custom_cnn", 0)
     with store.commit(classifier_prefix(RUN_ID, "baseline", "vgg16", 0), inputs={}) as tx:
         tx.put_json("metrics.json", {"n": 3})
@@ -395,6 +411,70 @@ def test_unusable_committed_output_is_listed_not_fatal(tmp_path: Path, fast_figu
     page, _, metrics, _ = _read_report(store)
     assert "committed but unusable: metrics.json lacks" in page
     assert metrics["dataset"]["problem"]  # no dataset version in this store: said, not fatal
+
+
+#: The report files whose bytes :func:`test_report_bytes_are_pinned` pins.
+GOLDEN_FILES = ("index.html", "report.md", "tables.csv", "metrics.json")
+#: sha256 of each report file built from the fixed stores below (figures drawn as a stand-in PNG, the store's
+#: URI, which names pytest's temporary folder, replaced by ``<store>``). A different digest is a different report:
+#: change it on purpose only, then copy the digests the failure prints.
+GOLDEN_DIGESTS: dict[str, dict[str, str]] = {
+    "full": {
+        "index.html": "46f2138b72225b821761a1cdc144186af588de299ab150281c7429c4c8608e05",
+        "report.md": "4aa0abf80e922395fba450492fa05e66c62c4cdca04247fb91d8bd63c02dbec0",
+        "tables.csv": "563a4e7eaf886db7f0fdbe52770468776483b906a364bb34cdcc5195a9a9e821",
+        "metrics.json": "36789a1bd0683c9cb7c6dac58d9d2352ca2ba5eb6d84e027a278f4a61981e1cd",
+    },
+    "partial": {
+        "index.html": "18abcea62012f1cf421cd101b037896ac1d81b01cb6666c0ddfe38c7e81e2928",
+        "report.md": "4cb8493db00f3f34fead73ec58530ada51edbf230268b8fe637a542a763049c2",
+        "tables.csv": "6a4f9cf7d0df6b072fdab94477cb29416df6925633238681fe82b0b74ee4af26",
+        "metrics.json": "e1a7448813cc801983595b3d73d24bef6af69cbcfa9d82444cac9dc7208706a0",
+    },
+}
+
+
+def _plant_partial(store: Store) -> None:
+    """One paired model (its augmented output contaminated), one collapsed unpaired model, one output contradicting
+    itself, one unusable output, no dataset version: the report's "not run", warning and problem branches."""
+    _plant_classifier(store, "baseline", "custom_cnn", 0)
+    _plant_classifier(store, "augmented", "custom_cnn", 0, protocol="paper-merge")
+    _plant_classifier(store, "baseline", "resnet50", 1)
+    # metrics.json disagreeing with its predictions.csv and its location: consistency warnings.
+    image_ids, labels = _labels()
+    metrics = binary_metrics(labels, np.full(labels.size, 0.2))
+    metrics.update(model="vgg16", condition="baseline", seed=0, dataset=DATASET, dataset_version="v0")
+    predictions = pd.DataFrame({"image_id": image_ids, "label": labels, "probability": np.full(labels.size, 0.7)})
+    with store.commit(classifier_prefix(RUN_ID, "augmented", "vgg16", 1), inputs={"planted": True}) as tx:
+        tx.put_json("metrics.json", metrics)
+        tx.put_bytes("predictions.csv", predictions.to_csv(index=False).encode())
+    with store.commit(classifier_prefix(RUN_ID, "baseline", "vgg16", 0), inputs={}) as tx:
+        tx.put_json("metrics.json", {"n": 3})
+        tx.put_bytes("predictions.csv", b"image_id,label,probability\na,0,0.1\n")
+
+
+def _golden_digests(store: Store) -> dict[str, str]:
+    uri = store.uri.encode()
+    escaped = re.sub(rb"([\\`*_\[\]<>#|])", rb"\\\1", uri)  # as report.md writes it
+    digests = {}
+    for name in GOLDEN_FILES:
+        data = store.get_bytes(join_key(report_prefix(RUN_ID), name))
+        digests[name] = hashlib.sha256(data.replace(uri, b"<store>").replace(escaped, b"<store>")).hexdigest()
+    return digests
+
+
+@pytest.mark.parametrize("store", ["file"], indirect=True)
+@pytest.mark.parametrize("scenario", ["full", "partial"])
+def test_report_bytes_are_pinned(
+    store: Store, fast_figures: None, scenario: str, request: pytest.FixtureRequest
+) -> None:
+    if scenario == "full":
+        request.getfixturevalue("planted")
+    else:
+        _plant_partial(store)
+    build_report(store, RUN_ID, dataset=DATASET, dataset_version="latest", title="Golden report")
+    digests = _golden_digests(store)
+    assert digests == GOLDEN_DIGESTS[scenario], f"report bytes changed for {scenario!r}; new digests: {digests}"
 
 
 def test_paper_data_reproduce_published_accuracies() -> None:

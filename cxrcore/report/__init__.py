@@ -1,7 +1,8 @@
 """The comparison report of a run (``cxr-report``): tables, figures, McNemar tests and the paper's numbers.
 
-Modules: :mod:`~cxrcore.report.collect` (read committed outputs), :mod:`~cxrcore.report.paper` (the published
-numbers), :mod:`~cxrcore.report.tables`, :mod:`~cxrcore.report.figures`, :mod:`~cxrcore.report.render` and
-:mod:`~cxrcore.report.job` (``run(settings)``). Nothing here imports TensorFlow, and importing the package
-imports none of its modules.
+Packages and modules: :mod:`~cxrcore.report.collect` (read committed outputs), :mod:`~cxrcore.report.paper`
+(the published numbers), :mod:`~cxrcore.report.tables` (numbers, display tables, ``tables.csv``),
+:mod:`~cxrcore.report.figures`, :mod:`~cxrcore.report.render` (the document, ``report.md`` and ``index.html``)
+and :mod:`~cxrcore.report.job` (``run(settings)``, the step: docs/architecture.md, "Data flow"). Nothing here
+imports TensorFlow, and importing the package imports none of its modules.
 """

@@ -29,6 +29,7 @@ from matplotlib.ticker import MaxNLocator
 
 from cxrcore.metrics import roc_curve
 from cxrcore.report.collect import ClassifierKey, RunData
+from cxrcore.report.collect.records import PNG_SIGNATURE
 from cxrcore.report.paper import paper_row
 from cxrcore.report.tables import display_name, model_order
 from cxrcore.vocab import CLASS_NAMES, CONDITIONS, CUSTOM_CNN
@@ -43,7 +44,6 @@ __all__ = [
     "roc_figure",
 ]
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _DPI = 110
 _CONDITION_TITLES = {"baseline": "before DCGAN (baseline)", "augmented": "after DCGAN (augmented)"}
 _WARNING_COLOR = "#b00020"

@@ -16,6 +16,7 @@ cheap. It needs no TensorFlow and loads no image.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -28,7 +29,7 @@ from cxrcore.config import ReportSettings
 from cxrcore.layout import classifiers_root, report_prefix
 from cxrcore.logging import get_logger
 from cxrcore.metrics import COLLAPSE_SHARE
-from cxrcore.report.collect import RunData, describe_run_root, discover, load
+from cxrcore.report.collect import Inventory, RunData, describe_run_root, discover, load
 from cxrcore.report.figures import all_figures
 from cxrcore.report.paper import (
     PAPER_CITATION,
@@ -109,48 +110,21 @@ def build_report(
     prefix = report_prefix(run_id)
     uri = f"{store.uri.rstrip('/')}/{prefix}"
     inventory = discover(store, run_id)
-    if not inventory.classifiers:
-        pending = [item.prefix for item in inventory.incomplete if item.kind == "classifier"]
-        detail = f"; {len(pending)} uncommitted: {', '.join(pending[:10])}" if pending else ""
-        raise NoClassifierOutputError(
-            f"No committed classifier output under {store.uri.rstrip('/')}/{classifiers_root(run_id)}/ "
-            f"(run prefix {describe_run_root(store, run_id)}){detail}: run train-classifier for this run first. "
-            f"Received: run_id={run_id!r}"
-        )
+    _require_committed_classifiers(store, run_id, inventory)
     data = load(store, inventory, dataset=dataset, dataset_version=dataset_version)
-    inputs = {
-        "report_format": REPORT_FORMAT,
-        "cxrcore_version": __version__,
-        "title": title,
-        **data.inputs,
-        "dataset": {"name": data.dataset.name, "version": data.dataset.version, "digest": data.dataset.digest},
-        "unusable": sorted(
-            f"{item.kind}:{item.prefix}" for item in data.incomplete if item not in inventory.incomplete
-        ),
-    }
-    if data.results.empty:
-        reasons = "; ".join(f"{item.prefix}: {item.reason}" for item in data.incomplete if item.kind == "classifier")
-        raise NoClassifierOutputError(
-            f"No usable classifier output under {describe_run_root(store, run_id)} ({reasons}). "
-            f"Received: run_id={run_id!r}"
-        )
+    inputs = _report_inputs(data, inventory, title)
+    _require_usable_classifiers(store, run_id, data)
     if store.is_committed(prefix, inputs):
         log.info("report_unchanged", run_id=run_id, uri=uri)
         return {"status": "unchanged", "uri": uri, "index_html": f"{uri}/index.html"}
-    analysis = analyze(data)
-    figures = all_figures(data, analysis.summary)
-    document = build_document(data, analysis, figures, title=title, store_uri=store.uri)
-    markdown = render_markdown(document)
-    page = render_html(document, figures)
-    tidy = analysis.tidy(data.results)
-    machine = _metrics_json(data, analysis, figures, title=title, inputs=inputs)
+    files = _render(data, title=title, store_uri=store.uri, inputs=inputs)
     with store.commit(prefix, inputs=inputs, producer=f"cxr-report {__version__}") as transaction:
-        for name, png in sorted(figures.items()):
+        for name, png in sorted(files.figures.items()):
             transaction.put_bytes(f"figures/{name}", png)
-        transaction.put_bytes("tables.csv", tidy.to_csv(index=False, lineterminator="\n").encode())
-        transaction.put_json("metrics.json", machine)
-        transaction.put_bytes("report.md", markdown.encode())
-        transaction.put_bytes("index.html", page.encode())
+        transaction.put_bytes("tables.csv", files.tables_csv)
+        transaction.put_json("metrics.json", files.metrics)
+        transaction.put_bytes("report.md", files.markdown.encode())
+        transaction.put_bytes("index.html", files.page.encode())
     collapsed = [
         f"{row['condition']}/{row['model']}/seed-{row['seed']}"
         for _, row in data.results[data.results["collapsed"].astype(bool)].iterrows()
@@ -172,8 +146,69 @@ def build_report(
         "incomplete": [f"{item.kind}:{item.prefix}" for item in data.incomplete],
         "collapsed": collapsed,
         "warnings": len(data.warnings),
-        "figures": sorted(figures),
+        "figures": sorted(files.figures),
     }
+
+
+def _require_committed_classifiers(store: Store, run_id: str, inventory: Inventory) -> None:
+    if inventory.classifiers:
+        return
+    pending = [item.prefix for item in inventory.incomplete if item.kind == "classifier"]
+    detail = f"; {len(pending)} uncommitted: {', '.join(pending[:10])}" if pending else ""
+    raise NoClassifierOutputError(
+        f"No committed classifier output under {store.uri.rstrip('/')}/{classifiers_root(run_id)}/ "
+        f"(run prefix {describe_run_root(store, run_id)}){detail}: run train-classifier for this run first. "
+        f"Received: run_id={run_id!r}"
+    )
+
+
+def _require_usable_classifiers(store: Store, run_id: str, data: RunData) -> None:
+    if not data.results.empty:
+        return
+    reasons = "; ".join(f"{item.prefix}: {item.reason}" for item in data.incomplete if item.kind == "classifier")
+    raise NoClassifierOutputError(
+        f"No usable classifier output under {describe_run_root(store, run_id)} ({reasons}). "
+        f"Received: run_id={run_id!r}"
+    )
+
+
+def _report_inputs(data: RunData, inventory: Inventory, title: str) -> dict[str, Any]:
+    """What the report is made from: its layout and code version, the title, every input's marker digest."""
+    return {
+        "report_format": REPORT_FORMAT,
+        "cxrcore_version": __version__,
+        "title": title,
+        **data.inputs,
+        "dataset": {"name": data.dataset.name, "version": data.dataset.version, "digest": data.dataset.digest},
+        "unusable": sorted(
+            f"{item.kind}:{item.prefix}" for item in data.incomplete if item not in inventory.incomplete
+        ),
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class _ReportFiles:
+    """The report's files before they are committed."""
+
+    figures: dict[str, bytes]
+    tables_csv: bytes
+    metrics: dict[str, Any]
+    markdown: str
+    page: str
+
+
+def _render(data: RunData, *, title: str, store_uri: str, inputs: Mapping[str, Any]) -> _ReportFiles:
+    """Every file of the report, computed from the collected run (pure: nothing is read or written)."""
+    analysis = analyze(data)
+    figures = all_figures(data, analysis.summary)
+    document = build_document(data, analysis, figures, title=title, store_uri=store_uri)
+    return _ReportFiles(
+        figures=figures,
+        tables_csv=analysis.tidy(data.results).to_csv(index=False, lineterminator="\n").encode(),
+        metrics=_metrics_json(data, analysis, figures, title=title, inputs=inputs),
+        markdown=render_markdown(document),
+        page=render_html(document, figures),
+    )
 
 
 def _metrics_json(

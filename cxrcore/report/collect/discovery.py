@@ -1,0 +1,102 @@
+"""Phase 1 of collecting a run: list ``runs/<run_id>/`` and read ``_SUCCESS`` markers, nothing else.
+
+An up-to-date report costs only this listing and a few marker reads (docs/architecture.md, "Commit protocol").
+"""
+
+from __future__ import annotations
+
+from cxrcore.layout import classifiers_root, gan_prefix, run_prefix, synthetic_prefix
+from cxrcore.report.collect.records import ClassifierKey, Incomplete, Inventory
+from cxrcore.storage import MARKER_NAME, TMP_DIR, Marker, Store, StoreError, join_key
+from cxrcore.vocab import CLASS_NAMES, CONDITIONS, MODEL_DIRECTORY_PATTERN, SEED_DIRECTORY_PATTERN
+
+__all__ = ["describe_run_root", "discover"]
+
+
+def discover(store: Store, run_id: str) -> Inventory:
+    """Lists a run's outputs and reads their markers (no other object is read).
+
+    Args:
+        store: The store holding ``runs/<run_id>/``.
+        run_id: The run id.
+
+    Returns:
+        The :class:`Inventory`.
+    """
+    inventory = Inventory(run_id=run_id)
+    root = classifiers_root(run_id)
+    seen: dict[str, bool] = {}
+    unexpected: set[str] = set()
+    for obj in store.list(root):
+        parts = obj.key[len(root) + 1 :].split("/")
+        if len(parts) < 4:
+            unexpected.add(join_key(root, *parts[:-1]) if len(parts) > 1 else obj.key)
+            continue
+        condition, model, seed_dir = parts[:3]
+        prefix = join_key(root, condition, model, seed_dir)
+        if (
+            condition not in CONDITIONS
+            or not MODEL_DIRECTORY_PATTERN.match(model)
+            or not SEED_DIRECTORY_PATTERN.match(seed_dir)
+        ):
+            unexpected.add(prefix)
+            continue
+        is_marker = len(parts) == 4 and parts[3] == MARKER_NAME
+        seen[prefix] = seen.get(prefix, False) or is_marker
+    for prefix in sorted(unexpected):
+        inventory.incomplete.append(
+            Incomplete(
+                "classifier",
+                prefix,
+                "unexpected layout: expected classifiers/<baseline|augmented>/<model>/seed-<n>/",
+            )
+        )
+    for prefix, has_marker in sorted(seen.items()):
+        condition, model, seed_dir = prefix.rsplit("/", 3)[1:]
+        key = ClassifierKey(condition, model, int(SEED_DIRECTORY_PATTERN.match(seed_dir).group(1)))
+        marker = _read_marker(store, prefix, inventory, "classifier") if has_marker else None
+        if marker is not None:
+            inventory.classifiers[key] = (prefix, marker)
+        elif not has_marker:
+            inventory.incomplete.append(Incomplete("classifier", prefix, _uncommitted_reason(store, prefix)))
+    for class_name in CLASS_NAMES:
+        for kind, prefix, found in (
+            ("gan", gan_prefix(run_id, class_name), inventory.gans),
+            ("synthetic", synthetic_prefix(run_id, class_name), inventory.synthetic),
+        ):
+            marker = _read_marker(store, prefix, inventory, kind)
+            if marker is not None:
+                found[class_name] = (prefix, marker)
+            elif _has_objects(store, prefix):
+                inventory.incomplete.append(Incomplete(kind, prefix, _uncommitted_reason(store, prefix)))
+    return inventory
+
+
+def _read_marker(store: Store, prefix: str, inventory: Inventory, kind: str) -> Marker | None:
+    try:
+        return store.read_marker(prefix)
+    except StoreError as exc:
+        inventory.incomplete.append(Incomplete(kind, prefix, f"unreadable {MARKER_NAME} marker: {exc}"))
+        return None
+
+
+def _has_objects(store: Store, prefix: str) -> bool:
+    return any(True for _ in store.list(prefix))
+
+
+def _uncommitted_reason(store: Store, prefix: str) -> str:
+    keys = [obj.key[len(prefix) + 1 :] for obj in store.list(prefix)]
+    staged = any(key.startswith(TMP_DIR + "/") for key in keys)
+    checkpoints = any(key.startswith("checkpoints/") for key in keys)
+    details = []
+    if staged:
+        details.append("a write is staged (job running, or it failed mid-commit)")
+    if checkpoints:
+        details.append("checkpoints exist (training started)")
+    suffix = f": {'; '.join(details)}" if details else ""
+    return f"no {MARKER_NAME} marker (job not finished){suffix}"
+
+
+def describe_run_root(store: Store, run_id: str) -> str:
+    """``<store uri>/runs/<run_id>``, for error messages."""
+    return f"{store.uri.rstrip('/')}/{run_prefix(run_id)}"

@@ -1,0 +1,130 @@
+"""The report's DCGAN section: training and synthetic-set selection per class, memorization warnings, samples."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from cxrcore.report.collect import RunData
+from cxrcore.report.paper import PAPER_SETTINGS
+from cxrcore.report.render.blocks import Block, FigureRef, Paragraph, finite, format_value
+from cxrcore.report.tables import DisplayTable
+from cxrcore.vocab import CLASS_NAMES
+
+__all__ = ["gan_section"]
+
+_GAN_COLUMNS = [
+    "Class", "GAN epochs", "Final D loss", "Final G loss", "GAN train time (s)", "Selection", "Generated", "Kept",
+    "KID (lower is better)", "Memorization: kept images near a real one",
+]
+_GAN_NOTE = (
+    "The paper kept the last ~7% of 1,500 PNEUMONIA and 1,000 NORMAL images and reports no quality "
+    "or memorization measure. KID: kernel inception distance between synthetic and real training "
+    "images (of the kept set; all generated after the semicolon), on the feature extractor named. "
+    "Memorization: share of kept images whose nearest real training image is at least as similar as the "
+    "threshold."
+)
+
+
+def gan_section(data: RunData, figures: Mapping[str, bytes]) -> list[Block]:
+    """The ``gan`` section: one table row per class, memorization warnings, loss and sample figures.
+
+    Args:
+        data: The collected run.
+        figures: Figure PNGs by file name (only their names are used here).
+
+    Returns:
+        The section's blocks (a "Not run" paragraph when the run has no GAN or synthetic output).
+    """
+    if not data.gans and not data.synthetic:
+        reason = "no committed output under gan/ or synthetic/ for this run"
+        if "augmented" in data.conditions():
+            reason += " (yet augmented classifiers exist: check the incomplete outputs)"
+        return [Paragraph(f"Not run: {reason}.")]
+    rows = [_class_row(data, class_name) for class_name in CLASS_NAMES]
+    blocks: list[Block] = [
+        DisplayTable(
+            columns=list(_GAN_COLUMNS),
+            rows=rows,
+            caption="DCGAN training and synthetic-set selection per class",
+            notes=[_GAN_NOTE],
+        )
+    ]
+    for class_name in CLASS_NAMES:
+        synthetic = data.synthetic.get(class_name)
+        share = synthetic.summary().get("memorization_share") if synthetic else None
+        if finite(share) and float(share) > 0:
+            blocks.append(Paragraph(
+                f"MEMORIZATION: {100 * float(share):.1f}% of the kept {class_name} images are near-copies of real "
+                "training images.", warning=True))
+    blocks += _figures(figures)
+    if data.synthetic:
+        blocks.append(
+            Paragraph(
+                "The complete selection reports (every kept image with its nearest real neighbour, timings, the GAN "
+                "they came from) are in metrics.json under synthetic.<CLASS>.selection and in each synthetic "
+                "prefix's selection.json."
+            )
+        )
+    return blocks
+
+
+def _class_row(data: RunData, class_name: str) -> list[str]:
+    gan = data.gans.get(class_name)
+    synthetic = data.synthetic.get(class_name)
+    gan_summary = gan.summary() if gan else {}
+    selection = synthetic.summary() if synthetic else {}
+    paper_epochs = PAPER_SETTINGS["gan_epochs"][class_name]
+    paper_generated = PAPER_SETTINGS["gan_generated"][class_name]
+    return [
+        class_name,
+        f"{format_value(gan_summary.get('epochs'))} (paper {paper_epochs})" if gan else "not run",
+        format_value(gan_summary.get("final_d_loss")) if gan else "–",
+        format_value(gan_summary.get("final_g_loss")) if gan else "–",
+        format_value(gan_summary.get("train_seconds"), 5) if gan else "–",
+        format_value(selection.get("strategy")) if synthetic else "not run",
+        f"{format_value(selection.get('num_generated'))} (paper {paper_generated})" if synthetic else "–",
+        format_value(selection.get("kept")) if synthetic else "–",
+        _kid_text(selection),
+        _memorization_text(selection),
+    ]
+
+
+def _kid_text(selection: dict[str, Any]) -> str:
+    kid = selection.get("kid")
+    if kid is None:
+        return "–"
+    text = format_value(kid)
+    if selection.get("kid_std") is not None:
+        text += f" ± {format_value(selection['kid_std'])}"
+    if selection.get("kid_all_generated") is not None:
+        text += f"; all generated {format_value(selection['kid_all_generated'])}"
+    if selection.get("extractor"):
+        text += f" ({selection['extractor']})"
+    return text
+
+
+def _memorization_text(selection: dict[str, Any]) -> str:
+    share = selection.get("memorization_share")
+    if not finite(share):
+        return "–"
+    text = f"{100 * float(share):.1f}%"
+    if selection.get("memorization_flagged") is not None:
+        text += f" ({format_value(selection['memorization_flagged'])} images)"
+    if selection.get("memorization_threshold") is not None:
+        text += (f" at or above {selection.get('memorization_metric') or 'similarity'} "
+                 f"{selection['memorization_threshold']}")
+    return text
+
+
+def _figures(figures: Mapping[str, bytes]) -> list[Block]:
+    blocks: list[Block] = []
+    if "gan_losses.png" in figures:
+        blocks.append(FigureRef("gan_losses.png", "Discriminator and generator loss per epoch."))
+    for class_name in CLASS_NAMES:
+        if f"gan_samples_{class_name}.png" in figures:
+            blocks.append(FigureRef(f"gan_samples_{class_name}.png", f"DCGAN samples, {class_name}.", sample_grid=True))
+        if f"synthetic_samples_{class_name}.png" in figures:
+            blocks.append(FigureRef(f"synthetic_samples_{class_name}.png",
+                                    f"Kept synthetic images beside real ones, {class_name}.", sample_grid=True))
+    return blocks
