@@ -1,8 +1,11 @@
-"""The ``cxr`` command line (docs/architecture.md#command-line).
+"""The ``cxr`` command line (docs/architecture.md#command-line): every sub-command, its flags and its help.
 
 Sub-commands parse their own few positional arguments and hand every other flag to the same pydantic-settings
 classes the container jobs use, so ``cxr data import SRC --image-size 128`` and
-``cxr-prepare --source SRC --image-size 128`` (or ``CXR_IMAGE_SIZE=128``) mean the same thing.
+``cxr-prepare --source SRC --image-size 128`` (or ``CXR_IMAGE_SIZE=128``) mean the same thing. The sub-commands
+that run a job (``cxr matrix``, ``cxr outcome``, ``cxr incoming``, ``cxr promote``, and ``cxr data import``, which
+runs ``prepare``) come from the one table of jobs, :data:`cxrcore.jobs_table.JOBS`, which also drives the console
+scripts; ``cxr run`` and ``cxr submit`` call :mod:`cxrcore.ops.commands`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from cxrcore import __version__
+from cxrcore.jobs_table import JOBS, Job, job
 
 __all__ = ["build_parser", "main"]
 
@@ -35,16 +39,12 @@ def _cmd_demo_data(args: argparse.Namespace, _rest: list[str]) -> int:
 
 
 def _cmd_data_import(args: argparse.Namespace, rest: list[str]) -> int:
-    from cxrcore.config import PrepareSettings
-    from cxrcore.data.ingest import run
-    from cxrcore.runtime import run_job
-
     argv = ["--source", args.source, *rest]
     if args.store is not None:
         argv += ["--store", args.store]
     if args.name is not None:
         argv += ["--name", args.name]
-    return run_job("cxr-data-import", PrepareSettings, run, argv)
+    return job("prepare").main(argv, log_name="cxr-data-import")
 
 
 def _s3_options_from_env() -> dict:
@@ -144,6 +144,18 @@ def _cmd_lint(args: argparse.Namespace, _rest: list[str]) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace, rest: list[str]) -> int:
+    from cxrcore.ops.commands import run_command
+
+    return run_command(args, rest)
+
+
+def _cmd_submit(args: argparse.Namespace, rest: list[str]) -> int:
+    from cxrcore.ops.commands import submit_command
+
+    return submit_command(args, rest)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``cxr`` argument parser (sub-commands may accept extra ``--setting`` flags, see each help)."""
     parser = argparse.ArgumentParser(
@@ -152,7 +164,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"cxr-gan {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_demo_data, _add_data, _add_evaluate, _add_predict, _add_models, _add_lint, _add_run, _add_submit):
+        add(commands)
+    for entry in JOBS:
+        if entry.command is not None:
+            command = commands.add_parser(entry.command, help=entry.help, description=entry.description)
+            command.set_defaults(handler=_job_handler(entry), accepts_settings=True)
+    return parser
 
+
+def _job_handler(entry: Job):
+    """The handler of a job's sub-command: every flag goes to the job's Settings."""
+
+    def handler(_args: argparse.Namespace, rest: list[str]) -> int:
+        return entry.main(rest)
+
+    return handler
+
+
+def _add_demo_data(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser(
         "demo-data",
         help="write procedural chest-X-ray-like phantoms (synthetic, not medical data) in the Kaggle layout",
@@ -164,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--test-fraction", type=float, default=0.2, help="share of patients in test/ (default 0.2)")
     demo.set_defaults(handler=_cmd_demo_data, accepts_settings=False)
 
+
+def _add_data(commands: argparse._SubParsersAction) -> None:
     data = commands.add_parser("data", help="dataset commands")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
     importer = data_commands.add_parser(
@@ -178,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     importer.add_argument("--name", default=None, help="dataset name (default chest-xray)")
     importer.set_defaults(handler=_cmd_data_import, accepts_settings=True)
 
+
+def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser(
         "evaluate",
         help="score a trained classifier on a NORMAL/ PNEUMONIA/ folder of images (any size or mode)",
@@ -193,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--threshold", type=float, default=0.5, help="decision threshold (default 0.5)")
     evaluate.set_defaults(handler=_cmd_evaluate, accepts_settings=False)
 
+
+def _add_predict(commands: argparse._SubParsersAction) -> None:
     predict = commands.add_parser(
         "predict",
         help="probability of pneumonia per image, as JSON lines",
@@ -205,6 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--threshold", type=float, default=0.5, help="threshold of label_predicted (default 0.5)")
     predict.set_defaults(handler=_cmd_predict, accepts_settings=False)
 
+
+def _add_models(commands: argparse._SubParsersAction) -> None:
     models = commands.add_parser(
         "models",
         help="every model of the study with its parameter counts beside the paper's",
@@ -214,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--json", action="store_true", help="print JSON instead of a table")
     models.set_defaults(handler=_cmd_models, accepts_settings=False)
 
+
+def _add_lint(commands: argparse._SubParsersAction) -> None:
     lint = commands.add_parser(
         "lint",
         help="validate argo/, k8s/ and docker/ (or the given files) offline; one line per finding",
@@ -229,10 +269,42 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lint.set_defaults(handler=_cmd_lint, accepts_settings=False)
 
-    from cxrcore.ops.commands import register as register_workflow_commands
 
-    register_workflow_commands(commands)
-    return parser
+def _add_run(commands: argparse._SubParsersAction) -> None:
+    run = commands.add_parser(
+        "run",
+        help="execute an Argo workflow's DAG on this machine (same templates, commands, parameters)",
+        description="Run argo/paper.yaml (or another Workflow/CronWorkflow manifest) here. Prints the report path.",
+    )
+    run.add_argument("workflow", metavar="WORKFLOW")
+    run.add_argument("--profile", default=None, help="smoke | demo | cpu | paper (argo/profiles.yaml)")
+    run.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE")
+    run.add_argument("--store", default=None, help="store root (default file://$PWD/cxr-store)")
+    run.add_argument(
+        "--executor",
+        choices=("subprocess", "image-env", "docker"),
+        default="subprocess",
+        help="subprocess: this environment; image-env: each step in a clean venv built from its image's "
+        "Dockerfile and lock (what the image runs); docker: docker run the images",
+    )
+    run.add_argument("--parallelism", type=int, default=2, help="containers at once (default 2)")
+    run.add_argument("--name", default=None, help="run id (re-use one to resume: finished steps are skipped)")
+    run.add_argument("--work-dir", default="cxr-runs", help="step logs and scratch (default ./cxr-runs)")
+    run.add_argument("--log-level", default="INFO")
+    run.set_defaults(handler=_cmd_run, accepts_settings=False)
+
+
+def _add_submit(commands: argparse._SubParsersAction) -> None:
+    submit = commands.add_parser("submit", help="submit a workflow (or create a CronWorkflow) on an Argo Server")
+    submit.add_argument("workflow", metavar="WORKFLOW")
+    submit.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE")
+    submit.add_argument("--profile", default=None)
+    submit.add_argument("--server", default=None, help="Argo Server URL (default $ARGO_SERVER)")
+    submit.add_argument("--namespace", default=None, help="namespace (default $ARGO_NAMESPACE or cxr)")
+    submit.add_argument("--token-file", default=None, help="file holding the bearer token (default $ARGO_TOKEN)")
+    submit.add_argument("--insecure-skip-tls-verify", action="store_true")
+    submit.add_argument("--apply-templates", action="store_true", help="create/update argo/ WorkflowTemplates first")
+    submit.set_defaults(handler=_cmd_submit, accepts_settings=False)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,6 +2,8 @@
 
 ::
 
+    datasets/<name>/<version>/                 manifest.csv rejects.csv duplicates.csv dataset.json shards/
+    datasets/<name>/latest.json                {"version": ...}: the newest committed version
     runs/<run_id>/gan/<CLASS>/                 generator.keras discriminator.keras losses.csv samples.png
                                                samples/epoch-NNNN.png  checkpoints/epoch-NNNN/ (own markers)
     runs/<run_id>/synthetic/<CLASS>/           manifest.csv shards/ selection.json samples.png
@@ -13,25 +15,42 @@
 Every prefix above is an output committed with a ``_SUCCESS`` marker (:meth:`cxrcore.storage.Store.commit`).
 Seeds get their own level under the model (``<condition>/<model>/`` holds one folder per seed), so
 "mean ± sd over seeds" never overwrites a result.
+
+Keys are built here (``*_prefix``, :func:`latest_key`) and read back here (:func:`parse_classifier_prefix`,
+:func:`run_id_of`); no other module splits a key on ``/`` to learn what it names.
 """
 
 from __future__ import annotations
 
-from cxrcore.storage import join_key
-from cxrcore.vocab import CLASS_NAMES, CONDITIONS, MODEL_DIRECTORY_PATTERN, RUN_ID_PATTERN
+import dataclasses
+
+from cxrcore.storage import join_key, normalize_key
+from cxrcore.vocab import (
+    CLASS_NAMES,
+    CONDITIONS,
+    DATASET_NAME_PATTERN,
+    DATASET_VERSION_PATTERN,
+    MODEL_DIRECTORY_PATTERN,
+    RUN_ID_PATTERN,
+    SEED_DIRECTORY_PATTERN,
+)
 
 __all__ = [
     "CLASS_NAMES",
     "CONDITIONS",
+    "ClassifierOutput",
     "classifier_prefix",
     "classifiers_root",
+    "dataset_prefix",
     "gan_prefix",
+    "latest_key",
+    "parse_classifier_prefix",
     "report_prefix",
+    "run_id_of",
     "run_prefix",
     "synthetic_prefix",
     "validate_run_id",
 ]
-
 
 
 def validate_run_id(run_id: str) -> str:
@@ -81,3 +100,93 @@ def classifier_prefix(run_id: str, condition: str, model: str, seed: int) -> str
 def report_prefix(run_id: str) -> str:
     """``runs/<run_id>/report``."""
     return join_key(run_prefix(run_id), "report")
+
+
+def _check_dataset_name(name: str) -> str:
+    if not isinstance(name, str) or not DATASET_NAME_PATTERN.match(name):
+        raise ValueError(f"Dataset name must match {DATASET_NAME_PATTERN.pattern}. Received: name={name!r}")
+    return name
+
+
+def dataset_prefix(name: str, version: str) -> str:
+    """``datasets/<name>/<version>``: one immutable dataset version, validating both parts."""
+    _check_dataset_name(name)
+    if not isinstance(version, str) or not DATASET_VERSION_PATTERN.match(version):
+        raise ValueError(
+            f"Dataset version must match {DATASET_VERSION_PATTERN.pattern}. Received: version={version!r}"
+        )
+    return join_key("datasets", name, version)
+
+
+def latest_key(name: str) -> str:
+    """``datasets/<name>/latest.json``: the pointer to a dataset's newest version."""
+    return join_key("datasets", _check_dataset_name(name), "latest.json")
+
+
+# ------------------------------------------------------------------------------------------- reading keys
+@dataclasses.dataclass(frozen=True, order=True)
+class ClassifierOutput:
+    """What a classifier prefix names: ``runs/<run_id>/classifiers/<condition>/<model>/seed-<seed>``.
+
+    Attributes:
+        run_id: The run.
+        condition: ``baseline`` or ``augmented``.
+        model: The model directory (``custom_cnn``, ``vgg16``, ...).
+        seed: The seed.
+    """
+
+    run_id: str
+    condition: str
+    model: str
+    seed: int
+
+    @property
+    def prefix(self) -> str:
+        """The output's prefix (:func:`classifier_prefix`)."""
+        return classifier_prefix(self.run_id, self.condition, self.model, self.seed)
+
+    def label(self) -> str:
+        """``<condition>/<model>/seed-<seed>``, for messages and tables."""
+        return f"{self.condition}/{self.model}/seed-{self.seed}"
+
+
+def run_id_of(key: str) -> str:
+    """The run a key belongs to: ``runs/<run_id>/...`` gives ``run_id``.
+
+    Raises:
+        ValueError: If the key does not lie under ``runs/<run_id>/``.
+    """
+    parts = normalize_key(key).split("/")
+    if len(parts) < 2 or parts[0] != "runs" or not RUN_ID_PATTERN.match(parts[1]):
+        raise ValueError(f"Expected a key under runs/<run_id>/. Received: key={key!r}")
+    return parts[1]
+
+
+def parse_classifier_prefix(key: str) -> ClassifierOutput:
+    """Reads ``runs/<run_id>/classifiers/<condition>/<model>/seed-<seed>`` back into its parts.
+
+    Args:
+        key: A store key (a trailing slash and empty components are ignored).
+
+    Returns:
+        The :class:`ClassifierOutput`; its ``prefix`` is the normalised key.
+
+    Raises:
+        ValueError: If the key is not exactly a classifier prefix of a valid run, condition, model and seed
+            (:class:`cxrcore.storage.UnsafeKeyError`, a ``ValueError``, for a key that could escape the root).
+    """
+    parts = normalize_key(key).split("/")
+    seed = SEED_DIRECTORY_PATTERN.match(parts[5]) if len(parts) == 6 else None
+    if (
+        seed is None
+        or parts[0] != "runs"
+        or parts[2] != "classifiers"
+        or not RUN_ID_PATTERN.match(parts[1])
+        or parts[3] not in CONDITIONS
+        or not MODEL_DIRECTORY_PATTERN.match(parts[4])
+    ):
+        raise ValueError(
+            "Expected a classifier output runs/<run_id>/classifiers/<condition>/<model>/seed-<seed> with condition "
+            f"in {CONDITIONS}. Received: key={key!r}"
+        )
+    return ClassifierOutput(parts[1], parts[3], parts[4], int(seed.group(1)))

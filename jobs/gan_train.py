@@ -9,26 +9,15 @@ Writes ``runs/<run_id>/gan/<CLASS>/`` (see :mod:`cxrcore.gan_train`); prints the
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Sequence
-from typing import Any
 
-
-def _run(settings: Any) -> dict[str, Any]:
-    """Imports TensorFlow only once the settings are valid (``--help`` and bad flags answer at once)."""
-    from cxrcore.gan_train import run
-
-    return run(settings)
+from cxrcore.jobs_table import run_entry
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``gan-train`` image; returns the exit code."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ INFO lines would break JSON logs
-    from cxrcore.config import GanTrainSettings
-    from cxrcore.runtime import run_job
-
-    return run_job("cxr-gan-train", GanTrainSettings, _run, argv)
+    """Entry point of the ``gan-train`` image (its Settings and ``run()``: :data:`cxrcore.jobs_table.JOBS`)."""
+    return run_entry("gan-train", argv)
 
 
 if __name__ == "__main__":

@@ -5,14 +5,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from cxrcore.jobs_table import run_entry
+
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``prepare`` image; returns the exit code."""
-    from cxrcore.config import PrepareSettings
-    from cxrcore.data.ingest import run
-    from cxrcore.runtime import run_job
-
-    return run_job("cxr-prepare", PrepareSettings, run, argv)
+    """Entry point of the ``prepare`` image (its Settings and ``run()``: :data:`cxrcore.jobs_table.JOBS`)."""
+    return run_entry("prepare", argv)
 
 
 if __name__ == "__main__":

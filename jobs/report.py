@@ -5,14 +5,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from cxrcore.jobs_table import run_entry
+
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``report`` image; returns the exit code."""
-    from cxrcore.config import ReportSettings
-    from cxrcore.report.job import run
-    from cxrcore.runtime import run_job
-
-    return run_job("cxr-report", ReportSettings, run, argv)
+    """Entry point of the ``report`` image (its Settings and ``run()``: :data:`cxrcore.jobs_table.JOBS`)."""
+    return run_entry("report", argv)
 
 
 if __name__ == "__main__":

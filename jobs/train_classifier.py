@@ -5,14 +5,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from cxrcore.jobs_table import run_entry
+
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``classifier-train`` image; returns the exit code."""
-    from cxrcore.config import TrainClassifierSettings
-    from cxrcore.runtime import run_job
-    from cxrcore.train_classifier import run
-
-    return run_job("cxr-train-classifier", TrainClassifierSettings, run, argv)
+    """Entry point of the ``classifier-train`` image (its Settings and ``run()``: :data:`cxrcore.jobs_table.JOBS`)."""
+    return run_entry("train-classifier", argv)
 
 
 if __name__ == "__main__":

@@ -132,3 +132,56 @@ def test_loggers_created_before_configuration_follow_it():
     early.info("late_event")
     event = json.loads(stream.getvalue())
     assert event["event"] == "late_event" and event["component"] == "module.level" and event["stage"] == "x"
+
+
+def test_one_job_table_drives_console_scripts_and_cxr_subcommands():
+    import ast
+    import importlib.util
+    import tomllib
+    from pathlib import Path
+
+    from cxrcore.cli import build_parser
+    from cxrcore.config import JobSettings
+    from cxrcore.jobs_table import JOBS, find_job, job, resolve
+
+    root = Path(__file__).resolve().parents[1]
+    scripts = tomllib.loads((root / "pyproject.toml").read_text())["project"]["scripts"]
+    console = {entry.script: entry for entry in JOBS if entry.script}
+    assert set(console) == set(scripts) - {"cxr"}
+    for script, entry in console.items():
+        assert scripts[script] == f"{entry.entry_module}:main"
+        assert find_job(script=script) is entry and find_job(module=entry.entry_module) is entry
+        # The entrypoint is one call into the table: the job's name, nothing else.
+        tree = ast.parse((root / Path(*entry.entry_module.split("."))).with_suffix(".py").read_text())
+        calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)]
+        named = [call.args[0].value for call in calls if getattr(call.func, "id", "") == "run_entry"]
+        assert named == [entry.name]
+    for entry in JOBS:
+        assert issubclass(entry.settings_class(), JobSettings)
+        for module in entry.modules:
+            assert importlib.util.find_spec(module) is not None, module
+    subcommands = build_parser()._subparsers._group_actions[0].choices
+    assert [name for name in subcommands][-4:] == [entry.command for entry in JOBS if entry.command]
+    assert callable(resolve("cxrcore.steps.matrix:run")) and job("matrix").log_name == "cxr-matrix"
+    with pytest.raises(ValueError, match="No job 'nope'"):
+        job("nope")
+    with pytest.raises(ValueError, match="module:attribute"):
+        resolve("cxrcore.steps.matrix")
+
+
+def test_job_subcommands_run_through_the_table(tmp_path, capsys):
+    import json
+
+    from cxrcore.cli import main
+
+    assert main(["matrix", "--models", '["vgg16", "custom_cnn"]', "--seeds", "[0, 1]"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["count"] == 4
+    assert json.loads(result["augmented"])[1] == {"model": "vgg16", "seed": 1, "condition": "augmented"}
+    store = tmp_path / "store"
+    assert main(["outcome", f"--store={store.as_uri()}", "--run-id=r1", "--status=Failed", "--failures=oops"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["uri"] == f"{store.as_uri()}/runs/r1/workflow.json" and record["failures"] == [{"message": "oops"}]
+    assert json.loads((store / "runs/r1/workflow.json").read_text())["status"] == "Failed"
+    assert main(["outcome", "--run-id=r1"]) == EXIT_BAD_SETTINGS
+    assert "cxr-outcome: invalid settings" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -376,3 +377,31 @@ def test_a_tiny_cnn_learns_the_task_but_not_perfectly(tmp_path: Path) -> None:
     model.fit(train_pixels, train_labels, epochs=15, batch_size=32, verbose=0)
     _, accuracy = model.evaluate(test_pixels, test_labels, verbose=0)
     assert 0.7 <= accuracy <= 0.99, accuracy
+
+
+def _tree_digest(root: Path) -> str:
+    """sha256 over every file's relative path and bytes, in path order."""
+    digest = hashlib.sha256()
+    for name, data in _files(root).items():
+        digest.update(name.encode())
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def test_phantoms_and_demo_files_are_pinned(tmp_path: Path) -> None:
+    """Pixels of four phantoms and every byte of a small demo dataset, pinned before the renderer was split up."""
+    phantoms = b"".join(
+        demo.generate_phantom(np.random.default_rng(seed), size=size, pneumonia=pneumonia).tobytes()
+        for seed in (0, 5)
+        for pneumonia in (False, True)
+        for size in (64, 100)
+    )
+    assert hashlib.sha256(phantoms).hexdigest() == (
+        "4f196deedfb3f59acf941ca58af8a9d8c85e9e07c0b08cd1f5eda7f9d1437a52"
+    )
+    summary = demo.write_demo_dataset(tmp_path / "demo", per_class=6, size=48, seed=11, test_fraction=0.3)
+    assert summary.pop("out_dir") == str(tmp_path / "demo")
+    assert _tree_digest(tmp_path / "demo") == "36dadb97e37950bcd4f5ee78728473655377283593fc8fd2ded5bf47fa5f2a6d"
+    assert hashlib.sha256(json.dumps(summary, sort_keys=True).encode()).hexdigest() == (
+        "a868d1ff3170ab51f85c4d8ec96679e428e6576d3b552f4f3f93bdf6e8327114"
+    )

@@ -3,7 +3,7 @@
 The environments are real: built once per test session into ``$CXR_IMAGE_ENV_CACHE`` (default
 ``~/.cache/cxr-gan/image-envs``) and reused across sessions, so only the first run pays for the downloads
 (tensorflow-cpu, ~250 MB). The seeded failure reproduces the issue that brought this in: the prepare image's lock
-and pyproject.toml without scipy, which ``cxrcore.data.demo`` imports.
+and pyproject.toml without scipy, which the demo phantoms (``cxrcore.data.phantom.render``) import.
 """
 
 from __future__ import annotations
@@ -73,6 +73,11 @@ def prepare_env(environments: ImageEnvironments) -> Path:
     return environments.ensure("cxr-prepare")
 
 
+#: scipy and the core dependency that requires it: the issue's state lacks both (a lock pinning scikit-learn
+#: without scipy cannot even be installed in hash-checking mode).
+_SEEDED_OUT = ("scipy", "scikit-learn")
+
+
 def _seeded_root(destination: Path, *, scipy_in_pyproject: bool) -> Path:
     """A repository with only the prepare image, whose lock lacks scipy (and pyproject too, unless asked)."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
@@ -85,14 +90,17 @@ def _seeded_root(destination: Path, *, scipy_in_pyproject: bool) -> Path:
     (destination / "docker" / "requirements").mkdir()
     shutil.copy2(REPOSITORY_ROOT / "docker/prepare/Dockerfile", destination / "docker/prepare/Dockerfile")
     lock = (REPOSITORY_ROOT / "docker/requirements/base.txt").read_text(encoding="utf-8")
-    without = re.sub(r"^scipy==.*?(?=^\S|\Z)", "", lock, flags=re.MULTILINE | re.DOTALL)
-    assert "scipy" in lock and "scipy==" not in without
+    without = lock
+    for name in _SEEDED_OUT:
+        without = re.sub(rf"^{re.escape(name)}==.*?(?=^\S|\Z)", "", without, flags=re.MULTILINE | re.DOTALL)
+    assert "scipy" in lock and "scipy==" not in without and "scikit-learn==" not in without
     (destination / "docker/requirements/base.txt").write_text(without, encoding="utf-8")
-    if not scipy_in_pyproject:
-        pyproject = destination / "pyproject.toml"
-        text = pyproject.read_text(encoding="utf-8")
-        assert '    "scipy>=1.11",\n' in text
-        pyproject.write_text(text.replace('    "scipy>=1.11",\n', ""), encoding="utf-8")
+    pyproject = destination / "pyproject.toml"
+    text = pyproject.read_text(encoding="utf-8")
+    for name in _SEEDED_OUT if not scipy_in_pyproject else _SEEDED_OUT[1:]:
+        line = next(line for line in text.splitlines(keepends=True) if line.strip().startswith(f'"{name}>='))
+        text = text.replace(line, "", 1)
+    pyproject.write_text(text, encoding="utf-8")
     return destination
 
 
@@ -192,6 +200,23 @@ def test_image_for_reference(environments: ImageEnvironments) -> None:
         environments.image_for_reference("docker.io/library/busybox:1.36")
     with pytest.raises(ImageEnvError, match="unknown image 'nope'"):
         environments.ensure("nope")
+
+
+def test_import_check_follows_the_job_table_from_each_entrypoint(environments: ImageEnvironments) -> None:
+    # The entrypoints are one call into cxrcore.jobs_table; the check imports what that call will.
+    prepare = environments._entry_modules("cxr-prepare")
+    assert prepare[:2] == ["jobs.prepare", "cxrcore.jobs_table"]
+    assert {"cxrcore.config", "cxrcore.data.ingest", "cxrcore.data.demo"} <= set(prepare)
+    assert not {"cxrcore.gan_train", "cxrcore.synthesize", "cxrcore.report.job"} & set(prepare)
+    assert "cxrcore.report.job" in environments._entry_modules("cxr-report")
+    assert "cxrcore.gan_train" in environments._entry_modules("cxr-gan-train")
+
+
+def test_blank_lines_inside_a_continuation_are_skipped_as_docker_does() -> None:
+    from cxrcore.ops.dockerfile import instructions
+
+    text = "# escape=`\nFROM python:3.11 AS base\nRUN a `\n\n    # comment\n    b\nUSER 10001\n"
+    assert instructions(text) == [(2, "FROM", "python:3.11 AS base"), (3, "RUN", "a  b"), (7, "USER", "10001")]
 
 
 def test_missing_module_hint() -> None:
@@ -304,8 +329,8 @@ def test_seeded_missing_module_fails_the_import_check_naming_image_and_module(
 ) -> None:
     problems = seeded_without_scipy.check_import_closure("cxr-prepare")
     assert problems == [
-        "image cxr-prepare: module 'scipy' missing (imported by cxrcore.data.demo); add it to pyproject.toml and "
-        "run make lock"
+        "image cxr-prepare: module 'scipy' missing (imported by cxrcore.data.phantom.render); add it to "
+        "pyproject.toml and run make lock"
     ]
     # What the cluster saw: the job itself exits 1 and its log names the module.
     result = _run_prepare(seeded_without_scipy.ensure("cxr-prepare"), tmp_path)

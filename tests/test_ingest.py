@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import shutil
@@ -251,3 +252,119 @@ def test_real_data_full_import(tmp_path):
     assert len(info["shards"]) == 6
     dataset = load_dataset(store, "t", result.version)
     assert len(dataset.manifest) == 5190
+
+
+def _pinned_outputs(store, version: str, source: str) -> dict[str, str]:
+    """sha256 of every committed object of a version (shards together), ``dataset.json`` with ``source`` masked."""
+    prefix = dataset_prefix("t", version)
+    marker = store.read_marker(prefix)
+    info_bytes = store.get_bytes(join_key(prefix, "dataset.json"))
+    assert json.loads(info_bytes)["source"] == source
+    masked = info_bytes.replace(json.dumps(source).encode(), b'"<source>"')
+    shards = "".join(f"{key}={marker.outputs[key]['sha256']};" for key in sorted(marker.outputs) if "shards/" in key)
+    pinned = {
+        name: sha256_bytes(store.get_bytes(join_key(prefix, name)))
+        for name in ("manifest.csv", "rejects.csv", "duplicates.csv")
+    }
+    return {**pinned, "dataset.json": sha256_bytes(masked), "shards": sha256_bytes(shards.encode())}
+
+
+#: What a small import and an incremental import on top of it commit, byte for byte (pinned before the dataset
+#: writer took over the manifest rows, shard names and dataset.json; a change here changes every dataset version).
+PINNED_FULL_IMPORT = {
+    "version": "v1bbc52cee80e",
+    "manifest.csv": "026165b75780c6e23b902ebe96d2c3aa752787d32f29b514767bff02851b04fc",
+    "rejects.csv": "41ee8a27266f14d8f345c41da8c92fbac625189388a8e89226347d603a1ae3c4",
+    "duplicates.csv": "64ee66f039cfc9181b8769f5eeaa6ad6762fc85bf25b09392231b2e5d5ab2661",
+    "dataset.json": "b69dc23760d6ac5300fa93e8824e13cbf73c27dc8adf515428af10aef4579e40",
+    "shards": "617abaed44954e03488c405e725b0e104f2e8a968f3f76c466a526c44e9eb32e",
+}
+PINNED_INCREMENTAL_IMPORT = {
+    "version": "v5728f9adfd5f",
+    "manifest.csv": "6d7932ab78a8c64a5ca134a5e906cbe7a3101d3b6c3a846ca38028c1f0bd0baa",
+    "rejects.csv": "2852067978723c7ce2384597f5f18bd14301491c15c9c24db540478441c95443",
+    "duplicates.csv": "9f36bf0969495e439694dcf15ba408042bb411d99989e6bbbd50db88e72ecf00",
+    "dataset.json": "f74fb055ae22f0c75fd3d2e81f632dc9be8d98971ce74eab0da94afc0a91af04",
+    "shards": "810a06a572530ace76a3e12223208a8c5349ab352f68696e12a2e344eac8d704",
+}
+
+
+def test_small_import_and_incremental_import_outputs_are_pinned(tmp_path):
+    from cxrcore.storage import open_store
+
+    store = open_store(f"file://{tmp_path / 'store'}")
+    fx.write_tree(tmp_path / "src", {**_good_tree(), **_bad_tree()})
+    first = import_dataset(store, _settings(tmp_path / "src", decode_workers=2))
+    batch = {
+        "b1/NORMAL/IM-0200-0001.jpeg": fx.jpeg_bytes("L", (36, 44)),
+        "b1/PNEUMONIA/person200_virus_1.jpeg": fx.png_bytes("RGB", (44, 36)),
+        "b1/PNEUMONIA/person1_bacteria_9.jpeg": fx.jpeg_bytes("RGB", (52, 40), quality=70),
+        "b1/NORMAL/IM-0001-0001.jpeg": _good_tree()["chest_xray/train/NORMAL/IM-0001-0001.jpeg"],
+        "b1/_SUCCESS": b"",
+    }
+    fx.write_tree(tmp_path / "incoming", batch)
+    second = import_dataset(
+        store, _settings(tmp_path / "incoming", split="patient", base_version="latest", batches='["b1"]')
+    )
+    assert (first.status, second.status) == ("created", "created")
+    full = {"version": first.version, **_pinned_outputs(store, first.version, (tmp_path / "src").as_uri())}
+    incoming = (tmp_path / "incoming").as_uri()
+    incremental = {"version": second.version, **_pinned_outputs(store, second.version, incoming)}
+    assert full == PINNED_FULL_IMPORT
+    assert incremental == PINNED_INCREMENTAL_IMPORT
+
+
+def test_dataset_writer_rows_shards_and_info_for_a_synthetic_set(tmp_path):
+    """What synthesis writes through the writer: generated images, split train, PNG digests, 2-image shards."""
+    from cxrcore.data.dataset import load_prefix
+    from cxrcore.data.images import encode_png
+    from cxrcore.data.writer import DatasetWriter, ImageRecord, dataset_info, shard_names
+    from cxrcore.storage import open_store
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(5, 16, 16), dtype=np.uint8)
+    writer = DatasetWriter(tmp_path / "staging", image_size=16, shard_size=2)
+    (tmp_path / "staging").mkdir()
+    for index, pixels in enumerate(images):
+        digest = sha256_bytes(encode_png(pixels))
+        record = ImageRecord(
+            sha256=digest, class_name="PNEUMONIA", patient_id="synthetic-r1-PNEUMONIA", patient_id_parsed=False,
+            source="synthetic", source_path=f"gan:r1/PNEUMONIA/{index * 3}", source_split="", orig_width=8,
+            orig_height=8, orig_mode="RGB", orig_format="GAN", split="train",
+        )
+        row = writer.add(pixels, record)
+        assert row["image_id"] == digest[:16] and row["label"] == 1 and (row["width"], row["height"]) == (16, 16)
+        assert (row["shard"], row["shard_index"]) == (f"shard-{index // 2:05d}.npy", index % 2)
+        assert row["pixel_sha256"] == sha256_bytes(pixels.tobytes())
+    assert writer.flush() == shard_names(3) == ["shard-00000.npy", "shard-00001.npy", "shard-00002.npy"]
+    manifest = writer.manifest()
+    info = dataset_info(
+        manifest, name="synthetic-r1-PNEUMONIA", image_size=16, shards=writer.shard_names, synthetic=True,
+        synthetic_info={"kind": "dcgan"}, extra={"run_id": "r1", "class": "PNEUMONIA"},
+    )
+    assert info["counts"] == {"NORMAL": 0, "PNEUMONIA": 5} and info["splits"] == {"train": {"PNEUMONIA": 5}}
+    assert info["images"] == 5 and info["shards"] == shard_names(3) and info["run_id"] == "r1"
+    with pytest.raises(ValueError, match="shared"):
+        dataset_info(
+            manifest, name="x", image_size=16, shards=[], synthetic=True, synthetic_info=None, extra={"images": 1}
+        )
+    store = open_store(f"file://{tmp_path / 'store'}")
+    with store.commit("runs/r1/synthetic/PNEUMONIA", inputs={"test": 1}) as tx:
+        writer.commit(tx, manifest, info)
+    loaded, pixels, stored_info, marker = load_prefix(store, "runs/r1/synthetic/PNEUMONIA", verify_pixels=True)
+    assert np.array_equal(pixels, images) and stored_info == info
+    assert sorted(marker.outputs) == ["dataset.json", "manifest.csv", *(f"shards/{n}" for n in shard_names(3))]
+    assert list(loaded["source_path"]) == [f"gan:r1/PNEUMONIA/{index * 3}" for index in range(5)]
+
+
+def test_dataset_writer_refuses_bad_input(tmp_path):
+    from cxrcore.data.writer import DatasetWriter, ImageRecord
+
+    with pytest.raises(ValueError, match="shard-00000.npy"):
+        DatasetWriter(tmp_path, image_size=16, shard_size=2, existing_shards=["shard-00001.npy"])
+    writer = DatasetWriter(tmp_path, image_size=16, shard_size=2)
+    record = ImageRecord("0" * 64, "NORMAL", "p", True, "real", "a.png", "", 16, 16, "L", "PNG")
+    with pytest.raises(ValueError, match="uint8"):
+        writer.add(np.zeros((8, 8), dtype=np.uint8), record)
+    with pytest.raises(ValueError, match="class_name"):
+        writer.add(np.zeros((16, 16), dtype=np.uint8), dataclasses.replace(record, class_name="COVID"))

@@ -199,6 +199,17 @@ def test_missing_key_raises_object_not_found(store: Store, tmp_path: Path) -> No
     assert store.read_marker("nothing") is None
 
 
+def test_url_names_a_key_inside_the_store(store: Store, tmp_path: Path) -> None:
+    assert store.url() == store.uri and store.url("") == store.uri
+    assert store.url("runs/r1/report") == f"{store.uri}/runs/r1/report"
+    assert store.url("runs//r1/./report/") == f"{store.uri}/runs/r1/report"
+    with pytest.raises(UnsafeKeyError):
+        store.url("../escape")
+    with pytest.raises(ObjectNotFoundError, match=store.url("nothing/here").replace(".", r"\.")):
+        store.get_bytes("nothing/here")
+    assert FileStore("/").url("a/b") == "file:///a/b"
+
+
 def test_missing_key_is_a_file_not_found_error(store: Store) -> None:
     with pytest.raises(FileNotFoundError):
         store.get_bytes("absent")

@@ -13,6 +13,9 @@ Layout under the store root (docs/architecture.md#store-layout)::
 Shards are plain ``.npy`` arrays (``numpy.load(allow_pickle=False)``): lossless, decoded once at import, readable
 without TensorFlow, memory-mappable from ``file://`` stores. Row ``i`` of the manifest with ``shard=s`` and
 ``shard_index=j`` is ``shards/s[j]``.
+
+This module reads the format; :mod:`cxrcore.data.writer` writes it (manifest rows, shard names, ``dataset.json``)
+for the import and for synthesis alike, and the keys come from :mod:`cxrcore.layout`.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cxrcore.storage import Marker, Store, StoreError, join_key, sha256_bytes
-from cxrcore.vocab import CLASS_NAMES, DATASET_NAME_PATTERN, DATASET_VERSION_PATTERN
+from cxrcore.layout import dataset_prefix, latest_key
+from cxrcore.storage import MARKER_NAME, Marker, Store, StoreError, join_key, sha256_bytes
+from cxrcore.vocab import CLASS_NAMES
 
 __all__ = [
     "CLASS_NAMES",
@@ -71,24 +75,6 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
 
 class DatasetError(ValueError):
     """A dataset version is missing, uncommitted, or inconsistent with its manifest."""
-
-
-def dataset_prefix(name: str, version: str) -> str:
-    """``datasets/<name>/<version>``, validating both parts."""
-    if not DATASET_NAME_PATTERN.match(name):
-        raise ValueError(f"Dataset name must match {DATASET_NAME_PATTERN.pattern}. Received: name={name!r}")
-    if not DATASET_VERSION_PATTERN.match(version):
-        raise ValueError(
-            f"Dataset version must match {DATASET_VERSION_PATTERN.pattern}. Received: version={version!r}"
-        )
-    return join_key("datasets", name, version)
-
-
-def latest_key(name: str) -> str:
-    """Key of the pointer to a dataset's newest version."""
-    if not DATASET_NAME_PATTERN.match(name):
-        raise ValueError(f"Dataset name must match {DATASET_NAME_PATTERN.pattern}. Received: name={name!r}")
-    return join_key("datasets", name, "latest.json")
 
 
 def encode_shard(pixels: np.ndarray) -> bytes:
@@ -185,7 +171,7 @@ def resolve_version(store: Store, name: str, version: str | None = None) -> str:
     pointer = store.get_json(key)
     found = pointer.get("version") if isinstance(pointer, dict) else None
     if not isinstance(found, str):
-        raise DatasetError(f"{store.uri}/{key} does not name a version")
+        raise DatasetError(f"{store.url(key)} does not name a version")
     dataset_prefix(name, found)
     return found
 
@@ -216,7 +202,7 @@ def load_prefix(
     def read(rel: str) -> bytes:
         expected = marker.outputs.get(rel)
         if expected is None:
-            raise DatasetError(f"{store.uri}/{prefix}/_SUCCESS does not list {rel}")
+            raise DatasetError(f"{store.url(join_key(prefix, MARKER_NAME))} does not list {rel}")
         return store.get_bytes(join_key(prefix, rel), sha256=expected["sha256"] if verify else None)
 
     manifest = manifest_from_csv(read("manifest.csv"), key=f"{prefix}/manifest.csv")

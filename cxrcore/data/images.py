@@ -248,6 +248,30 @@ def decode_image(
         ValueError: If ``size``, ``max_pixels`` or ``max_bytes`` is invalid.
         TypeError: If ``data`` is not bytes-like.
     """
+    data = _checked_bytes(data, size=size, max_pixels=max_pixels, max_bytes=max_bytes)
+    img = _open(data)
+    try:
+        image_format = img.format or "unknown"
+        orig_width, orig_height = img.size
+        orig_mode = img.mode
+        _check_header(img, max_pixels)
+        if image_format in ("JPEG", "MPO"):
+            _draft_luma(img, size)
+        _load(img)
+        pixels = _to_pixels(img, size)
+    finally:
+        img.close()
+    return DecodedImage(
+        pixels=pixels,
+        orig_width=int(orig_width),
+        orig_height=int(orig_height),
+        orig_mode=orig_mode,
+        format=image_format,
+    )
+
+
+def _checked_bytes(data: object, *, size: object, max_pixels: object, max_bytes: int) -> bytes:
+    """Validates the arguments of :func:`decode_image` and refuses empty and oversized inputs; returns the bytes."""
     _validate_size(size)
     _validate_positive_int("max_pixels", max_pixels)
     _validate_positive_int("max_bytes", max_bytes)
@@ -258,48 +282,44 @@ def decode_image(
         raise ImageRejected("empty-file", "the file is empty (0 bytes)")
     if len(data) > max_bytes:
         raise ImageRejected("too-large-file", f"the file has {len(data)} bytes; the limit is {max_bytes}")
+    return data
 
-    img = _open(data)
+
+def _check_header(img: Image.Image, max_pixels: int) -> None:
+    """Refuses an empty image, or one whose header declares more than ``max_pixels`` (before any decoding)."""
+    width, height = img.size
+    if width < 1 or height < 1:
+        raise ImageRejected("corrupt", f"the header declares an empty image of {width}x{height}")
+    if width * height > max_pixels:
+        raise ImageRejected(
+            "decompression-bomb",
+            f"the header declares {width}x{height} = {width * height} pixels; the limit is {max_pixels}",
+        )
+
+
+def _draft_luma(img: Image.Image, size: int) -> None:
+    """Asks libjpeg for luma, scaled in the DCT domain by 1/2, 1/4 or 1/8 while both sides stay >= 2 x size."""
+    # libjpeg decodes colour JPEGs straight to luma, and the LANCZOS pass of _to_pixels still filters properly.
     try:
-        image_format = img.format or "unknown"
-        orig_width, orig_height = img.size
-        orig_mode = img.mode
-        if orig_width < 1 or orig_height < 1:
-            raise ImageRejected("corrupt", f"the header declares an empty image of {orig_width}x{orig_height}")
-        if orig_width * orig_height > max_pixels:
-            raise ImageRejected(
-                "decompression-bomb",
-                f"the header declares {orig_width}x{orig_height} = {orig_width * orig_height} pixels; "
-                f"the limit is {max_pixels}",
-            )
-        if image_format in ("JPEG", "MPO"):
-            # libjpeg decodes colour JPEGs straight to luma, and scales by 1/2, 1/4 or 1/8 in the DCT domain
-            # while keeping both sides >= 2 x size, so the LANCZOS pass below still filters properly.
-            try:
-                img.draft("L", (_DRAFT_FACTOR * size, _DRAFT_FACTOR * size))
-            except Exception as exc:  # noqa: BLE001 - an inconsistent JPEG header
-                raise ImageRejected("corrupt", f"JPEG header is inconsistent: {type(exc).__name__}: {exc}") from exc
-        _load(img)
-        try:
-            oriented = ImageOps.exif_transpose(img)
-            gray = _to_grayscale(oriented)
-            resized = gray.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=_REDUCING_GAP)
-            pixels = np.array(resized, dtype=np.uint8)
-        except ImageRejected:
-            raise
-        except Exception as exc:  # noqa: BLE001 - e.g. a malformed EXIF block or an exotic mode
-            raise ImageRejected("corrupt", f"image could not be converted: {type(exc).__name__}: {exc}") from exc
-    finally:
-        img.close()
+        img.draft("L", (_DRAFT_FACTOR * size, _DRAFT_FACTOR * size))
+    except Exception as exc:  # noqa: BLE001 - an inconsistent JPEG header
+        raise ImageRejected("corrupt", f"JPEG header is inconsistent: {type(exc).__name__}: {exc}") from exc
+
+
+def _to_pixels(img: Image.Image, size: int) -> np.ndarray:
+    """The decoded image oriented by its EXIF tag, in 8-bit grayscale, squashed to ``(size, size)``."""
+    try:
+        oriented = ImageOps.exif_transpose(img)
+        gray = _to_grayscale(oriented)
+        resized = gray.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=_REDUCING_GAP)
+        pixels = np.array(resized, dtype=np.uint8)
+    except ImageRejected:
+        raise
+    except Exception as exc:  # noqa: BLE001 - e.g. a malformed EXIF block or an exotic mode
+        raise ImageRejected("corrupt", f"image could not be converted: {type(exc).__name__}: {exc}") from exc
     if pixels.shape != (size, size):
         raise ImageRejected("corrupt", f"decoded to an unexpected shape {pixels.shape}")
-    return DecodedImage(
-        pixels=pixels,
-        orig_width=int(orig_width),
-        orig_height=int(orig_height),
-        orig_mode=orig_mode,
-        format=image_format,
-    )
+    return pixels
 
 
 def _as_image(pixels: np.ndarray) -> Image.Image:

@@ -35,29 +35,21 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from cxrcore import __version__
 from cxrcore.config import PrepareSettings, identity, parse_batches
-from cxrcore.data.dataset import (
-    CLASS_NAMES,
-    DATASET_FORMAT,
-    DatasetError,
-    dataset_prefix,
-    encode_shard,
-    latest_key,
-    manifest_from_csv,
-    manifest_to_csv,
-    resolve_version,
-)
+from cxrcore.data.dataset import DATASET_FORMAT, DatasetError, manifest_from_csv, resolve_version
 from cxrcore.data.demo import write_demo_dataset
 from cxrcore.data.images import DecodedImage, ImageRejected, decode_image
 from cxrcore.data.sources import SourceFile, SourceRejection, classify_path, open_source, parse_patient_id
-from cxrcore.data.splits import assign_split, patients_on_both_sides, split_summary
+from cxrcore.data.splits import assign_split, patients_on_both_sides
+from cxrcore.data.writer import SHARDS_DIR, DatasetWriter, ImageRecord, dataset_info, listed_shards, shard_names
+from cxrcore.layout import dataset_prefix, latest_key
 from cxrcore.logging import get_logger, progress
-from cxrcore.registry import append_to_ledger, ledger_key, read_ledger
-from cxrcore.storage import MARKER_NAME, Marker, Store, StoreError, join_key, sha256_bytes
+from cxrcore.retraining.keys import ledger_key
+from cxrcore.retraining.ledger import append_to_ledger, read_ledger
+from cxrcore.storage import MARKER_NAME, Marker, Store, StoreError, join_key
 
 __all__ = ["DEMO_MARKER", "DEMO_SCHEME", "ImportResult", "import_dataset", "job_inputs", "parse_demo_uri", "run"]
 
@@ -277,7 +269,7 @@ def _load_base(store: Store, settings: PrepareSettings) -> _Base | None:
 
     def read(rel: str) -> bytes:
         if rel not in marker.outputs:
-            raise DatasetError(f"{store.uri}/{prefix}/{MARKER_NAME} does not list {rel}")
+            raise DatasetError(f"{store.url(join_key(prefix, MARKER_NAME))} does not list {rel}")
         return store.get_bytes(join_key(prefix, rel), sha256=marker.outputs[rel]["sha256"])
 
     info = json.loads(read("dataset.json"))
@@ -289,8 +281,8 @@ def _load_base(store: Store, settings: PrepareSettings) -> _Base | None:
     strategy = info.get("split", {}).get("strategy")
     if strategy != settings.split:
         log.warning("import_split_differs_from_base", base=strategy, new_rows=settings.split)
-    shards = sorted(key.split("/", 1)[1] for key in marker.outputs if key.startswith("shards/"))
-    if shards != [f"shard-{index:05d}.npy" for index in range(len(shards))]:
+    shards = listed_shards(marker.outputs)
+    if shards != shard_names(len(shards)):
         raise DatasetError(f"Base version {settings.name}/{version} has unexpected shard names: {shards[:5]}")
     manifest = manifest_from_csv(read("manifest.csv"), key=f"{prefix}/manifest.csv")
     return _Base(version, prefix, manifest, info, marker, shards)
@@ -300,7 +292,7 @@ def _ledgered_result(store: Store, settings: PrepareSettings, version: str) -> I
     """Every requested batch is in the ledger already: the version that imported them, unchanged."""
     prefix = dataset_prefix(settings.name, version)
     info = store.get_json(join_key(prefix, "dataset.json"))
-    return ImportResult(settings.name, version, f"{store.uri.rstrip('/')}/{prefix}", "unchanged", info, [], [])
+    return ImportResult(settings.name, version, store.url(prefix), "unchanged", info, [], [])
 
 
 def _select_batches(
@@ -372,16 +364,39 @@ def parse_demo_uri(uri: str) -> dict[str, Any]:
     return options
 
 
-def _import_from(
-    store: Store, settings: PrepareSettings, source: Any, *, base: _Base | None = None, batches: tuple[str, ...] = ()
-) -> ImportResult:
+@dataclasses.dataclass
+class _Scan:
+    """What a source holds before any image is decoded.
+
+    Attributes:
+        files: Every file listed (only the requested batches' files for a batch import).
+        seen: Files listed plus entries the source refused (``files_seen``).
+        candidates: The files to decode (ignored names left out).
+        rejects: Refused entries so far, as ``{"path", "reason", "detail"}`` rows; decoding adds to them.
+        ignored: Paths deliberately left out (batch markers, the demo marker, READMEs).
+        synthetic_info: The demo marker's content when the source is demo phantoms, else ``None``.
+    """
+
+    files: list[SourceFile]
+    seen: int
+    candidates: list[SourceFile]
+    rejects: list[dict[str, str]]
+    ignored: list[str]
+    synthetic_info: dict[str, Any] | None
+
+    @property
+    def origin(self) -> str:
+        """The manifest's ``source`` of every new row: ``demo`` or ``real``."""
+        return "demo" if self.synthetic_info else "real"
+
+
+def _scan(source: Any, batches: tuple[str, ...]) -> _Scan:
+    """Lists the source (only ``batches`` when given) and sorts its files into candidates, refusals and ignored."""
     files, rejections = source.scan()
     batch_markers: list[str] = []
     if batches:
         files, rejections, batch_markers = _select_batches(files, rejections, batches, source.description)
     log.info("import_scan", source=source.description, kind=source.kind, files=len(files), refused=len(rejections))
-    rejects = [{"path": r.path, "reason": r.reason, "detail": r.detail} for r in rejections]
-    ignored = [*batch_markers, *(f.path for f in files if _is_ignored(f.path))]
     synthetic_info = None
     demo_markers = [f for f in files if posixpath.basename(f.path) == DEMO_MARKER]
     if demo_markers:
@@ -389,134 +404,170 @@ def _import_from(
             synthetic_info = json.loads(demo_markers[0].read())
         except ValueError:
             synthetic_info = {"synthetic": True, "note": f"{DEMO_MARKER} present but unreadable"}
-    candidates = [f for f in files if not _is_ignored(f.path)]
-    origin = "demo" if synthetic_info else "real"
+    return _Scan(
+        files=files,
+        seen=len(files) + len(rejections),
+        candidates=[f for f in files if not _is_ignored(f.path)],
+        rejects=[{"path": r.path, "reason": r.reason, "detail": r.detail} for r in rejections],
+        ignored=[*batch_markers, *(f.path for f in files if _is_ignored(f.path))],
+        synthetic_info=synthetic_info,
+    )
 
-    rows: list[dict[str, Any]] = []
+
+def _image_record(item: _Decoded, origin: str) -> ImageRecord:
+    """The provenance of one decoded, new image."""
+    patient = parse_patient_id(posixpath.basename(item.file.path))
+    return ImageRecord(
+        sha256=item.sha256,
+        class_name=item.class_name,
+        patient_id=patient.id,
+        patient_id_parsed=patient.parsed,
+        source=origin,
+        source_path=item.file.path,
+        source_split=item.source_split or "",
+        orig_width=item.image.orig_width,
+        orig_height=item.image.orig_height,
+        orig_mode=item.image.orig_mode,
+        orig_format=item.image.format,
+    )
+
+
+def _collect(scan: _Scan, settings: PrepareSettings, writer: DatasetWriter, base: _Base | None) -> list[dict[str, str]]:
+    """Decodes every candidate into ``writer``, in path order; returns the duplicates it dropped.
+
+    A file whose bytes equal an earlier file's (or a base image's) is a duplicate of that first copy; a file that
+    cannot be decoded is added to ``scan.rejects``.
+    """
     duplicates: list[dict[str, str]] = []
     first_by_hash: dict[str, dict[str, Any]] = {}
-    shard_buffer: list[np.ndarray] = []
-    shard_names: list[str] = []
     if base is not None:
-        # New files identical to a base image are duplicates of it; new shards are numbered after the base's.
+        # New files identical to a base image are duplicates of it.
         for row in base.manifest.loc[:, ["sha256", "source_path", "class"]].to_dict("records"):
             first_by_hash[row["sha256"]] = {**row, "source_path": f"{base.version}:{row['source_path']}"}
-        shard_names = list(base.shards)
-    with tempfile.TemporaryDirectory(prefix="cxr-import-") as tmp:
-        staging = Path(tmp)
-
-        def flush() -> None:
-            name = f"shard-{len(shard_names):05d}.npy"
-            (staging / name).write_bytes(encode_shard(np.stack(shard_buffer)))
-            shard_names.append(name)
-            shard_buffer.clear()
-
-        decoded = _decode_all(candidates, settings)
-        for item in progress(decoded, total=len(candidates), event="import_progress", logger=log):
-            path = item.file.path
-            if item.reason is not None:
-                rejects.append({"path": path, "reason": item.reason, "detail": item.detail or ""})
-                continue
-            first = first_by_hash.get(item.sha256)
-            if first is not None:
-                duplicates.append(
-                    {
-                        "path": path,
-                        "sha256": item.sha256,
-                        "duplicate_of": first["source_path"],
-                        "class": item.class_name,
-                        "label_conflict": str(first["class"] != item.class_name).lower(),
-                    }
-                )
-                continue
-            image = item.image
-            patient = parse_patient_id(posixpath.basename(path))
-            row = {
-                "image_id": item.sha256[:16],
-                "sha256": item.sha256,
-                "pixel_sha256": sha256_bytes(image.pixels.tobytes()),
-                "class": item.class_name,
-                "label": CLASS_NAMES.index(item.class_name),
-                "patient_id": patient.id,
-                "patient_id_parsed": patient.parsed,
-                "source": origin,
-                "source_path": path,
-                "source_split": item.source_split or "",
-                "orig_width": image.orig_width,
-                "orig_height": image.orig_height,
-                "orig_mode": image.orig_mode,
-                "orig_format": image.format,
-                "width": settings.image_size,
-                "height": settings.image_size,
-                "shard": f"shard-{len(shard_names):05d}.npy",
-                "shard_index": len(shard_buffer),
-            }
-            first_by_hash[item.sha256] = row
-            rows.append(row)
-            shard_buffer.append(image.pixels)
-            if len(shard_buffer) >= settings.shard_size:
-                flush()
-        if shard_buffer:
-            flush()
-
-        counts_by_batch = _batch_counts(batches, files, rows, duplicates, rejects)
-        if not rows and base is not None:
-            log.warning(
-                "import_adds_nothing", base_version=base.version, rejected=len(rejects), duplicates=len(duplicates)
+    decoded = _decode_all(scan.candidates, settings)
+    for item in progress(decoded, total=len(scan.candidates), event="import_progress", logger=log):
+        if item.reason is not None:
+            scan.rejects.append({"path": item.file.path, "reason": item.reason, "detail": item.detail or ""})
+            continue
+        first = first_by_hash.get(item.sha256)
+        if first is not None:
+            duplicates.append(
+                {
+                    "path": item.file.path,
+                    "sha256": item.sha256,
+                    "duplicate_of": first["source_path"],
+                    "class": item.class_name,
+                    "label_conflict": str(first["class"] != item.class_name).lower(),
+                }
             )
-            uri = f"{store.uri.rstrip('/')}/{base.prefix}"
-            return ImportResult(
-                settings.name, base.version, uri, "unchanged", base.info, rejects, duplicates, counts_by_batch
-            )
-        if not rows:
-            raise ValueError(
-                f"No valid image found in {source.description}: {len(rejects)} file(s) rejected "
-                f"({_count_reasons(rejects)}); expected NORMAL/ and PNEUMONIA/ folders of images"
-            )
-        manifest = pd.DataFrame(rows)
-        manifest["split"] = assign_split(
-            manifest, settings.split, test_fraction=settings.test_fraction, seed=settings.seed
-        )
-        if base is None:
-            version = _version_id(rows, settings)
-        else:
-            manifest = _merge_with_base(base, manifest, settings.split)
-            version = _version_id(manifest.to_dict("records"), settings, base.version)
-        prefix = dataset_prefix(settings.name, version)
-        uri = f"{store.uri.rstrip('/')}/{prefix}"
-        info = {
-            "name": settings.name,
+            continue
+        first_by_hash[item.sha256] = writer.add(item.image.pixels, _image_record(item, scan.origin))
+    writer.flush()
+    return duplicates
+
+
+def _split_and_version(
+    writer: DatasetWriter, settings: PrepareSettings, base: _Base | None
+) -> tuple[pd.DataFrame, str]:
+    """The new version's manifest (new rows split, merged after the base's) and its version id."""
+    manifest = writer.manifest()
+    manifest["split"] = assign_split(manifest, settings.split, test_fraction=settings.test_fraction, seed=settings.seed)
+    if base is None:
+        return manifest, _version_id(writer.rows, settings)
+    manifest = _merge_with_base(base, manifest, settings.split)
+    return manifest, _version_id(manifest.to_dict("records"), settings, base.version)
+
+
+def _version_info(
+    manifest: pd.DataFrame,
+    settings: PrepareSettings,
+    *,
+    version: str,
+    source: Any,
+    scan: _Scan,
+    writer: DatasetWriter,
+    duplicates: list[dict[str, str]],
+    base: _Base | None,
+    batches: tuple[str, ...],
+    batch_counts: dict[str, dict[str, int]],
+) -> dict[str, Any]:
+    """``dataset.json`` of a new version (see :func:`cxrcore.data.writer.dataset_info`)."""
+    synthetic = bool(scan.synthetic_info)
+    synthetic_info = scan.synthetic_info
+    extra: dict[str, Any] = {}
+    if base is not None:
+        synthetic = synthetic or bool(base.info.get("synthetic"))
+        synthetic_info = synthetic_info or base.info.get("synthetic_info")
+        extra = {"base_version": base.version, "added_images": len(writer.rows)}
+    if batches:
+        extra.update(batches=list(batches), batch_counts=batch_counts)
+    return dataset_info(
+        manifest,
+        name=settings.name,
+        image_size=settings.image_size,
+        shards=writer.shard_names,
+        synthetic=synthetic,
+        synthetic_info=synthetic_info,
+        extra={
             "version": version,
-            "format": DATASET_FORMAT,
-            "synthetic": bool(synthetic_info),
-            "synthetic_info": synthetic_info,
             "source": source.description,
             "source_kind": source.kind,
-            "image_size": settings.image_size,
-            "channels": 1,
-            "files_seen": len(files) + len(rejections),
-            "images": len(manifest),
+            "files_seen": scan.seen,
             "duplicate_count": len(duplicates),
-            "rejected_count": len(rejects),
-            "rejected_by_reason": _count_reasons_dict(rejects),
-            "ignored": ignored,
-            "counts": {name: int((manifest["class"] == name).sum()) for name in CLASS_NAMES},
-            "splits": split_summary(manifest),
+            "rejected_count": len(scan.rejects),
+            "rejected_by_reason": _count_reasons_dict(scan.rejects),
+            "ignored": scan.ignored,
             "split": {"strategy": settings.split, "test_fraction": settings.test_fraction, "seed": settings.seed},
             "patients": int(manifest["patient_id"].nunique()),
             "patients_on_both_sides": patients_on_both_sides(manifest),
             "patient_ids_parsed": int(manifest["patient_id_parsed"].sum()),
-            "shards": shard_names,
-            "cxrcore_version": __version__,
-        }
-        if base is not None:
-            info["base_version"] = base.version
-            info["added_images"] = len(rows)
-            info["synthetic"] = bool(synthetic_info) or bool(base.info.get("synthetic"))
-            info["synthetic_info"] = synthetic_info or base.info.get("synthetic_info")
-        if batches:
-            info["batches"] = list(batches)
-            info["batch_counts"] = counts_by_batch
+            **extra,
+        },
+    )
+
+
+def _stage_base_shards(store: Store, base: _Base, writer: DatasetWriter) -> None:
+    """Downloads the base version's shards (verified) into the writer's folder: the new version holds them too."""
+    for name in base.shards:
+        key = join_key(SHARDS_DIR, name)
+        store.get_file(join_key(base.prefix, key), writer.shard_path(name), sha256=base.marker.outputs[key]["sha256"])
+
+
+def _import_from(
+    store: Store, settings: PrepareSettings, source: Any, *, base: _Base | None = None, batches: tuple[str, ...] = ()
+) -> ImportResult:
+    """Scans, decodes and deduplicates ``source`` and commits the version it makes (unless it exists)."""
+    scan = _scan(source, batches)
+    with tempfile.TemporaryDirectory(prefix="cxr-import-") as tmp:
+        writer = DatasetWriter(
+            Path(tmp),
+            image_size=settings.image_size,
+            shard_size=settings.shard_size,
+            existing_shards=() if base is None else base.shards,
+        )
+        duplicates = _collect(scan, settings, writer, base)
+        rejects = scan.rejects
+        counts_by_batch = _batch_counts(batches, scan.files, writer.rows, duplicates, rejects)
+        if not writer.rows and base is not None:
+            log.warning(
+                "import_adds_nothing", base_version=base.version, rejected=len(rejects), duplicates=len(duplicates)
+            )
+            uri = store.url(base.prefix)
+            return ImportResult(
+                settings.name, base.version, uri, "unchanged", base.info, rejects, duplicates, counts_by_batch
+            )
+        if not writer.rows:
+            raise ValueError(
+                f"No valid image found in {source.description}: {len(rejects)} file(s) rejected "
+                f"({_count_reasons(rejects)}); expected NORMAL/ and PNEUMONIA/ folders of images"
+            )
+        manifest, version = _split_and_version(writer, settings, base)
+        prefix = dataset_prefix(settings.name, version)
+        uri = store.url(prefix)
+        info = _version_info(
+            manifest, settings, version=version, source=source, scan=scan, writer=writer, duplicates=duplicates,
+            base=base, batches=batches, batch_counts=counts_by_batch,
+        )
         if store.is_committed(prefix):
             log.info("import_unchanged", dataset=settings.name, version=version, uri=uri)
             existing = store.get_json(join_key(prefix, "dataset.json"))
@@ -525,21 +576,15 @@ def _import_from(
             return ImportResult(
                 settings.name, version, uri, "unchanged", existing, rejects, duplicates, counts_by_batch
             )
-
         inputs = job_inputs(settings, version, base_version=None if base is None else base.version, batches=batches)
         if base is not None:
-            for name in base.shards:
-                key = join_key("shards", name)
-                store.get_file(join_key(base.prefix, key), staging / name, sha256=base.marker.outputs[key]["sha256"])
+            _stage_base_shards(store, base, writer)
         with store.commit(prefix, inputs=inputs, producer=f"cxr-prepare {__version__}") as tx:
-            for name in progress(shard_names, total=len(shard_names), event="import_upload", logger=log):
-                tx.put_file(join_key("shards", name), staging / name)
-            tx.put_bytes("manifest.csv", manifest_to_csv(manifest))
+            writer.commit(tx, manifest, info, logger=log, upload_event="import_upload")
             tx.put_bytes("rejects.csv", _csv(rejects, ("path", "reason", "detail")))
             tx.put_bytes(
                 "duplicates.csv", _csv(duplicates, ("path", "sha256", "duplicate_of", "class", "label_conflict"))
             )
-            tx.put_json("dataset.json", info)
     _point_latest(store, settings.name, version)
     log.info("import_committed", dataset=settings.name, version=version, uri=uri, images=len(manifest))
     return ImportResult(settings.name, version, uri, "created", info, rejects, duplicates, counts_by_batch)

@@ -33,8 +33,9 @@ Reading can still fail for a file that passed the scan; ``read()`` then raises :
 ``OSError`` of a vanished file, a :class:`cxrcore.storage.StoreError`) are not policy decisions and propagate
 unchanged.
 
-Helpers for the Kaggle ``chest_xray`` layout: :func:`classify_path` (class and original split from the
-folders) and :func:`parse_patient_id` (patient from the file name).
+Helpers for the Kaggle ``chest_xray`` layout, :func:`classify_path` (class and original split from the
+folders) and :func:`parse_patient_id` (patient from the file name), live in :mod:`cxrcore.data.kaggle` and are
+re-exported here (docs/architecture.md#data-flow).
 """
 
 from __future__ import annotations
@@ -52,11 +53,12 @@ import zipfile
 import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from cxrcore.data.images import ImageRejected
+from cxrcore.data.kaggle import SPLIT_NAMES, PatientId, classify_path, parse_patient_id
 from cxrcore.storage.keys import UnsafeKeyError, normalize_key, safe_join
-from cxrcore.vocab import CLASS_NAMES, KAGGLE_IM_PATTERN, KAGGLE_PERSON_PATTERN
+from cxrcore.vocab import CLASS_NAMES
 
 __all__ = [
     "ARCHIVE_SUFFIXES",
@@ -101,7 +103,6 @@ ARCHIVE_SUFFIXES: tuple[str, ...] = (
     ".jar",
     ".cab",
 )
-SPLIT_NAMES: tuple[str, ...] = ("train", "test", "val")
 
 _HIDDEN_NAMES = frozenset({"__macosx", "thumbs.db", "desktop.ini"})
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
@@ -168,81 +169,6 @@ class SourceFileRejected(ImageRejected):
 
     def __reduce__(self):
         return (type(self), (self.path, self.reason, self.detail))
-
-
-class PatientId(NamedTuple):
-    """A patient identifier derived from a file name.
-
-    Attributes:
-        id: The identifier, e.g. ``"person124"`` or ``"NORMAL2-IM-1427"`` (original case kept).
-        parsed: ``True`` when a known naming scheme matched; ``False`` when the file stem was used instead (an
-            unknown file is its own patient).
-    """
-
-    id: str
-    parsed: bool
-
-
-# --------------------------------------------------------------------------------------------------- naming
-def parse_patient_id(filename: str) -> PatientId:
-    """Derives the patient of a Kaggle ``chest_xray`` file from its name.
-
-    Known schemes (case-insensitive match, original case kept in the result):
-
-    * ``person124_virus_231.jpeg``, ``person447_virus_921_1.jpeg`` -> ``person124``, ``person447``;
-    * ``IM-0115-0001.jpeg``, ``IM-0429-0001-0002.jpeg`` -> ``IM-0115``, ``IM-0429``;
-    * ``NORMAL2-IM-1427-0001.jpeg``, ``PHANTOMN-IM-0007-0002.jpeg`` -> ``NORMAL2-IM-1427``, ``PHANTOMN-IM-0007``.
-
-    Args:
-        filename: A file name or a POSIX path (only the last component is used).
-
-    Returns:
-        ``PatientId(id, parsed=True)`` for a known scheme, else ``PatientId(stem, parsed=False)``.
-
-    Raises:
-        ValueError: If ``filename`` is not a non-empty string.
-    """
-    if not isinstance(filename, str) or not filename.strip("/"):
-        raise ValueError(f"filename must be a non-empty string. Received: filename={filename!r}")
-    name = filename.rstrip("/").rsplit("/", 1)[-1]
-    stem = name.rsplit(".", 1)[0] if "." in name[1:] else name
-    for pattern in (KAGGLE_PERSON_PATTERN, KAGGLE_IM_PATTERN):
-        match = pattern.match(stem)
-        if match:
-            return PatientId(match.group(1), True)
-    return PatientId(stem, False)
-
-
-def classify_path(path: str) -> tuple[str | None, str | None]:
-    """Reads the class and the original split of a file from the folders on its path.
-
-    The class is the nearest folder named ``NORMAL`` or ``PNEUMONIA`` (any case; returned upper case); the split
-    is the nearest folder named ``train``, ``test`` or ``val`` (any case; returned lower case) above that class
-    folder. The file name itself is never used.
-
-    Examples:
-        ``chest_xray/train/NORMAL/x.jpeg`` -> ``("NORMAL", "train")``;
-        ``chest_xray/chest_xray/test/PNEUMONIA/y.jpeg`` -> ``("PNEUMONIA", "test")``;
-        ``NORMAL/z.png`` -> ``("NORMAL", None)``; ``misc/a.png`` -> ``(None, None)``.
-
-    Args:
-        path: POSIX path relative to the source root.
-
-    Returns:
-        ``(class_name, split)``, either of which may be ``None``.
-    """
-    if not isinstance(path, str):
-        raise ValueError(f"path must be a string. Received: path={path!r}")
-    folders = [part for part in path.split("/") if part][:-1]
-    for class_index in range(len(folders) - 1, -1, -1):
-        class_name = folders[class_index].upper()
-        if class_name in CLASS_NAMES:
-            for split_index in range(class_index - 1, -1, -1):
-                split = folders[split_index].lower()
-                if split in SPLIT_NAMES:
-                    return class_name, split
-            return class_name, None
-    return None, None
 
 
 # --------------------------------------------------------------------------------------------------- policy

@@ -1,4 +1,9 @@
-"""``cxr`` sub-commands that operate workflows: run, submit, matrix, outcome, incoming and promote."""
+"""The workflow operations of ``cxr``: ``cxr run`` (a manifest executed here) and ``cxr submit`` (to an Argo Server).
+
+See docs/architecture.md#command-line. Their flags and help are defined with every other sub-command in
+:mod:`cxrcore.cli`, which calls :func:`run_command` and :func:`submit_command`; the sub-commands that run a job
+(``cxr matrix``, ``cxr outcome``, ``cxr incoming``, ``cxr promote``) come from :mod:`cxrcore.jobs_table`.
+"""
 
 from __future__ import annotations
 
@@ -6,81 +11,16 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-# The settings of these sub-commands live in cxrcore.config with every other Settings class (re-exported here).
+# Every Settings class lives in cxrcore.config; these two are re-exported for cxrcore.ops.argo_templates.
 from cxrcore.config import MatrixSettings, OutcomeSettings
 from cxrcore.logging import get_logger
-from cxrcore.vocab import CONDITIONS
 
-__all__ = ["MatrixSettings", "OutcomeSettings", "register"]
+__all__ = ["MatrixSettings", "OutcomeSettings", "run_command", "submit_command", "submit_workflow"]
 
 log = get_logger(__name__)
-
-
-# ---------------------------------------------------------------------------------------------- matrix
-def run_matrix(settings: MatrixSettings) -> dict[str, Any]:
-    """Returns ``{"baseline": json, "augmented": json}``: one item per model x seed, with its condition."""
-    models = json.loads(settings.models)
-    seeds = json.loads(settings.seeds)
-    result = {}
-    for condition in CONDITIONS:
-        items = [{"model": m, "seed": s, "condition": condition} for m in models for s in seeds]
-        result[condition] = json.dumps(items, separators=(",", ":"))
-    result["count"] = len(models) * len(seeds)
-    return result
-
-
-# ---------------------------------------------------------------------------------------------- outcome
-def run_outcome(settings: OutcomeSettings) -> dict[str, Any]:
-    """Writes ``runs/<run_id>/workflow.json`` (one atomic object) and returns it."""
-    from cxrcore.layout import run_prefix
-    from cxrcore.storage import join_key
-
-    try:
-        failures = json.loads(settings.failures) if settings.failures.strip() else []
-    except ValueError:
-        failures = [{"message": settings.failures}]
-    record = {
-        "run_id": settings.run_id,
-        "status": settings.status,
-        "failures": failures,
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    store = settings.open_store()
-    key = join_key(run_prefix(settings.run_id), "workflow.json")
-    store.put_json(key, record)
-    return {**record, "uri": f"{store.uri.rstrip('/')}/{key}"}
-
-
-def _cmd_matrix(args: argparse.Namespace, rest: list[str]) -> int:
-    from cxrcore.runtime import run_job
-
-    return run_job("cxr-matrix", MatrixSettings, run_matrix, rest)
-
-
-def _cmd_outcome(args: argparse.Namespace, rest: list[str]) -> int:
-    from cxrcore.runtime import run_job
-
-    return run_job("cxr-outcome", OutcomeSettings, run_outcome, rest)
-
-
-def _cmd_incoming(args: argparse.Namespace, rest: list[str]) -> int:
-    from cxrcore.config import IncomingSettings
-    from cxrcore.registry import run_incoming
-    from cxrcore.runtime import run_job
-
-    return run_job("cxr-incoming", IncomingSettings, run_incoming, rest)
-
-
-def _cmd_promote(args: argparse.Namespace, rest: list[str]) -> int:
-    from cxrcore.config import PromoteSettings
-    from cxrcore.registry import run_promote
-    from cxrcore.runtime import run_job
-
-    return run_job("cxr-promote", PromoteSettings, run_promote, rest)
 
 
 # ---------------------------------------------------------------------------------------------- run
@@ -125,7 +65,8 @@ def _report_location(result) -> str | None:
     return None
 
 
-def _cmd_run(args: argparse.Namespace, rest: list[str]) -> int:
+def run_command(args: argparse.Namespace, rest: list[str]) -> int:
+    """``cxr run``: executes the workflow manifest here and prints the report's location; returns the exit code."""
     from cxrcore.logging import configure_logging, get_logger
     from cxrcore.ops.runner import LocalRunner, WorkflowError, load_workflow, resolve_arguments
 
@@ -258,9 +199,93 @@ def submit_workflow(
         ``{"kind", "name", "namespace", "uid"}`` of what the server created (or updated: a CronWorkflow or
         WorkflowTemplate of that name that already exists is updated in place).
     """
-    import argo_workflows
+    manifest = _resolved_manifest(workflow_path, namespace=namespace, parameters=parameters, profile=profile)
+    client = _argo_client(server, token=token, verify_tls=verify_tls)
+    if apply_templates:
+        _apply_workflow_templates(client, workflow_path.parent, namespace)
+    response = _create_workflow(client, manifest, namespace)
+    metadata = json.loads(response.data).get("metadata", {})
+    return {
+        "kind": manifest["kind"],
+        "name": metadata.get("name"),
+        "namespace": metadata.get("namespace", namespace),
+        "uid": metadata.get("uid"),
+    }
+
+
+#: Manifests go as they are (the generated models would coerce fields they do not know); answers are read as JSON.
+_RAW = {"_preload_content": False}
+
+
+def _resolved_manifest(
+    workflow_path: Path, *, namespace: str, parameters: dict[str, str], profile: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The manifest's Workflow or CronWorkflow with every parameter resolved (profile, then ``-p``) and its namespace.
+
+    Raises:
+        ValueError: The file holds no Workflow or CronWorkflow, or a parameter is not declared.
+    """
     import yaml
-    from argo_workflows.api import cron_workflow_service_api, workflow_service_api, workflow_template_service_api
+
+    from cxrcore.ops.runner import resolve_arguments
+
+    documents = [d for d in yaml.safe_load_all(workflow_path.read_text()) if d]
+    manifest = next((d for d in documents if d.get("kind") in ("Workflow", "CronWorkflow")), None)
+    if manifest is None:
+        raise ValueError(f"{workflow_path} holds no Workflow or CronWorkflow")
+    spec = manifest["spec"] if manifest["kind"] == "Workflow" else manifest["spec"]["workflowSpec"]
+    values = resolve_arguments({"spec": spec}, profile=profile, overrides=parameters)
+    spec["arguments"] = {"parameters": [{"name": k, "value": v} for k, v in values.items()]}
+    manifest.setdefault("metadata", {})["namespace"] = namespace
+    return manifest
+
+
+def _argo_client(server: str, *, token: str | None, verify_tls: bool) -> Any:
+    """An argo-workflows API client for ``server``, sending the bearer token when there is one."""
+    import argo_workflows
+
+    configuration = argo_workflows.Configuration(host=server.rstrip("/"))
+    configuration.verify_ssl = verify_tls
+    client = argo_workflows.ApiClient(configuration)
+    if token:
+        client.set_default_header("Authorization", f"Bearer {token}")
+    return client
+
+
+def _apply_workflow_templates(client: Any, folder: Path, namespace: str) -> None:
+    """Creates, or updates in place, every WorkflowTemplate in the ``*.yaml`` files of ``folder``."""
+    import yaml
+    from argo_workflows.api import workflow_template_service_api
+    from argo_workflows.exceptions import ApiException
+    from argo_workflows.model.io_argoproj_workflow_v1alpha1_workflow_template_create_request import (
+        IoArgoprojWorkflowV1alpha1WorkflowTemplateCreateRequest as TemplateCreateRequest,
+    )
+    from argo_workflows.model.io_argoproj_workflow_v1alpha1_workflow_template_update_request import (
+        IoArgoprojWorkflowV1alpha1WorkflowTemplateUpdateRequest as TemplateUpdateRequest,
+    )
+
+    templates_api = workflow_template_service_api.WorkflowTemplateServiceApi(client)
+    for path in sorted(folder.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not (isinstance(doc, dict) and doc.get("kind") == "WorkflowTemplate"):
+                continue
+            doc.setdefault("metadata", {})["namespace"] = namespace
+            _create_or_update(
+                doc,
+                create=lambda d: templates_api.create_workflow_template(
+                    namespace, TemplateCreateRequest(template=d, _check_type=False), **_RAW
+                ),
+                get=lambda n: templates_api.get_workflow_template(namespace, n, **_RAW),
+                update=lambda n, d: templates_api.update_workflow_template(
+                    namespace, n, TemplateUpdateRequest(template=d, _check_type=False), **_RAW
+                ),
+                api_exception=ApiException,
+            )
+
+
+def _create_workflow(client: Any, manifest: dict[str, Any], namespace: str) -> Any:
+    """Creates the Workflow, or creates (or updates in place) the CronWorkflow; returns the raw answer."""
+    from argo_workflows.api import cron_workflow_service_api, workflow_service_api
     from argo_workflows.exceptions import ApiException
     from argo_workflows.model.io_argoproj_workflow_v1alpha1_create_cron_workflow_request import (
         IoArgoprojWorkflowV1alpha1CreateCronWorkflowRequest as CronCreateRequest,
@@ -271,77 +296,27 @@ def submit_workflow(
     from argo_workflows.model.io_argoproj_workflow_v1alpha1_workflow_create_request import (
         IoArgoprojWorkflowV1alpha1WorkflowCreateRequest as WorkflowCreateRequest,
     )
-    from argo_workflows.model.io_argoproj_workflow_v1alpha1_workflow_template_create_request import (
-        IoArgoprojWorkflowV1alpha1WorkflowTemplateCreateRequest as TemplateCreateRequest,
-    )
-    from argo_workflows.model.io_argoproj_workflow_v1alpha1_workflow_template_update_request import (
-        IoArgoprojWorkflowV1alpha1WorkflowTemplateUpdateRequest as TemplateUpdateRequest,
-    )
 
-    from cxrcore.ops.runner import resolve_arguments
-
-    documents = [d for d in yaml.safe_load_all(workflow_path.read_text()) if d]
-    manifest = next((d for d in documents if d.get("kind") in ("Workflow", "CronWorkflow")), None)
-    if manifest is None:
-        raise ValueError(f"{workflow_path} holds no Workflow or CronWorkflow")
-    spec = manifest["spec"] if manifest["kind"] == "Workflow" else manifest["spec"]["workflowSpec"]
-    shaped = {"spec": spec}
-    values = resolve_arguments(shaped, profile=profile, overrides=parameters)
-    spec["arguments"] = {"parameters": [{"name": k, "value": v} for k, v in values.items()]}
-    manifest.setdefault("metadata", {})["namespace"] = namespace
-
-    configuration = argo_workflows.Configuration(host=server.rstrip("/"))
-    configuration.verify_ssl = verify_tls
-    client = argo_workflows.ApiClient(configuration)
-    if token:
-        client.set_default_header("Authorization", f"Bearer {token}")
-    # Manifests go as they are (the generated models would coerce fields they do not know); answers are read as JSON.
-    raw = {"_preload_content": False}
-    if apply_templates:
-        templates_api = workflow_template_service_api.WorkflowTemplateServiceApi(client)
-        for path in sorted(workflow_path.parent.glob("*.yaml")):
-            for doc in yaml.safe_load_all(path.read_text()):
-                if not (isinstance(doc, dict) and doc.get("kind") == "WorkflowTemplate"):
-                    continue
-                doc.setdefault("metadata", {})["namespace"] = namespace
-                _create_or_update(
-                    doc,
-                    create=lambda d: templates_api.create_workflow_template(
-                        namespace, TemplateCreateRequest(template=d, _check_type=False), **raw
-                    ),
-                    get=lambda n: templates_api.get_workflow_template(namespace, n, **raw),
-                    update=lambda n, d: templates_api.update_workflow_template(
-                        namespace, n, TemplateUpdateRequest(template=d, _check_type=False), **raw
-                    ),
-                    api_exception=ApiException,
-                )
     if manifest["kind"] == "Workflow":
         api = workflow_service_api.WorkflowServiceApi(client)
-        response = api.create_workflow(namespace, WorkflowCreateRequest(workflow=manifest, _check_type=False), **raw)
-    else:
-        # A CronWorkflow has a fixed name: the second submit updates it in place (schedule, parameters, spec).
-        cron_api = cron_workflow_service_api.CronWorkflowServiceApi(client)
-        response = _create_or_update(
-            manifest,
-            create=lambda d: cron_api.create_cron_workflow(
-                namespace, CronCreateRequest(cron_workflow=d, _check_type=False), **raw
-            ),
-            get=lambda n: cron_api.get_cron_workflow(namespace, n, **raw),
-            update=lambda n, d: cron_api.update_cron_workflow(
-                namespace, n, CronUpdateRequest(cron_workflow=d, _check_type=False), **raw
-            ),
-            api_exception=ApiException,
-        )
-    metadata = json.loads(response.data).get("metadata", {})
-    return {
-        "kind": manifest["kind"],
-        "name": metadata.get("name"),
-        "namespace": metadata.get("namespace", namespace),
-        "uid": metadata.get("uid"),
-    }
+        return api.create_workflow(namespace, WorkflowCreateRequest(workflow=manifest, _check_type=False), **_RAW)
+    # A CronWorkflow has a fixed name: the second submit updates it in place (schedule, parameters, spec).
+    cron_api = cron_workflow_service_api.CronWorkflowServiceApi(client)
+    return _create_or_update(
+        manifest,
+        create=lambda d: cron_api.create_cron_workflow(
+            namespace, CronCreateRequest(cron_workflow=d, _check_type=False), **_RAW
+        ),
+        get=lambda n: cron_api.get_cron_workflow(namespace, n, **_RAW),
+        update=lambda n, d: cron_api.update_cron_workflow(
+            namespace, n, CronUpdateRequest(cron_workflow=d, _check_type=False), **_RAW
+        ),
+        api_exception=ApiException,
+    )
 
 
-def _cmd_submit(args: argparse.Namespace, rest: list[str]) -> int:
+def submit_command(args: argparse.Namespace, rest: list[str]) -> int:
+    """``cxr submit``: submits the manifest to an Argo Server and prints what it created; returns the exit code."""
     from cxrcore.logging import configure_logging
 
     configure_logging("INFO", "auto")
@@ -373,63 +348,3 @@ def _cmd_submit(args: argparse.Namespace, rest: list[str]) -> int:
         return 1
     print(json.dumps(result))
     return 0
-
-
-# ---------------------------------------------------------------------------------------------- parser
-def register(commands: argparse._SubParsersAction) -> None:
-    """Adds ``run``, ``submit``, ``matrix``, ``outcome``, ``incoming`` and ``promote`` to the ``cxr`` parser."""
-    run = commands.add_parser(
-        "run",
-        help="execute an Argo workflow's DAG on this machine (same templates, commands, parameters)",
-        description="Run argo/paper.yaml (or another Workflow/CronWorkflow manifest) here. Prints the report path.",
-    )
-    run.add_argument("workflow", metavar="WORKFLOW")
-    run.add_argument("--profile", default=None, help="smoke | demo | cpu | paper (argo/profiles.yaml)")
-    run.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE")
-    run.add_argument("--store", default=None, help="store root (default file://$PWD/cxr-store)")
-    run.add_argument(
-        "--executor",
-        choices=("subprocess", "image-env", "docker"),
-        default="subprocess",
-        help="subprocess: this environment; image-env: each step in a clean venv built from its image's "
-        "Dockerfile and lock (what the image runs); docker: docker run the images",
-    )
-    run.add_argument("--parallelism", type=int, default=2, help="containers at once (default 2)")
-    run.add_argument("--name", default=None, help="run id (re-use one to resume: finished steps are skipped)")
-    run.add_argument("--work-dir", default="cxr-runs", help="step logs and scratch (default ./cxr-runs)")
-    run.add_argument("--log-level", default="INFO")
-    run.set_defaults(handler=_cmd_run, accepts_settings=False)
-
-    submit = commands.add_parser("submit", help="submit a workflow (or create a CronWorkflow) on an Argo Server")
-    submit.add_argument("workflow", metavar="WORKFLOW")
-    submit.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE")
-    submit.add_argument("--profile", default=None)
-    submit.add_argument("--server", default=None, help="Argo Server URL (default $ARGO_SERVER)")
-    submit.add_argument("--namespace", default=None, help="namespace (default $ARGO_NAMESPACE or cxr)")
-    submit.add_argument("--token-file", default=None, help="file holding the bearer token (default $ARGO_TOKEN)")
-    submit.add_argument("--insecure-skip-tls-verify", action="store_true")
-    submit.add_argument("--apply-templates", action="store_true", help="create/update argo/ WorkflowTemplates first")
-    submit.set_defaults(handler=_cmd_submit, accepts_settings=False)
-
-    matrix = commands.add_parser("matrix", help="expand --models/--seeds into the classifier fan-out (JSON)")
-    matrix.set_defaults(handler=_cmd_matrix, accepts_settings=True)
-
-    outcome = commands.add_parser("outcome", help="record a workflow's final status in the store (exit handler)")
-    outcome.set_defaults(handler=_cmd_outcome, accepts_settings=True)
-
-    incoming = commands.add_parser(
-        "incoming",
-        help="list the complete incoming/<batch>/ uploads not yet in the dataset's ledger (retraining check)",
-        description="Prints found (true/false), batches (JSON list) and count. Settings: --store, --dataset, "
-        "--incoming-prefix, --result-dir.",
-    )
-    incoming.set_defaults(handler=_cmd_incoming, accepts_settings=True)
-
-    promote = commands.add_parser(
-        "promote",
-        help="judge a challenger classifier against the registry's champion; promote only if it is better",
-        description="Both models predict the test split of the challenger's dataset version; promote when there "
-        "is no champion, or when accuracy gains >= --margin and McNemar p < --alpha. Settings: --store, --task, "
-        "--challenger, --run-id, --dataset, --dataset-version, --margin, --alpha, --result-dir.",
-    )
-    promote.set_defaults(handler=_cmd_promote, accepts_settings=True)

@@ -23,32 +23,32 @@ processes from building the same environment at once. The interpreter is ``$CXR_
 running this module; a Python major.minor different from the image's is logged as a warning.
 
 :meth:`ImageEnvironments.check_import_closure` is the fast static check that a job's code imports in its image:
-it imports, in the image's environment, the entrypoint module of the image's console script and every
-``cxrcore``/``jobs`` module that module imports (also inside functions: that is how the jobs defer heavy imports
-until their settings are valid), which loads their module-level imports transitively. A missing module is
-reported with the image, the module and the project module that imports it.
+it imports, in the image's environment, the entrypoint module of the image's console script, the Settings and run
+modules the table of jobs names for it, and every ``cxrcore``/``jobs`` module those import (also inside functions),
+which loads their module-level imports transitively (:mod:`cxrcore.ops.import_check`). A missing module is
+reported with the image, the module and the project module that imports it. Dockerfiles are read with
+:mod:`cxrcore.ops.dockerfile` (docs/architecture.md#deployment).
 """
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import dataclasses
 import hashlib
 import json
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from cxrcore.logging import get_logger
+from cxrcore.ops.dockerfile import parse_final_stage, split_reference
+from cxrcore.ops.import_check import IMPORT_PROBE, PROJECT_PACKAGES, closure_modules, entry_module, report_problems
 
 __all__ = [
     "ENV_CACHE_VARIABLE",
@@ -79,7 +79,6 @@ ENV_PYTHON_VARIABLE = "CXR_IMAGE_ENV_PYTHON"
 TENSORFLOW_BASE_PYTHON = "3.11"
 
 _DEFAULT_CACHE = Path("~/.cache/cxr-gan/image-envs")
-_PROJECT_PACKAGES = ("cxrcore", "jobs")
 _THIRD_PARTY_MARKER = ".cxr-third-party.json"
 _PROJECT_MARKER = ".cxr-project.json"
 _ENV_FORMAT = 1
@@ -95,9 +94,6 @@ _TENSORFLOW_REPOSITORIES = frozenset({"tensorflow/tensorflow", "docker.io/tensor
 _TENSORFLOW_TAG = re.compile(r"(?P<version>\d+\.\d+\.\d+(?:rc\d+)?)(?:-gpu)?(?:-jupyter)?")
 _PYTHON_TAG = re.compile(r"(?P<major>\d+)\.(?P<minor>\d+)(?:[.\-].*)?")
 _MISSING_MODULE = re.compile(r"""No module named \\?['"](?P<name>[^'"\\\s]+)\\?['"]""")
-_VARIABLE = re.compile(
-    r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}|(?P<plain>[A-Za-z_][A-Za-z0-9_]*))"
-)
 
 
 class ImageEnvError(RuntimeError):
@@ -126,14 +122,6 @@ class ImageSpec:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Copy:
-    """One ``COPY``: repository sources to a container destination (absolute, after ``WORKDIR``)."""
-
-    sources: tuple[str, ...]
-    destination: str
-
-
-@dataclasses.dataclass(frozen=True)
 class _Dockerfile:
     """A parsed Dockerfile: the public spec plus what building its environment needs."""
 
@@ -146,189 +134,8 @@ class _Dockerfile:
 # --------------------------------------------------------------------------------------------- Dockerfiles
 
 
-def _instructions(text: str) -> list[tuple[int, str, str]]:
-    """``(line, INSTRUCTION, arguments)`` of a Dockerfile, continuation lines joined, comments dropped."""
-    lines = text.splitlines()
-    escape = "\\"
-    for line in lines:
-        directive = re.fullmatch(r"#\s*escape\s*=\s*(\S)\s*", line)
-        if directive:
-            escape = directive.group(1)
-            break
-        if not line.startswith("#"):
-            break
-    instructions: list[tuple[int, str, str]] = []
-    buffer: list[str] = []
-    start = 0
-    for number, line in enumerate(lines, start=1):
-        stripped = line.strip()
-        if not buffer and (not stripped or stripped.startswith("#")):
-            continue
-        if buffer and (not stripped or stripped.startswith("#")):
-            continue
-        if not buffer:
-            start = number
-        if stripped.endswith(escape):
-            buffer.append(stripped[:-1])
-            continue
-        buffer.append(stripped)
-        joined = " ".join(buffer).strip()
-        buffer = []
-        instruction, _, arguments = joined.partition(" ")
-        instructions.append((start, instruction.upper(), arguments.strip()))
-    if buffer:
-        joined = " ".join(buffer).strip()
-        instruction, _, arguments = joined.partition(" ")
-        instructions.append((start, instruction.upper(), arguments.strip()))
-    return instructions
-
-
-def _substitute(text: str, variables: dict[str, str]) -> str:
-    """``$NAME``, ``${NAME}`` and ``${NAME:-default}`` replaced from ``variables`` (ARG defaults)."""
-
-    def replace(match: re.Match[str]) -> str:
-        name = match.group("braced") or match.group("plain")
-        value = variables.get(name, "")
-        if not value and match.group("default") is not None:
-            return match.group("default")
-        return value
-
-    return _VARIABLE.sub(replace, text)
-
-
-def _words(arguments: str) -> list[str]:
-    """The words of an instruction: its JSON (exec) form, or shell-like splitting."""
-    if arguments.startswith("["):
-        try:
-            parsed = json.loads(arguments)
-        except json.JSONDecodeError:
-            parsed = None
-        if isinstance(parsed, list) and all(isinstance(word, str) for word in parsed):
-            return parsed
-    return shlex.split(arguments)
-
-
-def _labels(arguments: str) -> dict[str, str]:
-    """``LABEL key=value ...`` (and the legacy ``LABEL key value``) as a mapping."""
-    words = shlex.split(arguments)
-    if words and "=" not in words[0]:
-        return {words[0]: " ".join(words[1:])}
-    labels: dict[str, str] = {}
-    for word in words:
-        key, _, value = word.partition("=")
-        labels[key] = value
-    return labels
-
-
-def _split_reference(reference: str) -> tuple[str, str]:
-    """``(repository, tag)`` of an image reference; the digest and a registry port stay out of the tag."""
-    without_digest = reference.split("@", 1)[0]
-    slash = without_digest.rfind("/")
-    colon = without_digest.rfind(":")
-    if colon > slash:
-        return without_digest[:colon], without_digest[colon + 1 :]
-    return without_digest, ""
-
-
-def _pip_install_segments(command: str) -> list[list[str]]:
-    """The argument lists (after ``install``) of every ``pip install`` in a shell command."""
-    segments: list[list[str]] = []
-    for part in re.split(r"&&|\|\||;", command):
-        try:
-            words = shlex.split(part)
-        except ValueError:
-            continue
-        for index, word in enumerate(words):
-            if PurePosixPath(word).name in ("pip", "pip3"):  # pip, /usr/bin/pip3, python -m pip
-                if index + 1 < len(words) and words[index + 1] == "install":
-                    segments.append(words[index + 2 :])
-                break
-    return segments
-
-
-_PIP_OPTIONS_WITH_VALUE = frozenset(
-    {
-        "-r", "--requirement", "-c", "--constraint", "-e", "--editable", "-t", "--target", "-i", "--index-url",
-        "--extra-index-url", "-f", "--find-links", "--platform", "--python-version", "--implementation", "--abi",
-        "--root", "--prefix", "--src", "--upgrade-strategy", "--progress-bar", "--only-binary", "--no-binary",
-        "--log", "--proxy", "--retries", "--timeout", "--cache-dir", "--trusted-host", "--cert", "--client-cert",
-        "--report", "--config-settings", "-C", "--global-option", "--exists-action",
-    }
-)
-
-
-def _parse_pip_install(arguments: list[str]) -> tuple[list[str], list[str], set[str]]:
-    """``(requirement files, positional targets, flags)`` of one ``pip install`` argument list."""
-    requirement_files: list[str] = []
-    targets: list[str] = []
-    flags: set[str] = set()
-    index = 0
-    while index < len(arguments):
-        word = arguments[index]
-        if word in ("-r", "--requirement"):
-            if index + 1 < len(arguments):
-                requirement_files.append(arguments[index + 1])
-            index += 2
-            continue
-        if word.startswith("--requirement="):
-            requirement_files.append(word.split("=", 1)[1])
-        elif word.startswith("-r") and len(word) > 2:
-            requirement_files.append(word[2:])
-        elif word in _PIP_OPTIONS_WITH_VALUE:
-            flags.add(word)
-            index += 2
-            continue
-        elif word.startswith("-"):
-            flags.add(word.split("=", 1)[0])
-        else:
-            targets.append(word)
-        index += 1
-    return requirement_files, targets, flags
-
-
-def _container_path(path: str, workdir: str) -> str:
-    """An absolute, normalized container path (relative paths are under ``workdir``)."""
-    joined = PurePosixPath(workdir) / path
-    parts: list[str] = []
-    for part in joined.parts[1:]:
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if parts:
-                parts.pop()
-            continue
-        parts.append(part)
-    return "/" + "/".join(parts)
-
-
-def _copy_targets(copy: _Copy, root: Path) -> list[tuple[str, str]]:
-    """``(repository source, container path)`` pairs of a ``COPY``, with Docker's rules: a directory's contents
-    go into the destination; a file goes into it when it ends with ``/`` or several sources are copied, else the
-    file becomes the destination."""
-    into_directory = copy.destination.endswith("/") or len(copy.sources) > 1
-    destination = copy.destination.rstrip("/") or "/"
-    pairs: list[tuple[str, str]] = []
-    for source in copy.sources:
-        if (root / source).is_dir() or not into_directory:
-            pairs.append((source, destination))
-        else:
-            pairs.append((source, f"{destination.rstrip('/')}/{PurePosixPath(source).name}"))
-    return pairs
-
-
-def _resolve_copied(container_path: str, copies: list[_Copy], root: Path) -> str | None:
-    """The repository source a container path was ``COPY``'d from (the latest ``COPY`` wins), or None."""
-    for copy in reversed(copies):
-        for source, target in _copy_targets(copy, root):
-            if target == container_path:
-                return source
-            if container_path.startswith(target.rstrip("/") + "/"):  # a file inside a copied directory
-                return f"{source.rstrip('/')}/{container_path[len(target.rstrip('/')) + 1 :]}"
-    return None
-
-
 def _parse_dockerfile(path: Path, root: Path) -> _Dockerfile:
-    """Parses one Dockerfile (final stage) into its :class:`_Dockerfile`.
+    """Parses one Dockerfile's final stage (:func:`cxrcore.ops.dockerfile.parse_final_stage`) into its record.
 
     Raises:
         ImageEnvError: It cannot be read, has no ``FROM`` or no ``LABEL org.opencontainers.image.title``.
@@ -338,86 +145,13 @@ def _parse_dockerfile(path: Path, root: Path) -> _Dockerfile:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise ImageEnvError(f"{display}: cannot read the Dockerfile: {error}") from error
-    global_args: dict[str, str] = {}
-    stage_args: dict[str, str] = {}
-    base_image = ""
-    labels: dict[str, str] = {}
-    entrypoint: tuple[str, ...] = ()
-    workdir = "/"
-    copies: list[_Copy] = []
-    requirement_files: list[str] = []
-    project_dir: str | None = None
-    project_copies: list[_Copy] = []
-    problems: list[str] = []
-    seen_from = False
-    for line, instruction, arguments in _instructions(text):
-        variables = stage_args if seen_from else global_args
-        if instruction == "ARG":
-            name, has_default, default = arguments.partition("=")
-            name = name.strip()
-            if has_default:
-                variables[name] = _substitute(default.strip().strip('"'), variables)
-            elif seen_from:  # re-declared in the stage: inherits the global default
-                variables[name] = global_args.get(name, "")
-            continue
-        if instruction == "FROM":
-            words = [word for word in _substitute(arguments, global_args).split() if not word.startswith("--")]
-            seen_from = True
-            base_image = words[0] if words else ""
-            stage_args, labels, entrypoint, workdir = {}, {}, (), "/"
-            copies, requirement_files, project_dir, project_copies, problems = [], [], None, [], []
-            continue
-        expanded = _substitute(arguments, variables)
-        if instruction == "LABEL":
-            labels.update(_labels(expanded))
-        elif instruction == "WORKDIR":
-            workdir = _container_path(expanded, workdir)
-        elif instruction in ("COPY", "ADD"):
-            words = _words(expanded)
-            if any(word.startswith("--from") for word in words):
-                continue
-            words = [word for word in words if not word.startswith("--")]
-            if len(words) >= 2:
-                slash = "/" if words[-1].endswith("/") else ""
-                copies.append(_Copy(tuple(words[:-1]), _container_path(words[-1], workdir) + slash))
-        elif instruction == "RUN":
-            for install in _pip_install_segments(expanded):
-                files, targets, flags = _parse_pip_install(install)
-                for file in files:
-                    source = _resolve_copied(_container_path(file, workdir), copies, root)
-                    if source is None:
-                        problems.append(f"line {line}: requirement file {file} is not COPY'd from the repository")
-                    else:
-                        requirement_files.append(source)
-                for target in targets:
-                    if target in (".", "./") or _container_path(target, workdir) == workdir:
-                        if "--no-deps" not in flags:
-                            problems.append(f"line {line}: the project is installed without --no-deps")
-                        project_dir = _container_path(target, workdir)
-                        project_copies = list(copies)
-                    else:
-                        problems.append(f"line {line}: pip installs {target!r}, which no lock pins")
-                if "-e" in flags or "--editable" in flags:
-                    problems.append(f"line {line}: an editable install cannot be reproduced")
-        elif instruction == "ENTRYPOINT":
-            try:
-                words = json.loads(arguments) if arguments.startswith("[") else None
-            except json.JSONDecodeError:
-                words = None
-            entrypoint = tuple(words) if isinstance(words, list) else ("/bin/sh", "-c", arguments)
-    if not base_image:
+    stage = parse_final_stage(text, root)
+    if not stage.base_image:
         raise ImageEnvError(f"{display}: no FROM instruction")
-    name = labels.get(TITLE_LABEL, "").strip()
+    name = stage.labels.get(TITLE_LABEL, "").strip()
     if not name:
         raise ImageEnvError(f'{display}: no LABEL {TITLE_LABEL}="<image name>" (the name the Argo templates use)')
-    project_files: list[tuple[Path, str]] = []
-    if project_dir is not None:
-        for copy in project_copies:
-            for source, target in _copy_targets(copy, root):
-                if target == project_dir or target.startswith(project_dir.rstrip("/") + "/"):
-                    relative = target[len(project_dir.rstrip("/")) + 1 :] if target != project_dir else "."
-                    project_files.append((root / source, relative))
-    repository, tag = _split_reference(base_image)
+    repository, tag = split_reference(stage.base_image)
     tensorflow_version = None
     if repository in _TENSORFLOW_REPOSITORIES:
         match = _TENSORFLOW_TAG.fullmatch(tag)
@@ -425,12 +159,14 @@ def _parse_dockerfile(path: Path, root: Path) -> _Dockerfile:
     spec = ImageSpec(
         name=name,
         dockerfile=path,
-        base_image=base_image,
+        base_image=stage.base_image,
         tensorflow_version=tensorflow_version,
-        requirements=tuple(root / source for source in requirement_files),
-        entrypoint=entrypoint,
+        requirements=tuple(root / source for source in stage.requirement_files),
+        entrypoint=stage.entrypoint,
     )
-    return _Dockerfile(spec, tuple(project_files), project_dir is not None, tuple(problems))
+    return _Dockerfile(
+        spec, tuple(stage.project_files(root)), stage.project_dir is not None, tuple(stage.problems)
+    )
 
 
 def _display(path: Path, root: Path) -> str:
@@ -484,7 +220,7 @@ def discover_images(root: Path) -> dict[str, ImageSpec]:
 
 def base_kind(spec: ImageSpec) -> str:
     """``"tensorflow"`` (an official TensorFlow base), ``"python"`` (an official Python base) or ``"other"``."""
-    repository, _ = _split_reference(spec.base_image)
+    repository, _ = split_reference(spec.base_image)
     if repository in _TENSORFLOW_REPOSITORIES:
         return "tensorflow"
     if repository in _PYTHON_REPOSITORIES:
@@ -498,7 +234,7 @@ def image_python_version(spec: ImageSpec) -> str | None:
     if kind == "tensorflow":
         return TENSORFLOW_BASE_PYTHON
     if kind == "python":
-        match = _PYTHON_TAG.fullmatch(_split_reference(spec.base_image)[1])
+        match = _PYTHON_TAG.fullmatch(split_reference(spec.base_image)[1])
         return f"{match.group('major')}.{match.group('minor')}" if match else None
     return None
 
@@ -592,45 +328,6 @@ def _clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-_IMPORT_PROBE = r"""
-import importlib, json, os, sys, traceback
-modules = json.loads(sys.argv[1])
-packages = json.loads(sys.argv[2])
-results = []
-
-def project_module(filename):
-    path = os.path.realpath(filename)
-    for entry in sys.path:
-        base = os.path.realpath(entry or os.getcwd()) + os.sep
-        if path.startswith(base):
-            parts = path[len(base):].split(os.sep)
-            if parts[0] in packages and parts[-1].endswith(".py"):
-                parts[-1] = parts[-1][:-3]
-                if parts[-1] == "__init__":
-                    parts.pop()
-                return ".".join(parts)
-    return None
-
-for module in modules:
-    try:
-        importlib.import_module(module)
-    except BaseException as error:
-        culprit = module
-        for frame in traceback.extract_tb(error.__traceback__):
-            name = project_module(frame.filename)
-            if name:
-                culprit = name
-        results.append({
-            "module": module,
-            "missing": getattr(error, "name", None) if isinstance(error, ModuleNotFoundError) else None,
-            "error": f"{type(error).__name__}: {error}",
-            "imported_by": culprit,
-        })
-origin = {package: getattr(sys.modules.get(package), "__file__", None) for package in packages}
-print(json.dumps({"results": results, "origin": origin, "prefix": sys.prefix}))
-"""
-
-
 class ImageEnvironments:
     """Builds and reuses one clean virtualenv per image (see the module docstring).
 
@@ -670,7 +367,7 @@ class ImageEnvironments:
         """
         if not isinstance(reference, str) or not reference.strip():
             raise ImageEnvError(f"an image reference must be a non-empty string. Received: reference={reference!r}")
-        repository, _ = _split_reference(reference.strip())
+        repository, _ = split_reference(reference.strip())
         name = repository.rstrip("/").rsplit("/", 1)[-1]
         if name not in self._dockerfiles:
             raise ImageEnvError(
@@ -763,9 +460,9 @@ class ImageEnvironments:
                         str(env_dir / "bin" / "python"),
                         "-I",
                         "-c",
-                        _IMPORT_PROBE,
+                        IMPORT_PROBE,
                         json.dumps(modules),
-                        json.dumps(list(_PROJECT_PACKAGES)),
+                        json.dumps(list(PROJECT_PACKAGES)),
                     ],
                     cwd=scratch,
                     env=_clean_env({"TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg", "MPLCONFIGDIR": scratch}),
@@ -780,29 +477,7 @@ class ImageEnvironments:
             report = json.loads(result.stdout.strip().splitlines()[-1])
         except (IndexError, ValueError):
             return [f"image {image}: the import check failed (exit {result.returncode}):\n{_tail(result.stderr)}"]
-        problems: list[str] = []
-        for package, origin in report["origin"].items():
-            if origin and not Path(origin).resolve().is_relative_to(env_dir.resolve()):
-                problems.append(f"image {image}: {package} was imported from {origin}, not from {env_dir}")
-        seen: set[tuple[str | None, str]] = set()
-        for item in report["results"]:
-            missing, culprit = item["missing"], item["imported_by"]
-            if (missing or item["error"], culprit) in seen:
-                continue
-            seen.add((missing or item["error"], culprit))
-            if missing and missing.split(".")[0] in _PROJECT_PACKAGES:
-                problems.append(
-                    f"image {image}: project module {missing!r} missing (imported by {culprit}); is it COPY'd "
-                    f"by {_display(self._dockerfile(image).spec.dockerfile, self.root)} and packaged?"
-                )
-            elif missing:
-                problems.append(
-                    f"image {image}: module {missing!r} missing (imported by {culprit}); add it to pyproject.toml "
-                    "and run make lock"
-                )
-            else:
-                problems.append(f"image {image}: importing {item['module']} failed in {culprit}: {item['error']}")
-        return problems
+        return report_problems(image, report, env_dir, _display(self._dockerfile(image).spec.dockerfile, self.root))
 
     # ----------------------------------------------------------------------------------------- helpers
 
@@ -944,87 +619,15 @@ class ImageEnvironments:
         (env_dir / _PROJECT_MARKER).write_text(json.dumps({"source_sha256": source_hash}), encoding="utf-8")
 
     def _entry_modules(self, image: str) -> list[str]:
-        """The entrypoint module of the image's console script and the project modules it imports."""
+        """What the import check imports for ``image`` (see :mod:`cxrcore.ops.import_check`)."""
         spec = self._dockerfile(image).spec
         if not spec.entrypoint:
             raise ImageEnvError(f"image {image}: {_display(spec.dockerfile, self.root)} has no ENTRYPOINT")
-        command = spec.entrypoint
-        if len(command) >= 3 and PurePosixPath(command[0]).name.startswith("python") and command[1] == "-m":
-            entry_module = command[2]
-        else:
-            try:
-                pyproject = tomllib.loads((self.root / "pyproject.toml").read_text(encoding="utf-8"))
-            except (OSError, tomllib.TOMLDecodeError) as error:
-                raise ImageEnvError(f"image {image}: cannot read pyproject.toml: {error}") from error
-            scripts = pyproject.get("project", {}).get("scripts", {})
-            script = PurePosixPath(command[0]).name
-            if script not in scripts:
-                raise ImageEnvError(
-                    f"image {image}: ENTRYPOINT {command[0]!r} is not a console script of pyproject.toml "
-                    f"[project.scripts] ({', '.join(sorted(scripts))})"
-                )
-            entry_module = scripts[script].split(":", 1)[0].strip()
-        entry_file = self._module_file(entry_module)
-        if entry_file is None:
-            raise ImageEnvError(f"image {image}: entrypoint module {entry_module} has no source under {self.root}")
-        modules = [entry_module]
-        for name in sorted(_project_imports(entry_file, entry_module, self._module_file)):
-            if name not in modules:
-                modules.append(name)
-        return modules
-
-    def _module_file(self, module: str) -> Path | None:
-        base = self.root.joinpath(*module.split("."))
-        if (base / "__init__.py").is_file():
-            return base / "__init__.py"
-        if base.with_suffix(".py").is_file():
-            return base.with_suffix(".py")
-        return None
-
-
-def _is_type_checking(node: ast.If) -> bool:
-    test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
-    )
-
-
-def _project_imports(path: Path, module: str, module_file) -> set[str]:
-    """The project modules ``path`` (module ``module``) imports anywhere, ``if TYPE_CHECKING:`` blocks excepted."""
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    found: set[str] = set()
-
-    def add(name: str) -> None:
-        if name.split(".")[0] in _PROJECT_PACKAGES and module_file(name) is not None:
-            found.add(name)
-
-    def visit(node: ast.AST) -> None:
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.If) and _is_type_checking(child):
-                for statement in child.orelse:
-                    visit_statement(statement)
-                continue
-            visit_statement(child)
-
-    def visit_statement(node: ast.AST) -> None:
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                add(alias.name)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                parts = package.split(".")
-                parts = parts[: len(parts) - node.level + 1]
-                base = ".".join(parts + ([node.module] if node.module else []))
-            else:
-                base = node.module or ""
-            add(base)
-            for alias in node.names:
-                add(f"{base}.{alias.name}")
-        visit(node)
-
-    visit(tree)
-    return found
+        try:
+            module, script = entry_module(self.root, spec.entrypoint, image=image)
+            return closure_modules(self.root, module, script, image=image)
+        except ValueError as error:
+            raise ImageEnvError(str(error)) from error
 
 
 def check_import_closure(image: str, root: Path | None = None, cache_dir: Path | None = None) -> list[str]:

@@ -19,10 +19,11 @@ newer glibc are hashed too but never chosen by the resolver.
 
 How: pip resolves (``pip install --dry-run --ignore-installed --report`` with ``--platform``/``--python-version``
 for the target, through pip's own index configuration), then the hashes of every target-compatible wheel of each
-pinned version are read from the same indexes (PEP 691 JSON or PEP 503 HTML pages, find-links folders); the
-hash of the file pip chose is always among them. pip evaluates environment markers for the interpreter that runs
-it, so ``make lock`` refuses to run anywhere but CPython 3.11 on Linux x86_64 (the dev venv and CI, or
-``docker run python:3.11-slim-bookworm``). It needs the package index; nothing else here does.
+pinned version are read from the same indexes (PEP 691 JSON or PEP 503 HTML pages, find-links folders:
+:mod:`cxrcore.ops.wheel_index`); the hash of the file pip chose is always among them. pip evaluates environment
+markers for the interpreter that runs it, so ``make lock`` refuses to run anywhere but CPython 3.11 on Linux
+x86_64 (the dev venv and CI, or ``docker run python:3.11-slim-bookworm``). It needs the package index; nothing
+else here does.
 
 Each lock starts with a header written by the generator; its ``inputs-sha256`` is a hash of what the lock was
 generated from (the ``requires-python``, ``dependencies`` and used extras of ``pyproject.toml``, the TensorFlow
@@ -34,10 +35,8 @@ fails with a message naming the command.
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
 import hashlib
-import html.parser
 import json
 import platform
 import re
@@ -45,20 +44,16 @@ import subprocess
 import sys
 import tempfile
 import tomllib
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.tags import Tag, compatible_tags, cpython_tags
-from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
-from packaging.version import InvalidVersion, Version
+from packaging.utils import canonicalize_name
 
 from cxrcore.logging import get_logger
 from cxrcore.ops.images import ImageEnvError, ImageSpec, base_kind, discover_images, image_python_version
+from cxrcore.ops.wheel_index import WheelHashes, WheelIndexError
 
 __all__ = [
     "LOCKS",
@@ -105,9 +100,7 @@ _PIN_LINE = re.compile(
     r"(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)==(?P<version>[^\s\\;]+)"
     r"(?P<hashes>(?:\s+--hash=sha256:[0-9a-f]{64})+)"
 )
-_HTTP_TIMEOUT_S = 120
 _PIP_TIMEOUT_S = 1800
-_DEFAULT_INDEX = "https://pypi.org/simple"
 
 
 class LockError(RuntimeError):
@@ -380,21 +373,6 @@ def _resolve_platforms() -> list[str]:
     ]
 
 
-def _hash_tags() -> frozenset[Tag]:
-    """Tags of every wheel a CPython 3.11 Linux x86_64 pip could install (any manylinux glibc level)."""
-    platforms = [f"manylinux_2_{minor}_x86_64" for minor in range(60, 4, -1)] + [
-        "manylinux2014_x86_64",
-        "manylinux2010_x86_64",
-        "manylinux1_x86_64",
-        "linux_x86_64",
-    ]
-    python = tuple(int(part) for part in TARGET_PYTHON.split("."))
-    interpreter = f"cp{python[0]}{python[1]}"
-    return frozenset(cpython_tags(python, [interpreter], platforms)) | frozenset(
-        compatible_tags(python, interpreter, platforms)
-    )
-
-
 def _resolve(requirements: list[str]) -> list[dict[str, Any]]:
     """pip's installation report for ``requirements`` on the target (every distribution, nothing installed)."""
     with tempfile.TemporaryDirectory(prefix="cxr-lock-") as scratch:
@@ -415,152 +393,6 @@ def _resolve(requirements: list[str]) -> list[dict[str, Any]]:
         if result.returncode != 0:
             raise LockError(f"pip could not resolve {requirements} (exit {result.returncode}):\n{result.stderr}")
         return json.loads(report.read_text(encoding="utf-8"))["install"]
-
-
-def _pip_sources() -> tuple[list[str], list[str]]:
-    """``(index URLs, find-links locations)`` of pip's configuration (files and ``PIP_*`` variables)."""
-    try:
-        output = subprocess.run(
-            [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, timeout=60, check=True
-        ).stdout
-    except (OSError, subprocess.SubprocessError) as error:
-        raise LockError(f"cannot read pip's configuration: {error}") from error
-    indexes: list[str] = []
-    find_links: list[str] = []
-    has_index_url = False
-    for line in output.splitlines():
-        key, _, raw = line.partition("=")
-        option = key.rpartition(".")[2].strip()
-        if option not in ("index-url", "extra-index-url", "find-links"):
-            continue
-        try:
-            value = ast.literal_eval(raw.strip())
-        except (ValueError, SyntaxError):
-            value = raw.strip().strip("'\"")
-        for item in str(value).split():
-            target = find_links if option == "find-links" else indexes
-            if item not in target:
-                target.append(item)
-        has_index_url = has_index_url or option == "index-url"
-    if not has_index_url:
-        indexes.insert(0, _DEFAULT_INDEX)
-    return indexes, find_links
-
-
-class _Links(html.parser.HTMLParser):
-    """The ``<a href>`` targets of a PEP 503 page."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.hrefs: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "a":
-            href = dict(attrs).get("href")
-            if href:
-                self.hrefs.append(href)
-
-
-def _links_from_html(text: str, base: str) -> list[tuple[str, str | None]]:
-    parser = _Links()
-    parser.feed(text)
-    links = []
-    for href in parser.hrefs:
-        url = urllib.parse.urljoin(base, href)
-        fragment = urllib.parse.urlparse(url).fragment
-        match = re.fullmatch(r"sha256=([0-9a-fA-F]{64})", fragment)
-        links.append((url.split("#", 1)[0], match.group(1).lower() if match else None))
-    return links
-
-
-def _local_listing(folder: Path) -> list[tuple[str, str | None]]:
-    if (folder / "index.html").is_file():
-        return _links_from_html((folder / "index.html").read_text(encoding="utf-8"), folder.as_uri() + "/")
-    if folder.is_dir():
-        return [(path.as_uri(), None) for path in sorted(folder.iterdir()) if path.is_file()]
-    return []
-
-
-def _http_listing(url: str) -> list[tuple[str, str | None]]:
-    accept = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
-    request = urllib.request.Request(url, headers={"Accept": accept})
-    try:
-        with urllib.request.urlopen(request, timeout=_HTTP_TIMEOUT_S) as response:
-            content_type = response.headers.get("Content-Type", "")
-            body = response.read().decode("utf-8")
-            final_url = response.geturl()
-    except urllib.error.HTTPError as error:
-        if error.code == 404:
-            return []
-        raise
-    if "json" in content_type:
-        files = json.loads(body).get("files", [])
-        return [
-            (urllib.parse.urljoin(final_url, item["url"]), (item.get("hashes") or {}).get("sha256"))
-            for item in files
-        ]
-    return _links_from_html(body, final_url)
-
-
-def _listing(location: str, name: str | None) -> list[tuple[str, str | None]]:
-    """Files (URL, sha256 or None) of an index page (``name`` given) or a find-links location."""
-    parsed = urllib.parse.urlparse(location)
-    if parsed.scheme in ("http", "https"):
-        url = f"{location.rstrip('/')}/{name}/" if name else location
-        return _http_listing(url)
-    folder = Path(urllib.request.url2pathname(parsed.path)) if parsed.scheme == "file" else Path(location)
-    return _local_listing(folder / name if name else folder)
-
-
-def _url_sha256(url: str) -> str:
-    digest = hashlib.sha256()
-    parsed = urllib.parse.urlparse(url)
-    if parsed.scheme == "file":
-        with open(urllib.request.url2pathname(parsed.path), "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    else:
-        with urllib.request.urlopen(url, timeout=_HTTP_TIMEOUT_S) as response:
-            for block in iter(lambda: response.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
-
-
-class _Hashes:
-    """sha256 of every target-compatible wheel of a pinned version, from pip's indexes and find-links."""
-
-    def __init__(self) -> None:
-        self.indexes, self.find_links = _pip_sources()
-        self.tags = _hash_tags()
-        self._listings: dict[tuple[str, str | None], list[tuple[str, str | None]]] = {}
-
-    def _cached_listing(self, location: str, name: str | None) -> list[tuple[str, str | None]]:
-        key = (location, name)
-        if key not in self._listings:
-            try:
-                self._listings[key] = _listing(location, name)
-            except (OSError, ValueError, urllib.error.URLError) as error:
-                log.warning("lock_index_unreadable", location=location, project=name, error=str(error))
-                self._listings[key] = []
-        return self._listings[key]
-
-    def of(self, name: str, version: str, chosen: str | None) -> tuple[str, ...]:
-        wanted = Version(version)
-        hashes: set[str] = {chosen} if chosen else set()
-        candidates = [link for index in self.indexes for link in self._cached_listing(index, name)]
-        candidates += [link for location in self.find_links for link in self._cached_listing(location, None)]
-        for url, sha256 in candidates:
-            filename = urllib.parse.unquote(url.rstrip("/").rsplit("/", 1)[-1])
-            if not filename.endswith(".whl"):
-                continue
-            try:
-                wheel_name, wheel_version, _, tags = parse_wheel_filename(filename)
-            except (InvalidWheelFilename, InvalidVersion):
-                continue
-            if wheel_name != name or wheel_version != wanted or not (tags & self.tags):
-                continue
-            hashes.add(sha256.lower() if sha256 else _url_sha256(url))
-        return tuple(sorted(hashes))
 
 
 def write_locks(root: Path, names: Sequence[str] | None = None) -> list[Path]:
@@ -589,7 +421,10 @@ def write_locks(root: Path, names: Sequence[str] | None = None) -> list[Path]:
         images = discover_images(root)
     except ImageEnvError as error:
         raise LockError(str(error)) from error
-    hashes = _Hashes()
+    try:
+        hashes = WheelHashes(TARGET_PYTHON)
+    except WheelIndexError as error:
+        raise LockError(str(error)) from error
     written: list[Path] = []
     for spec in selected:
         users = _users(spec, images, root)

@@ -162,6 +162,22 @@ class Store(abc.ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.uri!r})"
 
+    def url(self, key: str = "") -> str:
+        """The URI of ``key`` in this store, for results, logs and messages (docs/architecture.md#store-layout).
+
+        Args:
+            key: A key relative to the root (normalised); ``""`` names the root itself.
+
+        Returns:
+            ``<uri>/<key>``, e.g. ``s3://bucket/prefix/runs/r1/report`` or ``file:///data/store/runs/r1``; the
+            root's URI when ``key`` is empty.
+
+        Raises:
+            UnsafeKeyError: If ``key`` could escape the root.
+        """
+        key = normalize_key(key, allow_empty=True)
+        return f"{self.uri.removesuffix('/')}/{key}" if key else self.uri
+
     # ------------------------------------------------------------------ primitives (backends implement)
     @abc.abstractmethod
     def _put_bytes(self, key: str, data: bytes, sha256: str) -> None:
@@ -225,7 +241,7 @@ class Store(abc.ABC):
         key = normalize_key(key)
         data = self._get_bytes(key)
         if sha256 is not None and sha256_bytes(data) != sha256:
-            raise IntegrityError(f"Object {self.uri}/{key} does not match its recorded sha256 {sha256}")
+            raise IntegrityError(f"Object {self.url(key)} does not match its recorded sha256 {sha256}")
         return data
 
     def get_json(self, key: str) -> Any:
@@ -234,7 +250,7 @@ class Store(abc.ABC):
         try:
             return json.loads(data)
         except ValueError as exc:
-            raise StoreError(f"Object {self.uri}/{normalize_key(key)} is not valid JSON: {exc}") from exc
+            raise StoreError(f"Object {self.url(key)} is not valid JSON: {exc}") from exc
 
     def get_file(self, key: str, path: str | os.PathLike[str], *, sha256: str | None = None) -> Path:
         """Downloads ``key`` to ``path`` atomically (temp file + rename), verifying ``sha256`` if given."""
@@ -247,7 +263,7 @@ class Store(abc.ABC):
         try:
             self._get_file(key, tmp)
             if sha256 is not None and sha256_file(tmp) != sha256:
-                raise IntegrityError(f"Object {self.uri}/{key} does not match its recorded sha256 {sha256}")
+                raise IntegrityError(f"Object {self.url(key)} does not match its recorded sha256 {sha256}")
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
@@ -262,7 +278,7 @@ class Store(abc.ABC):
         key = normalize_key(key)
         found = self._head(key)
         if found is None:
-            raise ObjectNotFoundError(f"No object at {self.uri}/{key}")
+            raise ObjectNotFoundError(f"No object at {self.url(key)}")
         return found
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
@@ -341,14 +357,14 @@ class Store(abc.ABC):
             data = self._get_bytes(key)
         except ObjectNotFoundError:
             return None
-        return Marker.from_json(data, key=f"{self.uri}/{key}")
+        return Marker.from_json(data, key=self.url(key))
 
     def require_committed(self, prefix: str) -> Marker:
         """Returns the marker of ``prefix`` or raises :class:`NotCommittedError` naming the prefix."""
         marker = self.read_marker(prefix)
         if marker is None:
             raise NotCommittedError(
-                f"{self.uri}/{normalize_key(prefix)} has no {MARKER_NAME} marker: the job that writes it did "
+                f"{self.url(prefix)} has no {MARKER_NAME} marker: the job that writes it did "
                 "not finish (or is rewriting it); refusing to read a partial output"
             )
         return marker

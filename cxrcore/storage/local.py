@@ -136,7 +136,7 @@ class FileStore(Store):
         return st
 
     def _missing(self, key: str) -> ObjectNotFoundError:
-        return ObjectNotFoundError(f"No object at {self.uri}/{key}")
+        return ObjectNotFoundError(f"No object at {self.url(key)}")
 
     def _write_atomic(self, key: str, fill: Callable[[BinaryIO], object]) -> None:
         """Writes ``key`` through a hidden temp file in its directory, fsynced, then ``os.replace``-d in.
@@ -159,7 +159,7 @@ class FileStore(Store):
                 continue
             except (FileExistsError, NotADirectoryError) as exc:
                 raise StoreError(
-                    f"Cannot write {self.uri}/{key}: a path component is a file, not a directory ({exc})"
+                    f"Cannot write {self.url(key)}: a path component is a file, not a directory ({exc})"
                 ) from exc
             break
         try:
@@ -171,7 +171,7 @@ class FileStore(Store):
             self._path(key)
             os.replace(tmp, dest)
         except IsADirectoryError as exc:
-            raise StoreError(f"Cannot write {self.uri}/{key}: a directory already has that name") from exc
+            raise StoreError(f"Cannot write {self.url(key)}: a directory already has that name") from exc
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()

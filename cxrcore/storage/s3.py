@@ -222,7 +222,7 @@ class S3Store(Store):
         return f"{self._root}{key}"
 
     def _where(self, key: str | None) -> str:
-        return f"{self.uri}/{key}" if key else self.uri
+        return self.url(key or "")
 
     @contextlib.contextmanager
     def _translate(

@@ -1,15 +1,15 @@
 """Dockerfiles: hadolint (one finding per issue) and a non-root ``USER`` in the final stage (the user its
-``ENTRYPOINT`` runs as)."""
+``ENTRYPOINT`` runs as), reading instructions with :mod:`cxrcore.ops.dockerfile`."""
 
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+from cxrcore.ops.dockerfile import instructions
 from cxrcore.ops.lint.context import LintContext
 from cxrcore.ops.lint.files import display
 
@@ -74,48 +74,13 @@ def check_dockerfiles(context: LintContext, files: list[Path]) -> None:
         context.add(shown, f"line {line}", message)
 
 
-def _escape_character(lines: list[str]) -> str:
-    """The Dockerfile's ``# escape=`` parser directive, or a backslash."""
-    for line in lines:
-        directive = re.fullmatch(r"#\s*escape\s*=\s*(\S)\s*", line)
-        if directive:
-            return directive.group(1)
-        if not line.startswith("#"):
-            break
-    return "\\"
-
-
 def _dockerfile_instructions(path: Path) -> list[tuple[int, str, str]]:
-    """``(line, INSTRUCTION, arguments)`` of a Dockerfile, continuation lines joined."""
+    """``(line, INSTRUCTION, arguments)`` of a Dockerfile (:func:`cxrcore.ops.dockerfile.instructions`); none when
+    it cannot be read."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        return instructions(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError):
         return []
-    escape = _escape_character(lines)
-    instructions: list[tuple[int, str, str]] = []
-    buffer: list[str] = []
-    start = 0
-    for number, line in enumerate(lines, start=1):
-        stripped = line.strip()
-        if not buffer and (not stripped or stripped.startswith("#")):
-            continue
-        if buffer and stripped.startswith("#"):
-            continue
-        if not buffer:
-            start = number
-        if stripped.endswith(escape):
-            buffer.append(stripped[:-1])
-            continue
-        buffer.append(stripped)
-        text = " ".join(buffer).strip()
-        buffer = []
-        instruction, _, arguments = text.partition(" ")
-        instructions.append((start, instruction.upper(), arguments.strip()))
-    if buffer:
-        text = " ".join(buffer).strip()
-        instruction, _, arguments = text.partition(" ")
-        instructions.append((start, instruction.upper(), arguments.strip()))
-    return instructions
 
 
 def _is_root_user(user: str) -> bool:
