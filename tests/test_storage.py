@@ -395,10 +395,15 @@ def test_unsafe_key_error_is_a_value_error(store: Store) -> None:
 def test_commit_publishes_outputs_and_writes_marker_last(store: Store, tmp_path: Path, monkeypatch) -> None:
     writes: list[str] = []
     original_put_bytes, original_copy = store._put_bytes, store._copy
+    original_create = store._create_exclusive
 
     def recording_put_bytes(key: str, data: bytes, sha256: str) -> None:
         writes.append(key)
         original_put_bytes(key, data, sha256)
+
+    def recording_create(key: str, data: bytes, sha256: str) -> bool:
+        writes.append(key)
+        return original_create(key, data, sha256)
 
     def recording_copy(src: str, dst: str) -> None:
         writes.append(dst)
@@ -406,6 +411,7 @@ def test_commit_publishes_outputs_and_writes_marker_last(store: Store, tmp_path:
 
     monkeypatch.setattr(store, "_put_bytes", recording_put_bytes)
     monkeypatch.setattr(store, "_copy", recording_copy)
+    monkeypatch.setattr(store, "_create_exclusive", recording_create)
     local_file = tmp_path / "weights.h5"
     local_file.write_bytes(os.urandom(5000))
     inputs = {"dataset": "datasets/demo/v1", "epochs": 3, "seed": 7}

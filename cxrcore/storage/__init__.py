@@ -21,6 +21,8 @@ from typing import Any
 from cxrcore.storage.base import (
     MARKER_NAME,
     TMP_DIR,
+    CommitBusyError,
+    CommitConflictError,
     IntegrityError,
     Marker,
     NotCommittedError,
@@ -28,7 +30,6 @@ from cxrcore.storage.base import (
     ObjectNotFoundError,
     Store,
     StoreError,
-    Transaction,
     TransientStoreError,
     hash_inputs,
     sha256_bytes,
@@ -37,10 +38,13 @@ from cxrcore.storage.base import (
 from cxrcore.storage.keys import UnsafeKeyError, join_key, normalize_key, safe_join
 from cxrcore.storage.local import FileStore
 from cxrcore.storage.s3 import S3Store, parse_s3_uri, redact_uri
+from cxrcore.storage.transaction import Transaction
 
 __all__ = [
     "MARKER_NAME",
     "TMP_DIR",
+    "CommitBusyError",
+    "CommitConflictError",
     "FileStore",
     "IntegrityError",
     "Marker",

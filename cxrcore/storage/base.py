@@ -11,28 +11,31 @@ Commit protocol (see docs/architecture.md#commit-protocol):
 2. On success the old marker (if any) is removed first, staged objects are moved into place, and the
    ``_SUCCESS`` marker — holding the sha256 and size of every output and the hash of the inputs — is written
    last. An interruption at any point leaves either the previous committed output or no visible output.
-3. Readers call :meth:`Store.require_committed` (or :meth:`Store.read_marker`) and refuse prefixes without
-   a marker; :meth:`Store.get_bytes` with ``sha256=`` verifies content.
+3. Readers call :meth:`Store.require_committed` (or :meth:`Store.is_committed`), which refuse prefixes without a
+   marker *and* prefixes whose marker lists objects that are missing or have another size (a cheap listing-based
+   check); :meth:`Store.get_bytes` with ``sha256=`` verifies content in full.
+
+Concurrent writers of one prefix are serialised by publish leases, and staging of killed writers is collected
+by every commit (:mod:`cxrcore.storage.leases`; the transaction itself lives in
+:mod:`cxrcore.storage.transaction`).
 """
 
 from __future__ import annotations
 
 import abc
 import concurrent.futures as cf
-import dataclasses
-import datetime as dt
-import hashlib
 import json
 import os
 import tempfile
-import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cxrcore.storage.keys import join_key, normalize_key, safe_join
 
 __all__ = [
+    "CommitBusyError",
+    "CommitConflictError",
     "MARKER_NAME",
     "TMP_DIR",
     "Marker",
@@ -42,105 +45,31 @@ __all__ = [
     "IntegrityError",
     "Store",
     "StoreError",
-    "Transaction",
     "TransientStoreError",
     "hash_inputs",
     "sha256_bytes",
     "sha256_file",
 ]
 
-MARKER_NAME = "_SUCCESS"
-TMP_DIR = "_tmp"
-_CHUNK = 1 << 20
+from cxrcore.storage.model import (  # re-exported: the names this module has always offered
+    MARKER_NAME,
+    TMP_DIR,
+    CommitBusyError,
+    CommitConflictError,
+    IntegrityError,
+    Marker,
+    NotCommittedError,
+    ObjectInfo,
+    ObjectNotFoundError,
+    StoreError,
+    TransientStoreError,
+    hash_inputs,
+    sha256_bytes,
+    sha256_file,
+)
 
-
-class StoreError(RuntimeError):
-    """Base class of storage failures."""
-
-
-class TransientStoreError(StoreError):
-    """A store failure that may go away on a re-run (connection lost, throttled, 5xx after retries).
-
-    Jobs exit with code 75 (EX_TEMPFAIL) on it, and the Argo templates retry exactly that exit code.
-    """
-
-
-class ObjectNotFoundError(StoreError, FileNotFoundError):
-    """The key does not exist in the store."""
-
-
-class NotCommittedError(StoreError):
-    """An output prefix has no ``_SUCCESS`` marker (never finished, or being rewritten)."""
-
-
-class IntegrityError(StoreError):
-    """Stored content does not match its recorded sha256."""
-
-
-@dataclasses.dataclass(frozen=True)
-class ObjectInfo:
-    """One stored object: its key relative to the store root and its size in bytes."""
-
-    key: str
-    size: int
-
-
-@dataclasses.dataclass(frozen=True)
-class Marker:
-    """Content of a ``_SUCCESS`` marker.
-
-    Attributes:
-        prefix: The committed prefix.
-        inputs: What the output was made from (job settings, upstream marker digests, ...).
-        inputs_hash: sha256 of the canonical JSON of ``inputs``; a job whose marker holds the same hash skips.
-        outputs: ``{relative_key: {"sha256": ..., "size": ...}}`` of every committed object.
-        created: ISO-8601 UTC timestamp.
-        producer: Free-form producer name (job name and version).
-    """
-
-    prefix: str
-    inputs: dict[str, Any]
-    inputs_hash: str
-    outputs: dict[str, dict[str, Any]]
-    created: str
-    producer: str
-
-    def to_json(self) -> bytes:
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True).encode()
-
-    @classmethod
-    def from_json(cls, data: bytes, *, key: str) -> Marker:
-        try:
-            raw = json.loads(data)
-            return cls(**{f.name: raw[f.name] for f in dataclasses.fields(cls)})
-        except (ValueError, KeyError, TypeError) as exc:
-            raise StoreError(f"Marker {key} is not a valid _SUCCESS marker: {exc}") from exc
-
-    @property
-    def digest(self) -> str:
-        """sha256 of the marker's outputs and inputs; downstream jobs put it in their own inputs."""
-        return hashlib.sha256(
-            json.dumps({"inputs_hash": self.inputs_hash, "outputs": self.outputs}, sort_keys=True).encode()
-        ).hexdigest()
-
-
-def sha256_bytes(data: bytes) -> str:
-    """Hex sha256 of ``data``."""
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a local file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def hash_inputs(inputs: Mapping[str, Any]) -> str:
-    """sha256 of the canonical JSON of ``inputs`` (sorted keys, ``str`` for non-JSON values)."""
-    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+if TYPE_CHECKING:
+    from cxrcore.storage.transaction import Transaction
 
 
 class Store(abc.ABC):
@@ -152,6 +81,17 @@ class Store(abc.ABC):
 
     #: Threads used by :meth:`upload_dir` / :meth:`download_dir`.
     max_workers: int = 8
+    #: Seconds a transaction's claim or publish lease stays live without a heartbeat (clock skew between
+    #: writers must stay well below it).
+    lease_ttl_s: float = 300.0
+    #: Seconds between heartbeats of a live transaction (a daemon thread rewrites its claim and lease).
+    heartbeat_interval_s: float = 60.0
+    #: Staging older than this, with no live owner, is collected by every commit of its prefix.
+    staging_max_age_s: float = 3600.0
+    #: Seconds a writer waits for an identical writer's publish before giving up with :class:`CommitBusyError`.
+    publish_wait_s: float = 600.0
+    #: First pause in seconds between publish attempts of contending writers (doubles, jittered, up to 2 s).
+    contention_backoff_s: float = 0.05
 
     def __init__(self, uri: str, *, max_workers: int = 8) -> None:
         if max_workers < 1:
@@ -210,6 +150,21 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def _copy(self, src: str, dst: str) -> None:
         """Copies an object inside the store (server side on S3)."""
+
+    @abc.abstractmethod
+    def _create_exclusive(self, key: str, data: bytes, sha256: str) -> bool:
+        """Writes ``data`` at ``key`` only if no object is there (atomically); returns whether it did."""
+
+    def _collect_backend_garbage(self, prefix: str, live_txids: set[str], older_than: float) -> int:
+        """Removes backend-specific leftovers under ``prefix`` (temp files, unfinished uploads); returns how many.
+
+        Args:
+            prefix: The output prefix being collected.
+            live_txids: Transactions under ``<prefix>/_tmp/`` whose owner is live; their leftovers stay.
+            older_than: Minimum age in seconds of what may be removed (never less than the lease time to live,
+                so nothing in flight is touched).
+        """
+        return 0
 
     def local_path(self, key: str) -> Path | None:
         """Returns a local filesystem path for ``key`` when the backend has one (``file://``), else ``None``.
@@ -351,7 +306,7 @@ class Store(abc.ABC):
 
     # ------------------------------------------------------------------ commit protocol
     def read_marker(self, prefix: str) -> Marker | None:
-        """Returns the ``_SUCCESS`` marker of ``prefix``, or ``None`` when the output is not committed."""
+        """Returns the ``_SUCCESS`` marker of ``prefix`` as stored (unverified), or ``None`` when absent."""
         key = join_key(normalize_key(prefix), MARKER_NAME)
         try:
             data = self._get_bytes(key)
@@ -359,22 +314,58 @@ class Store(abc.ABC):
             return None
         return Marker.from_json(data, key=self.url(key))
 
+    def marker_problems(self, prefix: str, marker: Marker) -> list[str]:
+        """What is wrong with the objects ``marker`` lists: missing ones and ones of another size.
+
+        One listing of ``prefix`` (a request per 1000 objects on S3), no content reads; full sha256 verification
+        happens when an object is read with ``sha256=``.
+
+        Returns:
+            One line per problem (empty when every listed object exists with its recorded size).
+        """
+        prefix = normalize_key(prefix)
+        start = len(prefix) + 1
+        sizes = {obj.key[start:]: obj.size for obj in self._iter(prefix)}
+        problems = []
+        for relative, recorded in sorted(marker.outputs.items()):
+            size = sizes.get(relative)
+            if size is None:
+                problems.append(f"{relative} is missing")
+            elif size != recorded.get("size"):
+                problems.append(f"{relative} has {size} bytes, the marker records {recorded.get('size')}")
+        return problems
+
     def require_committed(self, prefix: str) -> Marker:
-        """Returns the marker of ``prefix`` or raises :class:`NotCommittedError` naming the prefix."""
+        """Returns the verified marker of ``prefix``.
+
+        Raises:
+            NotCommittedError: Naming the prefix, when it has no marker or its marker does not match the objects
+                (missing, or another size).
+        """
         marker = self.read_marker(prefix)
         if marker is None:
             raise NotCommittedError(
                 f"{self.url(prefix)} has no {MARKER_NAME} marker: the job that writes it did "
                 "not finish (or is rewriting it); refusing to read a partial output"
             )
+        problems = self.marker_problems(prefix, marker)
+        if problems:
+            shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+            raise NotCommittedError(
+                f"{self.url(prefix)} has a {MARKER_NAME} marker that does not match its objects ({shown}); "
+                "re-run the job that writes it"
+            )
         return marker
 
     def is_committed(self, prefix: str, inputs: Mapping[str, Any] | None = None) -> bool:
-        """Whether ``prefix`` is committed (and, if ``inputs`` is given, from exactly those inputs)."""
+        """Whether ``prefix`` is committed and its marker matches its objects (and, if ``inputs`` is given, was
+        made from exactly those inputs)."""
         marker = self.read_marker(prefix)
         if marker is None:
             return False
-        return inputs is None or marker.inputs_hash == hash_inputs(inputs)
+        if inputs is not None and marker.inputs_hash != hash_inputs(inputs):
+            return False
+        return not self.marker_problems(prefix, marker)
 
     def commit(
         self,
@@ -394,124 +385,34 @@ class Store(abc.ABC):
                 alone: they hold state with its own lifecycle, such as training checkpoints.
 
         Returns:
-            A :class:`Transaction`, to be used as a context manager.
+            A :class:`~cxrcore.storage.transaction.Transaction`, to be used as a context manager.
         """
+        from cxrcore.storage.transaction import Transaction
+
         return Transaction(
             self, normalize_key(prefix), dict(inputs), producer, tuple(normalize_key(p) for p in preserve)
         )
 
+    def collect_garbage(self, prefix: str, *, older_than: float | None = None) -> int:
+        """Removes staging of dead writers under ``prefix``; returns how many objects (and temp files) went.
+
+        A transaction's staging goes when its owner is not live (its claim is absent or its heartbeat is older
+        than :attr:`lease_ttl_s`) and nothing of it is newer than ``older_than``; expired publish leases and,
+        per backend, abandoned temp files or multipart uploads of dead transactions go too. Every commit runs
+        it for its own prefix with :attr:`staging_max_age_s`.
+
+        Args:
+            prefix: The output prefix.
+            older_than: Minimum age in seconds; ``None`` means :attr:`staging_max_age_s`.
+        """
+        from cxrcore.storage.leases import collect_garbage
+
+        age = self.staging_max_age_s if older_than is None else float(older_than)
+        return collect_garbage(self, normalize_key(prefix), older_than=age)
+
     def clean_staging(self, prefix: str) -> int:
-        """Removes leftovers of interrupted transactions under ``prefix``; returns how many objects."""
-        return self.delete_prefix(join_key(normalize_key(prefix), TMP_DIR))
+        """Removes leftovers of interrupted transactions under ``prefix`` whatever their age; returns how many.
 
-
-class Transaction:
-    """A staged write of one output prefix; publish happens on a clean ``__exit__``.
-
-    Keys passed to the ``put_*`` methods are relative to the output prefix. ``_SUCCESS`` and ``_tmp`` are
-    reserved.
-    """
-
-    def __init__(
-        self, store: Store, prefix: str, inputs: dict[str, Any], producer: str, preserve: tuple[str, ...] = ()
-    ) -> None:
-        self.store = store
-        self.preserve = preserve
-        self.prefix = prefix
-        self.inputs = inputs
-        self.producer = producer
-        self.txid = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}"
-        self.staging = join_key(prefix, TMP_DIR, self.txid)
-        self.outputs: dict[str, dict[str, Any]] = {}
-        self.marker: Marker | None = None
-        self._open = False
-
-    def __enter__(self) -> Transaction:
-        self._open = True
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        failed = exc_type is not None
-        try:
-            if not failed:
-                self.publish()
-        except BaseException:
-            failed = True
-            raise
-        finally:
-            self._open = False
-            # The staging area is garbage on success and on failure alike; a cleanup error must not hide the
-            # error that got us here (leftovers are removed by the next commit or clean_staging).
-            try:
-                self.store.delete_prefix(self.staging)
-            except Exception:
-                if not failed:
-                    raise
-
-    def _rel(self, key: str) -> str:
-        if not self._open:
-            raise StoreError(f"Transaction on {self.prefix} is not open; use it as a context manager")
-        rel = normalize_key(key)
-        head = rel.split("/", 1)[0]
-        if rel == MARKER_NAME or head == TMP_DIR:
-            raise ValueError(f"Key is reserved by the commit protocol. Received: key={key!r}")
-        return rel
-
-    def put_bytes(self, key: str, data: bytes) -> ObjectInfo:
-        """Stages ``data`` as ``<prefix>/<key>``."""
-        rel = self._rel(key)
-        self.store.put_bytes(join_key(self.staging, rel), data)
-        self.outputs[rel] = {"sha256": sha256_bytes(data), "size": len(data)}
-        return ObjectInfo(join_key(self.prefix, rel), len(data))
-
-    def put_json(self, key: str, obj: Any) -> ObjectInfo:
-        """Stages ``obj`` as JSON."""
-        return self.put_bytes(key, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
-
-    def put_file(self, key: str, path: str | os.PathLike[str]) -> ObjectInfo:
-        """Stages a local file."""
-        rel = self._rel(key)
-        path = Path(path)
-        digest = sha256_file(path)
-        self.store._put_file(join_key(self.staging, rel), path, digest)
-        size = path.stat().st_size
-        self.outputs[rel] = {"sha256": digest, "size": size}
-        return ObjectInfo(join_key(self.prefix, rel), size)
-
-    def put_dir(self, local_dir: str | os.PathLike[str], key: str = "") -> list[ObjectInfo]:
-        """Stages every regular file under ``local_dir`` below ``key``."""
-        root = Path(local_dir)
-        files = [p for p in sorted(root.rglob("*")) if p.is_file() and not p.is_symlink()]
-        return list(
-            self.store._pool_map(lambda p: self.put_file(join_key(key, p.relative_to(root).as_posix()), p), files)
-        )
-
-    def publish(self) -> Marker:
-        """Moves staged objects into place and writes the marker last. Called by ``__exit__``."""
-        old_marker_key = join_key(self.prefix, MARKER_NAME)
-        # 1. Hide the previous output (if any) before touching it.
-        self.store._delete_many([old_marker_key])
-        # 2. Remove stale objects of the previous output that this one does not rewrite.
-        kept = tuple(join_key(self.prefix, sub) + "/" for sub in (TMP_DIR, *self.preserve))
-        stale = [
-            obj.key
-            for obj in self.store._iter(self.prefix)
-            if not obj.key.startswith(kept) and obj.key[len(self.prefix) + 1 :] not in self.outputs
-        ]
-        for start in range(0, len(stale), 1000):
-            self.store._delete_many(stale[start : start + 1000])
-        # 3. Move staged objects into place.
-        moves = [(join_key(self.staging, rel), join_key(self.prefix, rel)) for rel in sorted(self.outputs)]
-        list(self.store._pool_map(lambda m: self.store._copy(*m), moves))
-        # 4. Marker last.
-        marker = Marker(
-            prefix=self.prefix,
-            inputs=json.loads(json.dumps(self.inputs, default=str)),
-            inputs_hash=hash_inputs(self.inputs),
-            outputs=dict(sorted(self.outputs.items())),
-            created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            producer=self.producer,
-        )
-        self.store._put_bytes(old_marker_key, marker.to_json(), sha256_bytes(marker.to_json()))
-        self.marker = marker
-        return marker
+        Staging of live transactions (a concurrent writer of the same prefix) is left alone.
+        """
+        return self.collect_garbage(prefix, older_than=0.0)

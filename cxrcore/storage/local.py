@@ -10,9 +10,11 @@ link reaches outside the root. Objects are the regular files of the tree; links 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import stat
+import time
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
@@ -138,12 +140,17 @@ class FileStore(Store):
     def _missing(self, key: str) -> ObjectNotFoundError:
         return ObjectNotFoundError(f"No object at {self.url(key)}")
 
-    def _write_atomic(self, key: str, fill: Callable[[BinaryIO], object]) -> None:
+    def _write_atomic(self, key: str, fill: Callable[[BinaryIO], object], *, exclusive: bool = False) -> bool:
         """Writes ``key`` through a hidden temp file in its directory, fsynced, then ``os.replace``-d in.
 
         Args:
             key: Destination key.
             fill: Callable taking the open binary temp file and writing the content.
+            exclusive: Only create: the temp file is hard-linked to the destination, which fails atomically
+                when something is already there.
+
+        Returns:
+            Whether the object was written (always, unless ``exclusive`` and the key exists).
         """
         dest = self._path(key)
         for attempt in range(_WRITE_ATTEMPTS):
@@ -169,13 +176,38 @@ class FileStore(Store):
                 os.fsync(handle.fileno())
             # Check again: the directory must still be inside the root, link-free, when the rename happens.
             self._path(key)
+            if exclusive:
+                return self._link_exclusive(tmp, dest)
             os.replace(tmp, dest)
         except IsADirectoryError as exc:
             raise StoreError(f"Cannot write {self.url(key)}: a directory already has that name") from exc
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
-        _fsync_dir(dest.parent)
+            _fsync_dir(dest.parent)
+        return True
+
+    @staticmethod
+    def _link_exclusive(tmp: Path, dest: Path) -> bool:
+        """Publishes the complete ``tmp`` at ``dest`` unless ``dest`` exists; returns whether it did."""
+        try:
+            os.link(tmp, dest)
+            return True
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV):
+                raise
+        # A filesystem without hard links: O_EXCL creation, then the content (readers may see it partial).
+        try:
+            fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as handle, open(tmp, "rb") as source:
+            shutil.copyfileobj(source, handle, _COPY_CHUNK)
+            handle.flush()
+            os.fsync(handle.fileno())
+        return True
 
     def _prune_empty_dirs(self, start: Path) -> None:
         """Removes ``start`` and its parents while they are empty, stopping at the root."""
@@ -190,6 +222,9 @@ class FileStore(Store):
     # ------------------------------------------------------------------ primitives
     def _put_bytes(self, key: str, data: bytes, sha256: str) -> None:
         self._write_atomic(key, lambda handle: handle.write(data))
+
+    def _create_exclusive(self, key: str, data: bytes, sha256: str) -> bool:
+        return self._write_atomic(key, lambda handle: handle.write(data), exclusive=True)
 
     def _put_file(self, key: str, path: Path, sha256: str) -> None:
         with open(path, "rb") as source:
@@ -214,7 +249,7 @@ class FileStore(Store):
 
     def _head(self, key: str) -> ObjectInfo | None:
         st = self._object_stat(key)
-        return None if st is None else ObjectInfo(key, st.st_size)
+        return None if st is None else ObjectInfo(key, st.st_size, st.st_mtime)
 
     def _iter(self, prefix: str) -> Iterator[ObjectInfo]:
         """Yields regular files under ``prefix`` sorted by key; links and in-flight temp files are skipped."""
@@ -233,7 +268,8 @@ class FileStore(Store):
                     if entry.is_dir(follow_symlinks=False):
                         pending.append((Path(entry.path), key))
                     elif entry.is_file(follow_symlinks=False) and not is_temp_name(entry.name):
-                        found.append(ObjectInfo(key, entry.stat(follow_symlinks=False).st_size))
+                        st = entry.stat(follow_symlinks=False)
+                        found.append(ObjectInfo(key, st.st_size, st.st_mtime))
                 except FileNotFoundError:
                     continue  # removed while listing
         found.sort(key=lambda info: info.key)
@@ -259,6 +295,23 @@ class FileStore(Store):
                 self._write_atomic(dst, lambda handle: shutil.copyfileobj(source, handle, _COPY_CHUNK))
         except FileNotFoundError as exc:
             raise self._missing(src) from exc
+
+    def _collect_backend_garbage(self, prefix: str, live_txids: set[str], older_than: float) -> int:
+        """Removes temp files (``.<name>.<random>.part``) of killed writers under ``prefix`` older than ``older_than``.
+
+        A writer in flight keeps modifying its temp file, and ``older_than`` is at least the lease time to live.
+        """
+        cutoff = time.time() - older_than
+        removed = 0
+        for dirpath, dirnames, filenames in os.walk(self._path(prefix, directory=True), followlinks=False):
+            for name in filenames:
+                path = Path(dirpath) / name
+                with contextlib.suppress(FileNotFoundError):
+                    st = path.lstat()
+                    if is_temp_name(name) and stat.S_ISREG(st.st_mode) and st.st_mtime < cutoff:
+                        path.unlink()
+                        removed += 1
+        return removed
 
     def local_path(self, key: str) -> Path:
         """Returns the filesystem path of ``key`` under the root (whether or not the object exists).

@@ -13,10 +13,13 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import random
 import re
+import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import boto3
 import boto3.exceptions
@@ -24,10 +27,24 @@ import boto3.s3.transfer
 import botocore.config
 import botocore.exceptions
 
-from cxrcore.storage.base import ObjectInfo, ObjectNotFoundError, Store, StoreError, TransientStoreError
-from cxrcore.storage.keys import UnsafeKeyError, normalize_key
+from cxrcore.storage.base import (
+    ObjectInfo,
+    ObjectNotFoundError,
+    Store,
+    StoreError,
+    TransientStoreError,
+)
+from cxrcore.storage.keys import UnsafeKeyError, join_key, normalize_key
+from cxrcore.storage.s3_errors import (
+    BODY_READ_ERRORS,
+    TRANSLATED_ERRORS,
+    ErrorKind,
+    classify,
+)
 
 __all__ = ["S3Store", "parse_s3_uri", "redact_uri"]
+
+T = TypeVar("T")
 
 _MIB = 1024 * 1024
 #: S3 refuses multipart parts below 5 MiB (except the last) and above 5 GiB.
@@ -37,15 +54,10 @@ _DELETE_BATCH = 1000
 _ADDRESSING_STYLES = ("auto", "path", "virtual")
 _RETRY_MODES = ("standard", "adaptive", "legacy")
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
-#: Throttling and server-side trouble that outlived botocore's own retries: the job may succeed if re-run.
-_TRANSIENT_CODES = frozenset(
-    {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed", "InternalError",
-     "ServiceUnavailable", "503"}
-)
-_NO_BUCKET_CODES = frozenset({"NoSuchBucket"})
-_ACCESS_DENIED_CODES = frozenset({"AccessDenied", "403", "Forbidden", "AllAccessDisabled"})
-_CREDENTIAL_CODES = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"})
+#: Error codes of S3 servers that do not support conditional writes (``If-None-Match: *``).
+_NO_CONDITIONAL_CODES = frozenset({"NotImplemented", "501"})
+#: Cap of the pause between attempts of a whole-object read, as botocore's standard retry mode.
+_MAX_BACKOFF_S = 20.0
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -113,23 +125,13 @@ def redact_uri(uri: str) -> str:
     return urllib.parse.urlunsplit(parsed._replace(netloc="***@" + parsed.netloc.rsplit("@", 1)[1]))
 
 
-def _client_error_of(exc: BaseException) -> botocore.exceptions.ClientError | None:
-    """Finds the botocore ``ClientError`` behind ``exc`` (boto3 re-raises some as ``S3UploadFailedError``)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, botocore.exceptions.ClientError):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
-
-
 class S3Store(Store):
     """A store rooted at ``s3://bucket/prefix``.
 
     Objects are written with their sha256 as user metadata (``x-amz-meta-sha256``); files above
     ``multipart_threshold_mb`` go up and down in parallel multipart transfers, and copies stay server side.
+    Failures are sorted by one table (:mod:`cxrcore.storage.s3_errors`) into :class:`TransientStoreError`
+    (exit 75) and :class:`StoreError`; whole-object reads also retry a response body that breaks mid-stream.
 
     Attributes:
         bucket: The bucket name.
@@ -137,7 +139,11 @@ class S3Store(Store):
         client: The boto3 S3 client (thread-safe; shared by every transfer of this store).
         endpoint_url: The endpoint the client talks to.
         transfer_config: The :class:`boto3.s3.transfer.TransferConfig` used by file transfers and copies.
+        max_attempts: Attempts per request (botocore) and per whole-object read (here).
     """
+
+    #: Base in seconds of the jittered exponential pause between attempts of a whole-object read.
+    retry_base_delay_s: float = 1.0
 
     def __init__(
         self,
@@ -191,6 +197,8 @@ class S3Store(Store):
         self.prefix = prefix
         self._root = f"{prefix}/" if prefix else ""
         self._bucket_verified = False
+        self._conditional_writes = True
+        self.max_attempts = max_attempts
         config = botocore.config.Config(
             region_name=region,
             retries={"mode": retry_mode, "total_max_attempts": max_attempts},
@@ -210,6 +218,7 @@ class S3Store(Store):
             multipart_threshold=multipart_threshold_mb * _MIB,
             multipart_chunksize=multipart_chunk_mb * _MIB,
             max_concurrency=max_workers,
+            num_download_attempts=max_attempts,
             use_threads=True,
             preferred_transfer_client="classic",
         )
@@ -233,63 +242,64 @@ class S3Store(Store):
             yield
         except StoreError:
             raise
-        except (
-            botocore.exceptions.BotoCoreError,
-            botocore.exceptions.ClientError,
-            boto3.exceptions.Boto3Error,
-        ) as exc:
+        except TRANSLATED_ERRORS as exc:
             raise self._store_error(exc, operation, key, not_found_is_missing=not_found_is_missing) from exc
 
     def _store_error(
         self, exc: BaseException, operation: str, key: str | None, *, not_found_is_missing: bool
     ) -> StoreError:
+        """The :class:`StoreError` (or :class:`TransientStoreError`) of ``exc``, by :func:`classify`'s verdict."""
         where = self._where(key)
-        client_error = _client_error_of(exc)
-        if client_error is not None:
-            error = client_error.response.get("Error", {})
-            code = str(error.get("Code", ""))
-            message = str(error.get("Message", "")) or "no message"
-            if code in _NO_BUCKET_CODES:
-                return self._no_bucket_error()
-            if code in _NOT_FOUND_CODES and not_found_is_missing:
-                # A HEAD answers a bare 404 for a missing bucket too; tell the two apart once.
-                self._check_bucket()
-                return ObjectNotFoundError(f"No object at {where}")
-            if code in _ACCESS_DENIED_CODES:
-                return StoreError(
-                    f"S3 {operation} of {where} was denied ({code}): check the bucket policy and the credentials "
-                    "of boto3's default chain (environment, AWS_SHARED_CREDENTIALS_FILE, IRSA)"
-                )
-            if code in _CREDENTIAL_CODES:
-                return StoreError(
-                    f"S3 {operation} of {where} was refused ({code}: {message}); the credentials found by "
-                    "boto3's default chain do not match this endpoint"
-                )
-            status = int(client_error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-            if status >= 500 or code in _TRANSIENT_CODES:
-                return TransientStoreError(
-                    f"S3 {operation} of {where} failed after retries ({code or status}: {message})"
-                )
-            return StoreError(f"S3 {operation} of {where} failed ({code or 'error'}: {message})")
-        if isinstance(exc, botocore.exceptions.NoCredentialsError):
+        failure = classify(exc)
+        detail = f"{failure.code or failure.status}: {failure.message}"
+        if failure.kind == ErrorKind.NO_BUCKET:
+            return self._no_bucket_error()
+        if failure.kind == ErrorKind.NOT_FOUND and not_found_is_missing:
+            # A HEAD answers a bare 404 for a missing bucket too; tell the two apart once.
+            self._check_bucket()
+            return ObjectNotFoundError(f"No object at {where}")
+        if failure.kind == ErrorKind.DENIED:
+            return StoreError(
+                f"S3 {operation} of {where} was denied ({failure.code}): check the bucket policy and the "
+                "credentials of boto3's default chain (environment, AWS_SHARED_CREDENTIALS_FILE, IRSA)"
+            )
+        if failure.kind == ErrorKind.CREDENTIALS:
+            return StoreError(
+                f"S3 {operation} of {where} was refused ({detail}); the credentials found by "
+                "boto3's default chain do not match this endpoint"
+            )
+        if failure.kind == ErrorKind.NO_CREDENTIALS:
             return StoreError(
                 f"S3 {operation} of {where} found no credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
                 "mount a credentials file and point AWS_SHARED_CREDENTIALS_FILE at it, or use IRSA"
             )
-        if isinstance(
-            exc,
-            (
-                botocore.exceptions.EndpointConnectionError,
-                botocore.exceptions.ConnectionClosedError,
-                botocore.exceptions.ReadTimeoutError,
-                botocore.exceptions.ConnectTimeoutError,
-            ),
-        ):
+        if failure.kind == ErrorKind.UNREACHABLE:
             return TransientStoreError(
                 f"S3 {operation} of {where} could not reach the endpoint {redact_uri(self.endpoint_url)}: "
-                f"{type(exc).__name__}"
+                f"{failure.message.split(':', 1)[0]}"
             )
-        return StoreError(f"S3 {operation} of {where} failed ({type(exc).__name__}: {exc})")
+        if failure.transient:
+            return TransientStoreError(f"S3 {operation} of {where} failed after retries ({detail})")
+        if failure.code:
+            return StoreError(f"S3 {operation} of {where} failed ({detail})")
+        return StoreError(f"S3 {operation} of {where} failed ({failure.message})")
+
+    def _read_with_retries(self, operation: str, key: str, read: Callable[[], T]) -> T:
+        """Runs a whole-object read, again when its response body breaks (botocore retries only requests).
+
+        Attempts and pauses follow the requests' policy: ``max_attempts`` in all, jittered exponential pauses
+        of at most 20 s. Then the failure is a :class:`TransientStoreError` (exit 75).
+        """
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                with self._translate(operation, key):
+                    return read()
+            except TransientStoreError as exc:
+                if attempt == self.max_attempts or not isinstance(exc.__cause__, BODY_READ_ERRORS):
+                    raise
+            pause = min(_MAX_BACKOFF_S, self.retry_base_delay_s * 2 ** (attempt - 1))
+            time.sleep(random.random() * pause)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _no_bucket_error(self) -> StoreError:
         return StoreError(
@@ -303,12 +313,9 @@ class S3Store(Store):
             return
         try:
             self.client.head_bucket(Bucket=self.bucket)
-        except botocore.exceptions.ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code in _NOT_FOUND_CODES | _NO_BUCKET_CODES | _ACCESS_DENIED_CODES:
+        except TRANSLATED_ERRORS as exc:
+            if classify(exc).kind in (ErrorKind.NOT_FOUND, ErrorKind.NO_BUCKET, ErrorKind.DENIED):
                 raise self._no_bucket_error() from exc
-            raise self._store_error(exc, "HeadBucket", None, not_found_is_missing=False) from exc
-        except botocore.exceptions.BotoCoreError as exc:
             raise self._store_error(exc, "HeadBucket", None, not_found_is_missing=False) from exc
         self._bucket_verified = True
 
@@ -329,17 +336,41 @@ class S3Store(Store):
                 Config=self.transfer_config,
             )
 
+    def _create_exclusive(self, key: str, data: bytes, sha256: str) -> bool:
+        """``PutObject`` with ``If-None-Match: *``; a server that does not implement it gets a plain put."""
+        if not self._conditional_writes:
+            self._put_bytes(key, data, sha256)
+            return True
+        try:
+            with self._translate("PutObject", key, not_found_is_missing=False):
+                self.client.put_object(
+                    Bucket=self.bucket, Key=self._full(key), Body=data, Metadata={"sha256": sha256}, IfNoneMatch="*"
+                )
+        except StoreError as exc:
+            failure = classify(exc.__cause__) if exc.__cause__ is not None else None
+            if failure is not None and failure.kind == ErrorKind.PRECONDITION:
+                return False
+            if failure is not None and failure.code in _NO_CONDITIONAL_CODES:
+                self._conditional_writes = False  # the publish lease alone guards this server's markers
+                return self._create_exclusive(key, data, sha256)
+            raise
+        return True
+
     def _get_bytes(self, key: str) -> bytes:
-        with self._translate("GetObject", key):
+        def read() -> bytes:
             response = self.client.get_object(Bucket=self.bucket, Key=self._full(key))
             with contextlib.closing(response["Body"]) as body:
                 return body.read()
 
+        return self._read_with_retries("GetObject", key, read)
+
     def _get_file(self, key: str, path: Path) -> None:
-        with self._translate("download", key):
+        def download() -> None:
             self.client.download_file(
                 Bucket=self.bucket, Key=self._full(key), Filename=os.fspath(path), Config=self.transfer_config
             )
+
+        self._read_with_retries("download", key, download)
 
     def _head(self, key: str) -> ObjectInfo | None:
         try:
@@ -347,7 +378,8 @@ class S3Store(Store):
                 response = self.client.head_object(Bucket=self.bucket, Key=self._full(key))
         except ObjectNotFoundError:
             return None
-        return ObjectInfo(key, int(response["ContentLength"]))
+        modified = response.get("LastModified")
+        return ObjectInfo(key, int(response["ContentLength"]), modified.timestamp() if modified else None)
 
     def _iter(self, prefix: str) -> Iterator[ObjectInfo]:
         """Lists objects under ``prefix`` in key order; keys are relative to the store root, as stored.
@@ -364,7 +396,10 @@ class S3Store(Store):
                     full_key = entry["Key"]
                     if full_key.endswith("/"):
                         continue
-                    yield ObjectInfo(full_key[len(self._root) :], int(entry["Size"]))
+                    modified = entry.get("LastModified")
+                    yield ObjectInfo(
+                        full_key[len(self._root) :], int(entry["Size"]), modified.timestamp() if modified else None
+                    )
 
     def _delete_many(self, keys: list[str]) -> None:
         unique = list(dict.fromkeys(keys))
@@ -395,6 +430,29 @@ class S3Store(Store):
                 ExtraArgs={"Metadata": dict(head.get("Metadata", {})), "MetadataDirective": "REPLACE"},
                 Config=self.transfer_config,
             )
+
+    def _collect_backend_garbage(self, prefix: str, live_txids: set[str], older_than: float) -> int:
+        """Aborts unfinished multipart uploads into ``<prefix>/_tmp/<txid>/`` of dead transactions.
+
+        An upload counts when its transaction is not live and it was started more than ``older_than`` seconds
+        ago (server time); S3 keeps the parts of an abandoned upload, and bills them, until it is aborted.
+        """
+        tmp = self._full(join_key(prefix, "_tmp")) + "/"
+        aborted = 0
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        with self._translate("ListMultipartUploads", prefix, not_found_is_missing=False):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=tmp):
+                for upload in page.get("Uploads", []):
+                    txid = upload["Key"][len(tmp) :].split("/", 1)[0]
+                    started = upload.get("Initiated")
+                    if txid in live_txids or started is None or time.time() - started.timestamp() < older_than:
+                        continue
+                    with contextlib.suppress(botocore.exceptions.ClientError):
+                        self.client.abort_multipart_upload(
+                            Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                        )
+                        aborted += 1
+        return aborted
 
 
 def _validate_options(
