@@ -101,12 +101,12 @@ class Job:
 #: Every job, console jobs first; the ``cxr`` sub-commands appear in ``cxr --help`` in this order.
 JOBS: tuple[Job, ...] = (
     Job("prepare", "cxrcore.config:PrepareSettings", "cxrcore.data.ingest:run", script="cxr-prepare"),
-    Job("gan-train", "cxrcore.config:GanTrainSettings", "cxrcore.gan_train:run", script="cxr-gan-train"),
-    Job("synthesize", "cxrcore.config:SynthesizeSettings", "cxrcore.synthesize:run", script="cxr-synthesize"),
+    Job("gan-train", "cxrcore.config:GanTrainSettings", "cxrcore.steps.gan_train:run", script="cxr-gan-train"),
+    Job("synthesize", "cxrcore.config:SynthesizeSettings", "cxrcore.steps.synthesize:run", script="cxr-synthesize"),
     Job(
         "train-classifier",
         "cxrcore.config:TrainClassifierSettings",
-        "cxrcore.train_classifier:run",
+        "cxrcore.steps.train_classifier:run",
         script="cxr-train-classifier",
     ),
     Job("report", "cxrcore.config:ReportSettings", "cxrcore.report.job:run", script="cxr-report"),
@@ -127,7 +127,7 @@ JOBS: tuple[Job, ...] = (
     Job(
         "incoming",
         "cxrcore.config:IncomingSettings",
-        "cxrcore.registry:run_incoming",
+        "cxrcore.steps.incoming:run",
         command="incoming",
         help="list the complete incoming/<batch>/ uploads not yet in the dataset's ledger (retraining check)",
         description="Prints found (true/false), batches (JSON list) and count. Settings: --store, --dataset, "
@@ -136,7 +136,7 @@ JOBS: tuple[Job, ...] = (
     Job(
         "promote",
         "cxrcore.config:PromoteSettings",
-        "cxrcore.registry:run_promote",
+        "cxrcore.steps.promote:run",
         command="promote",
         help="judge a challenger classifier against the registry's champion; promote only if it is better",
         description="Both models predict the test split of the challenger's dataset version; promote when there "

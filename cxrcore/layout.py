@@ -11,10 +11,16 @@
                                                model.keras history.csv metrics.json predictions.csv
                                                checkpoints/ (own markers)
     runs/<run_id>/report/                      index.html report.md tables.csv metrics.json figures/*.png
+    registry/<dataset>/ledger.json             every batch imported into a version of <dataset> (JSON list)
+    registry/<task>/champion.json              the model in service; rewritten only on promotion
+    registry/<task>/decisions/<UTC time>-<run_id>.json
+                                               one record per decision, promote or keep (time:
+                                               20260101T030512.123456Z, so keys sort in decision order)
 
-Every prefix above is an output committed with a ``_SUCCESS`` marker (:meth:`cxrcore.storage.Store.commit`).
+Every ``datasets/`` and ``runs/`` prefix above is an output committed with a ``_SUCCESS`` marker (:meth:`cxrcore.storage.Store.commit`).
 Seeds get their own level under the model (``<condition>/<model>/`` holds one folder per seed), so
-"mean ± sd over seeds" never overwrites a result.
+"mean ± sd over seeds" never overwrites a result. The ``registry/`` records are single objects, each written
+with one ``put`` (docs/architecture.md#scheduled-retraining).
 
 Keys are built here (``*_prefix``, :func:`latest_key`) and read back here (:func:`parse_classifier_prefix`,
 :func:`run_id_of`); no other module splits a key on ``/`` to learn what it names.
@@ -23,6 +29,7 @@ Keys are built here (``*_prefix``, :func:`latest_key`) and read back here (:func
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from cxrcore.storage import join_key, normalize_key
 from cxrcore.vocab import (
@@ -33,17 +40,25 @@ from cxrcore.vocab import (
     MODEL_DIRECTORY_PATTERN,
     RUN_ID_PATTERN,
     SEED_DIRECTORY_PATTERN,
+    TASK_NAME_PATTERN,
 )
 
 __all__ = [
+    "CHAMPION_FILE",
     "CLASS_NAMES",
     "CONDITIONS",
+    "DECISIONS_DIR",
+    "LEDGER_FILE",
+    "REGISTRY_ROOT",
     "ClassifierOutput",
+    "champion_key",
     "classifier_prefix",
     "classifiers_root",
     "dataset_prefix",
+    "decisions_prefix",
     "gan_prefix",
     "latest_key",
+    "ledger_key",
     "parse_classifier_prefix",
     "report_prefix",
     "run_id_of",
@@ -121,6 +136,38 @@ def dataset_prefix(name: str, version: str) -> str:
 def latest_key(name: str) -> str:
     """``datasets/<name>/latest.json``: the pointer to a dataset's newest version."""
     return join_key("datasets", _check_dataset_name(name), "latest.json")
+
+
+# ------------------------------------------------------------------------------------------- registry records
+#: The folder of the champion registry and the dataset ledgers.
+REGISTRY_ROOT = "registry"
+#: A dataset's ledger of imported batches.
+LEDGER_FILE = "ledger.json"
+#: A task's champion record.
+CHAMPION_FILE = "champion.json"
+#: A task's folder of decision records.
+DECISIONS_DIR = "decisions"
+
+
+def _check_name(value: str, what: str, pattern: re.Pattern[str]) -> str:
+    if not isinstance(value, str) or not pattern.match(value):
+        raise ValueError(f"{what} must match {pattern.pattern}. Received: {what}={value!r}")
+    return value
+
+
+def ledger_key(dataset: str) -> str:
+    """``registry/<dataset>/ledger.json``: the batches imported into versions of ``dataset``."""
+    return join_key(REGISTRY_ROOT, _check_name(dataset, "dataset", DATASET_NAME_PATTERN), LEDGER_FILE)
+
+
+def champion_key(task: str) -> str:
+    """``registry/<task>/champion.json``: the model in service for ``task``."""
+    return join_key(REGISTRY_ROOT, _check_name(task, "task", TASK_NAME_PATTERN), CHAMPION_FILE)
+
+
+def decisions_prefix(task: str) -> str:
+    """``registry/<task>/decisions``: one JSON record per promotion decision."""
+    return join_key(REGISTRY_ROOT, _check_name(task, "task", TASK_NAME_PATTERN), DECISIONS_DIR)
 
 
 # ------------------------------------------------------------------------------------------- reading keys

@@ -34,7 +34,7 @@ from cxrcore.config import (
 )
 from cxrcore.retraining.decision import Comparison, decide
 from cxrcore.retraining.holdout import HOLDOUT_SOURCES, Holdout, select_holdout
-from cxrcore.retraining.keys import (
+from cxrcore.layout import (
     CHAMPION_FILE,
     DECISIONS_DIR,
     LEDGER_FILE,

@@ -95,11 +95,10 @@ def test_cxr_evaluate_prints_metrics_and_skips_unreadable_files(
 
 
 def test_evaluate_a_committed_prefix_on_s3(
-    model_file: Path, data_dir: Path, s3_server, s3_bucket: str, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    model_file: Path, data_dir: Path, s3_server, s3_bucket: str, s3_options: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    options = {"endpoint_url": s3_server.endpoint_url, "addressing_style": "path"}
-    store = open_store(f"s3://{s3_bucket}/root", s3=options)
+    store = open_store(f"s3://{s3_bucket}/root", s3=s3_options)
     prefix = "runs/r1/classifiers/baseline/custom_cnn/seed-0"
     with store.commit(prefix, inputs={"test": True}) as tx:
         tx.put_file("model.keras", model_file)

@@ -25,7 +25,7 @@ from cxrcore.data.dataset import load_dataset
 from cxrcore.data.demo import write_demo_dataset
 from cxrcore.data.ingest import import_dataset
 from cxrcore.layout import gan_prefix
-from cxrcore.storage import Store, open_store
+from cxrcore.storage import Store
 from tests.helpers import make_demo_dataset
 
 pytestmark = pytest.mark.filterwarnings(
@@ -50,12 +50,9 @@ class SimulatedKill(Exception):
     """Stands in for a pod being killed in the middle of training."""
 
 
-def _settings(store: Store, request: pytest.FixtureRequest, **values) -> GanTrainSettings:
-    """Job settings pointing at the same store as the ``store`` fixture (S3 endpoint included)."""
-    s3 = {}
-    if store.uri.startswith("s3://"):
-        s3 = {"endpoint_url": request.getfixturevalue("s3_server").endpoint_url, "addressing_style": "path"}
-    return GanTrainSettings(store=store.uri, s3=s3, **{**TINY, **values})
+def _settings(shrunk_settings, store: Store, **values) -> GanTrainSettings:
+    """:data:`TINY` job settings pointing at ``store`` (an S3 store's endpoint included)."""
+    return shrunk_settings(GanTrainSettings, store=store, **{**TINY, **values})
 
 
 def _snapshot(store: Store, prefix: str) -> dict[str, int]:
@@ -71,13 +68,13 @@ def _losses(store: Store, prefix: str) -> pd.DataFrame:
     return pd.read_csv(io.BytesIO(store.get_bytes(f"{prefix}/losses.csv")))
 
 
-def test_gan_train_publishes_every_output_and_skips_identical_rerun(store, tmp_path, request):
+def test_gan_train_publishes_every_output_and_skips_identical_rerun(store, tmp_path, shrunk_settings):
     import keras
 
     from cxrcore.models.dcgan import DCGAN
 
     imported = make_demo_dataset(store, tmp_path)
-    settings = _settings(store, request, run_id="smoke", class_name="NORMAL", epochs=2, checkpoint_every=1)
+    settings = _settings(shrunk_settings, store, run_id="smoke", class_name="NORMAL", epochs=2, checkpoint_every=1)
     summary = gan_train.run(settings)
 
     prefix = gan_prefix("smoke", "NORMAL")
@@ -142,13 +139,13 @@ def test_gan_train_publishes_every_output_and_skips_identical_rerun(store, tmp_p
     assert store.get_bytes(f"{prefix}/_SUCCESS") == marker_bytes
 
 
-def test_gan_train_resumes_exactly_after_a_kill(store, tmp_path, request, monkeypatch):
+def test_gan_train_resumes_exactly_after_a_kill(store, tmp_path, shrunk_settings, monkeypatch):
     make_demo_dataset(store, tmp_path)
     values = {"class_name": "PNEUMONIA", "epochs": 4, "checkpoint_every": 1}
     # Exactness is the job's property, not the backend's: compare with an uninterrupted run once (file store).
     reference = None
     if store.uri.startswith("file://"):
-        gan_train.run(_settings(store, request, run_id="uninterrupted", **values))
+        gan_train.run(_settings(shrunk_settings, store, run_id="uninterrupted", **values))
         reference = _losses(store, gan_prefix("uninterrupted", "PNEUMONIA"))
 
     # Kill the job when epoch 3 starts: epochs 1 and 2 are checkpointed, nothing is published.
@@ -160,7 +157,7 @@ def test_gan_train_resumes_exactly_after_a_kill(store, tmp_path, request, monkey
         original(self, epoch, logs)
 
     monkeypatch.setattr(gan_train.EpochLog, "on_epoch_begin", kill_at_epoch_three)
-    settings = _settings(store, request, run_id="killed", **values)
+    settings = _settings(shrunk_settings, store, run_id="killed", **values)
     with pytest.raises(SimulatedKill):
         gan_train.run(settings)
     prefix = gan_prefix("killed", "PNEUMONIA")
@@ -194,8 +191,8 @@ def test_gan_train_resumes_exactly_after_a_kill(store, tmp_path, request, monkey
         )
 
 
-def test_gan_train_refuses_a_class_without_training_images(tmp_path):
-    store = open_store((tmp_path / "store").as_uri())
+def test_gan_train_refuses_a_class_without_training_images(tmp_path, file_store):
+    store = file_store
     source = tmp_path / "only-test-pneumonia"
     write_demo_dataset(source, per_class=6, size=32, seed=0)
     shutil.rmtree(Path(source) / "train" / "PNEUMONIA")  # PNEUMONIA images exist, but only in test/
@@ -222,13 +219,13 @@ def test_gan_train_entrypoint_exit_codes(tmp_path, capsys):
     assert not (tmp_path / "empty-store" / "runs").exists()
 
 
-def test_checkpoint_series_keeps_one_pruning_rule(tmp_path):
+def test_checkpoint_series_keeps_one_pruning_rule(tmp_path, file_store):
     """The rule both trainers share (cxrcore.ml.checkpoints): newest two at or below the epoch just written."""
     from cxrcore.ml.checkpoints import CheckpointSeries, read_state, write_state
     from cxrcore.ml.model_io import SavedFile, fetch_verified
     from cxrcore.storage import IntegrityError
 
-    store = open_store((tmp_path / "store").as_uri())
+    store = file_store
     prefix = "runs/r1/gan/NORMAL"
 
     def series(trajectory: str) -> CheckpointSeries:

@@ -207,9 +207,9 @@ def test_import_check_follows_the_job_table_from_each_entrypoint(environments: I
     prepare = environments._entry_modules("cxr-prepare")
     assert prepare[:2] == ["jobs.prepare", "cxrcore.jobs_table"]
     assert {"cxrcore.config", "cxrcore.data.ingest", "cxrcore.data.demo"} <= set(prepare)
-    assert not {"cxrcore.gan_train", "cxrcore.synthesize", "cxrcore.report.job"} & set(prepare)
+    assert not {"cxrcore.steps.gan_train", "cxrcore.steps.synthesize", "cxrcore.report.job"} & set(prepare)
     assert "cxrcore.report.job" in environments._entry_modules("cxr-report")
-    assert "cxrcore.gan_train" in environments._entry_modules("cxr-gan-train")
+    assert "cxrcore.steps.gan_train" in environments._entry_modules("cxr-gan-train")
 
 
 def test_blank_lines_inside_a_continuation_are_skipped_as_docker_does() -> None:

@@ -114,7 +114,7 @@ def test_reimport_is_a_noop_and_new_content_is_a_new_version(store, tmp_path):
     assert len(load_dataset(store, "t", first.version).manifest) == 8
 
 
-def test_zip_and_s3_sources_give_the_same_dataset(store, tmp_path, s3_server, s3_bucket):
+def test_zip_and_s3_sources_give_the_same_dataset(store, tmp_path, s3_server, s3_bucket, s3_options):
     import boto3
 
     tree = _good_tree()
@@ -123,7 +123,7 @@ def test_zip_and_s3_sources_give_the_same_dataset(store, tmp_path, s3_server, s3
     client = boto3.client("s3", endpoint_url=s3_server.endpoint_url, region_name="us-east-1")
     for key, data in tree.items():
         client.put_object(Bucket=s3_bucket, Key=f"raw/{key}", Body=data)
-    settings = _settings(f"s3://{s3_bucket}/raw", s3={"endpoint_url": s3_server.endpoint_url, "addressing_style": "path"})
+    settings = _settings(f"s3://{s3_bucket}/raw", s3=s3_options)
     from_s3 = import_dataset(store, settings)
     assert from_s3.version == from_zip.version  # same content and settings -> same version
     assert from_s3.status == "unchanged"

@@ -36,7 +36,8 @@ from cxrcore.registry import (
     scan_incoming,
     select_holdout,
 )
-from cxrcore.storage import S3Store, Store, join_key, open_store
+from cxrcore.storage import Store, join_key, open_store
+from tests.helpers import s3_options_for
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 16
@@ -57,8 +58,7 @@ def _put_tree(store: Store, prefix: str, tree: dict[str, bytes]) -> None:
 def _settings(store: Store, **kwargs) -> PrepareSettings:
     """Import settings reading the store's own incoming/ prefix (through S3 for the s3 store)."""
     defaults = {"name": "t", "image_size": SIZE, "split": "patient", "seed": 3, "shard_size": 4}
-    s3 = {"endpoint_url": store.endpoint_url, "addressing_style": "path"} if isinstance(store, S3Store) else {}
-    return PrepareSettings(source=f"{store.uri}/incoming", s3=s3, **{**defaults, **kwargs})
+    return PrepareSettings(source=store.url("incoming"), s3=s3_options_for(store), **{**defaults, **kwargs})
 
 
 # ---------------------------------------------------------------------------------------------------- batches
@@ -112,8 +112,8 @@ def test_ledger_appends_once_in_one_object(store):
         read_ledger(store, key)
 
 
-def test_incoming_command_writes_argo_outputs(tmp_path):
-    store = open_store((tmp_path / "store").as_uri())
+def test_incoming_command_writes_argo_outputs(tmp_path, file_store):
+    store = file_store
     out = tmp_path / "out"
     # As Argo runs it: its own process (the command configures logging for the whole process).
     command = [sys.executable, "-m", "cxrcore.cli", "incoming", f"--store={store.uri}", "--dataset=t",
@@ -201,8 +201,8 @@ def test_import_on_base_keeps_base_rows_adds_new_and_ledgers(store):
     assert scan_incoming(store, ledger_key=ledger_key("t")) == []
 
 
-def test_batch_of_duplicates_only_is_ledgered_without_a_new_version(tmp_path):
-    store = open_store((tmp_path / "store").as_uri())
+def test_batch_of_duplicates_only_is_ledgered_without_a_new_version(tmp_path, file_store):
+    store = file_store
     _put_tree(store, "incoming", {**{f"base/{k}": v for k, v in _base_tree().items()}, "base/_SUCCESS": b""})
     first = import_dataset(store, _settings(store, batches='["base"]'))
     _put_tree(store, "incoming", {"dup/NORMAL/IM-0500-0001.png": _png(1), "dup/_SUCCESS": b""})
@@ -309,8 +309,8 @@ def _promote(store: Store, run_id: str, prefix: str, margin: float = 0.005) -> d
     ],
     ids=["worse", "better-significant", "within-margin", "not-significant"],
 )
-def test_promote_decisions_and_records(tmp_path, champion, challenger, margin, decision, reason):
-    store = open_store((tmp_path / "store").as_uri())
+def test_promote_decisions_and_records(tmp_path, file_store, champion, challenger, margin, decision, reason):
+    store = file_store
     version = _holdout_dataset(store, tmp_path)
     first = _promote(store, "champ", _classifier(store, tmp_path, "champ", champion, version))
     assert (first["decision"], first["reason"], first["status"]) == ("promote", "no champion yet", "created")
@@ -341,8 +341,8 @@ def test_promote_decisions_and_records(tmp_path, champion, challenger, margin, d
         assert store.get_bytes(champion_key("pneumonia")) == before
 
 
-def test_promote_retry_is_idempotent_and_recovers_a_lost_record(tmp_path):
-    store = open_store((tmp_path / "store").as_uri())
+def test_promote_retry_is_idempotent_and_recovers_a_lost_record(tmp_path, file_store):
+    store = file_store
     version = _holdout_dataset(store, tmp_path)
     prefix = _classifier(store, tmp_path, "r1", PERFECT, version)
     first = _promote(store, "r1", prefix)
@@ -361,8 +361,8 @@ def test_promote_retry_is_idempotent_and_recovers_a_lost_record(tmp_path):
         _promote(store, "r2", "runs/r2/classifiers/baseline/custom_cnn/seed-0")
 
 
-def test_holdout_leaves_out_images_the_champion_trained_on(tmp_path):
-    store = open_store((tmp_path / "store").as_uri())
+def test_holdout_leaves_out_images_the_champion_trained_on(tmp_path, file_store):
+    store = file_store
     shared = {"train/PNEUMONIA/person1_virus_1.png": _png(150), "test/NORMAL/IM-0002-0001.png": _png(6),
               "test/PNEUMONIA/person2_virus_2.png": _png(160)}
     # The champion's version trained on image 5; the challenger's version (not built on it) tests on it.

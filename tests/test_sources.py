@@ -76,10 +76,6 @@ def _listing(source: Source) -> tuple[list[tuple[str, int, str]], list[tuple[str
     )
 
 
-def _s3_options(server) -> dict[str, str]:
-    return {"endpoint_url": server.endpoint_url, "addressing_style": "path"}
-
-
 def _upload(server, bucket: str, tree: dict[str, bytes], prefix: str = S3_PREFIX) -> str:
     client = server.client()
     for rel, data in tree.items():
@@ -125,12 +121,12 @@ def test_folder_and_zip_enumerate_the_same_tree(folder_source: Source, zip_sourc
 
 
 def test_s3_enumerates_the_same_tree_as_folder_and_zip(
-    s3_server, s3_bucket: str, folder_source: Source, mixed_tree: dict[str, bytes]
+    s3_server, s3_bucket: str, s3_options: dict[str, str], folder_source: Source, mixed_tree: dict[str, bytes]
 ) -> None:
     uri = _upload(s3_server, s3_bucket, mixed_tree)
     # An object beside the prefix (same leading characters) must not leak in.
     s3_server.client().put_object(Bucket=s3_bucket, Key=f"{S3_PREFIX}-other/NORMAL/x.jpeg", Body=b"x")
-    source = open_source(uri, s3_options=_s3_options(s3_server))
+    source = open_source(uri, s3_options=s3_options)
     assert isinstance(source, S3Source)
     assert source.kind == "s3"
     assert source.description == f"s3://{s3_bucket}/{S3_PREFIX}"
@@ -429,14 +425,14 @@ def test_empty_folder_scans_to_nothing(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------------------- S3 policy
-def test_s3_unsafe_keys_are_refused(s3_server, s3_bucket: str) -> None:
+def test_s3_unsafe_keys_are_refused(s3_server, s3_bucket: str, s3_options: dict[str, str]) -> None:
     client = s3_server.client()
     keys = ["NORMAL/ok.jpeg", "a//b.jpeg", "./c.jpeg", "x/../d.jpeg", "NORMAL\\e.jpeg", "/f.jpeg", "g\x01.jpeg"]
     for key in keys:
         client.put_object(Bucket=s3_bucket, Key=f"{S3_PREFIX}/{key}", Body=b"x")
     client.put_object(Bucket=s3_bucket, Key=f"{S3_PREFIX}/NORMAL/", Body=b"")  # folder placeholder: skipped
     try:
-        files, rejections = open_source(f"s3://{s3_bucket}/{S3_PREFIX}", s3_options=_s3_options(s3_server)).scan()
+        files, rejections = open_source(f"s3://{s3_bucket}/{S3_PREFIX}", s3_options=s3_options).scan()
     finally:
         # One by one: a control character in a key breaks the XML of a batch delete on the test server.
         for key in keys:
@@ -446,10 +442,10 @@ def test_s3_unsafe_keys_are_refused(s3_server, s3_bucket: str) -> None:
     assert {r.reason for r in rejections} == {"unsafe-path"}
 
 
-def test_s3_size_limits_and_replaced_object(s3_server, s3_bucket: str) -> None:
+def test_s3_size_limits_and_replaced_object(s3_server, s3_bucket: str, s3_options: dict[str, str]) -> None:
     tree = {"NORMAL/a.jpeg": b"a" * 400, "NORMAL/b.jpeg": b"b" * 400, "NORMAL/c.jpeg": b"c" * 2000}
     uri = _upload(s3_server, s3_bucket, tree)
-    source = open_source(uri, s3_options=_s3_options(s3_server), max_file_bytes=1000, max_total_bytes=500)
+    source = open_source(uri, s3_options=s3_options, max_file_bytes=1000, max_total_bytes=500)
     files, rejections = source.scan()
     assert [f.path for f in files] == ["NORMAL/a.jpeg"]
     assert [(r.path, r.reason) for r in rejections] == [

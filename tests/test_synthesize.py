@@ -27,14 +27,15 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
+import cxrcore
 from cxrcore import synthesize
 from cxrcore.config import SynthesizeSettings
 from cxrcore.data.dataset import load_dataset, load_prefix, resolve_version
 from cxrcore.data.pipeline import resize_images as training_resize
 from cxrcore.inference import predict_pixels
-from cxrcore.layout import gan_prefix, synthetic_prefix
+from cxrcore.layout import dataset_prefix, gan_prefix, synthetic_prefix
 from cxrcore.models.dcgan import build_discriminator, build_generator
-from cxrcore.storage import Store, open_store
+from cxrcore.storage import Store, open_store, sha256_bytes
 from cxrcore.synthesis import similarity
 from jobs.synthesize import main as job_main
 from tests.helpers import make_demo_dataset
@@ -44,6 +45,12 @@ LATENT_DIM = 8
 OUTPUT_SIZE = 64
 NUM_IMAGES = 40
 KEEP_FRACTION = 0.1
+#: sha256 of the dataset part of a synthetic output (see test_committed_dataset_bytes_are_pinned).
+PINNED_SYNTHETIC_DIGESTS = {
+    "dataset.json": "c983262b57f009b7d3ecb03f6a4e838cad03eb73dd03b67922e63624b2525f2b",
+    "manifest.csv": "eca8f171a7048cd58bea3fd3642c5c8f6f5958652e0813156fbe7de92dc5f7b4",
+    "shards/shard-00000.npy": "9fd6da66980981891be570fa6debbfe9b069b6f403ddfeec00fe5f32bd7cd044",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,15 +116,14 @@ def file_world(tmp_path_factory: pytest.TempPathFactory) -> World:
 
 
 @pytest.fixture(scope="module")
-def s3_world(s3_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def s3_world(s3_server, s3_options, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """A store on the S3 test server (own bucket) with the demo dataset, imported once per module."""
     client = s3_server.client()
     bucket = f"cxr-synth-{uuid.uuid4().hex[:12]}"
     client.create_bucket(Bucket=bucket)
-    s3 = {"endpoint_url": s3_server.endpoint_url, "addressing_style": "path"}
-    store = open_store(f"s3://{bucket}/root", s3=s3)
+    store = open_store(f"s3://{bucket}/root", s3=s3_options)
     make_demo_dataset(store, tmp_path_factory.mktemp("world-s3"), per_class=16, size=32)
-    yield World(store, s3)
+    yield World(store, s3_options)
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
         objects = [{"Key": entry["Key"]} for entry in page.get("Contents", [])]
         if objects:
@@ -258,8 +264,8 @@ def test_planted_real_image_is_flagged_and_dropped(file_world, tmp_path, model_f
     assert not {int(path.rsplit("/", 1)[1]) for path in manifest["source_path"]} & flagged
 
 
-def test_missing_inputs_fail_clearly(tmp_path, capsys):
-    empty = World(open_store((tmp_path / "store").as_uri()), {})
+def test_missing_inputs_fail_clearly(file_store, capsys):
+    empty = World(file_store, {})
     with pytest.raises(synthesize.SynthesizeError, match=r"runs/r1/gan/PNEUMONIA .*cxr-gan-train"):
         synthesize.run(make_settings(empty, "r1"))
     with pytest.raises(synthesize.SynthesizeError, match="confidence-model"):
@@ -365,3 +371,27 @@ def test_selection_and_kid_import_without_tensorflow():
     )
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.strip() == "[]"
+
+
+def test_committed_dataset_bytes_are_pinned(file_world, model_files):
+    """The dataset part of a synthetic output (manifest, ``dataset.json``, shards) keeps its exact bytes.
+
+    ``dataset.json`` records marker digests that depend on when the test models were saved (``.keras`` files
+    carry a save date) and the package version; those fields are checked against their sources, then replaced by
+    fixed values before hashing.
+    """
+    store, run_id = file_world.store, "pinned"
+    commit_gan(store, run_id, "PNEUMONIA", model_files.generator, model_files.discriminator)
+    assert synthesize.run(make_settings(file_world, run_id))["status"] == "created"
+    prefix = synthetic_prefix(run_id, "PNEUMONIA")
+    marker = store.read_marker(prefix)
+    dataset_version = resolve_version(store, "demo")
+    info = json.loads(store.get_bytes(f"{prefix}/dataset.json"))
+    assert info.pop("gan_digest") == store.read_marker(gan_prefix(run_id, "PNEUMONIA")).digest
+    assert info["source_dataset"].pop("digest") == store.read_marker(dataset_prefix("demo", dataset_version)).digest
+    assert info.pop("cxrcore_version") == cxrcore.__version__
+    assert info["source_dataset"].pop("version") == dataset_version
+    digests = {name: sha256_bytes(store.get_bytes(f"{prefix}/{name}")) for name in marker.outputs
+               if name == "manifest.csv" or name.startswith("shards/")}
+    digests["dataset.json"] = sha256_bytes(json.dumps(info, indent=2, sort_keys=True).encode())
+    assert digests == PINNED_SYNTHETIC_DIGESTS

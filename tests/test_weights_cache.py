@@ -44,7 +44,6 @@ from cxrcore.config import S3Settings, TrainClassifierSettings  # noqa: E402
 from cxrcore.models import BACKBONES, build_classifier, get_base_model  # noqa: E402
 from cxrcore.models import weights_cache  # noqa: E402
 from cxrcore.models.weights_cache import IMAGENET_NO_TOP, WeightsCacheError  # noqa: E402
-from cxrcore.storage import open_store  # noqa: E402
 from tests.helpers import make_demo_dataset  # noqa: E402
 
 #: Backbones whose weight files are generated and served (the smallest two: 16 MB and 59 MB).
@@ -347,7 +346,7 @@ def test_classifier_loads_the_baked_file_by_path(mirror: Mirror, baked: Path, na
 
 
 def test_weights_from_an_s3_uri_are_resolved_at_the_job_edge(
-    mirror: Mirror, baked: Path, s3_server, s3_bucket: str, tmp_path: Path
+    mirror: Mirror, baked: Path, s3_server, s3_bucket: str, s3_options: dict[str, str], tmp_path: Path
 ):
     entry = IMAGENET_NO_TOP["efficientnetb0"]
     s3_server.client().upload_file(str(baked / "models" / entry.fname), s3_bucket, f"weights/{entry.fname}")
@@ -360,7 +359,7 @@ def test_weights_from_an_s3_uri_are_resolved_at_the_job_edge(
             model="efficientnetb0",
             condition="baseline",
             weights=weights,
-            s3=S3Settings(endpoint_url=s3_server.endpoint_url, addressing_style="path"),
+            s3=S3Settings(**s3_options),
         )
 
     local, info = train_classifier_step._resolve_weights(settings(uri), tmp_path)
@@ -376,9 +375,9 @@ def test_weights_from_an_s3_uri_are_resolved_at_the_job_edge(
 
 # ---------------------------------------------------------------------------------------------------- jobs
 def test_imagenet_without_cache_fails_fast(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, no_network: list[str]
+    tmp_path: Path, file_store, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, no_network: list[str]
 ):
-    store = open_store((tmp_path / "store").as_uri())
+    store = file_store
     make_demo_dataset(store, tmp_path, per_class=8, size=32)
     empty_home = tmp_path / "keras-home"
     empty_home.mkdir()

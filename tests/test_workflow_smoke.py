@@ -71,7 +71,7 @@ def test_smoke_workflow_on_a_file_store_and_rerun_is_a_noop(tmp_path):
 
 
 @pytest.mark.timeout(1500)
-def test_smoke_workflow_through_s3_in_the_images_environments(tmp_path, s3_server, s3_bucket):
+def test_smoke_workflow_through_s3_in_the_images_environments(tmp_path, s3_server, s3_bucket, s3_options):
     store_uri = f"s3://{s3_bucket}/study"
     result = _cxr_run(
         [
@@ -99,7 +99,7 @@ def test_smoke_workflow_through_s3_in_the_images_environments(tmp_path, s3_serve
     assert len(accuracies) == 4  # custom CNN and VGG16, baseline and augmented
     assert all(0.0 <= float(line.rsplit(" ", 1)[1]) <= 1.0 for line in accuracies)
     assert result.stdout.strip().endswith(f"{store_uri}/runs/smoke-s3/report/index.html")
-    store = open_store(store_uri, s3={"endpoint_url": s3_server.endpoint_url, "addressing_style": "path"})
+    store = open_store(store_uri, s3=s3_options)
     _check_run(store, "smoke-s3")
 
 

@@ -47,7 +47,7 @@ from cxrcore.data.splits import assign_split, patients_on_both_sides
 from cxrcore.data.writer import SHARDS_DIR, DatasetWriter, ImageRecord, dataset_info, listed_shards, shard_names
 from cxrcore.layout import dataset_prefix, latest_key
 from cxrcore.logging import get_logger, progress
-from cxrcore.retraining.keys import ledger_key
+from cxrcore.layout import ledger_key
 from cxrcore.retraining.ledger import append_to_ledger, read_ledger
 from cxrcore.storage import MARKER_NAME, Marker, Store, StoreError, join_key
 

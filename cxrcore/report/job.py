@@ -42,7 +42,7 @@ from cxrcore.report.paper import (
 )
 from cxrcore.report.render import build_document, render_html, render_markdown
 from cxrcore.report.tables import Analysis, analyze
-from cxrcore.storage import Store
+from cxrcore.storage import Store, join_key
 
 __all__ = ["REPORT_FORMAT", "NoClassifierOutputError", "build_report", "json_safe", "run"]
 
@@ -108,7 +108,8 @@ def build_report(
         NoClassifierOutputError: When the run has no committed classifier output.
     """
     prefix = report_prefix(run_id)
-    uri = f"{store.uri.rstrip('/')}/{prefix}"
+    uri = store.url(prefix)
+    index_html = store.url(join_key(prefix, "index.html"))
     inventory = discover(store, run_id)
     _require_committed_classifiers(store, run_id, inventory)
     data = load(store, inventory, dataset=dataset, dataset_version=dataset_version)
@@ -116,7 +117,7 @@ def build_report(
     _require_usable_classifiers(store, run_id, data)
     if store.is_committed(prefix, inputs):
         log.info("report_unchanged", run_id=run_id, uri=uri)
-        return {"status": "unchanged", "uri": uri, "index_html": f"{uri}/index.html"}
+        return {"status": "unchanged", "uri": uri, "index_html": index_html}
     files = _render(data, title=title, store_uri=store.uri, inputs=inputs)
     with store.commit(prefix, inputs=inputs, producer=f"cxr-report {__version__}") as transaction:
         for name, png in sorted(files.figures.items()):
@@ -140,7 +141,7 @@ def build_report(
     return {
         "status": "created",
         "uri": uri,
-        "index_html": f"{uri}/index.html",
+        "index_html": index_html,
         "classifiers": len(data.results),
         "conditions": data.conditions(),
         "incomplete": [f"{item.kind}:{item.prefix}" for item in data.incomplete],
@@ -156,7 +157,7 @@ def _require_committed_classifiers(store: Store, run_id: str, inventory: Invento
     pending = [item.prefix for item in inventory.incomplete if item.kind == "classifier"]
     detail = f"; {len(pending)} uncommitted: {', '.join(pending[:10])}" if pending else ""
     raise NoClassifierOutputError(
-        f"No committed classifier output under {store.uri.rstrip('/')}/{classifiers_root(run_id)}/ "
+        f"No committed classifier output under {store.url(classifiers_root(run_id))}/ "
         f"(run prefix {describe_run_root(store, run_id)}){detail}: run train-classifier for this run first. "
         f"Received: run_id={run_id!r}"
     )

@@ -34,7 +34,7 @@ def read_ledger(store: Store, key: str) -> list[dict[str, Any]]:
     if not isinstance(ledger, list) or not all(
         isinstance(entry, dict) and isinstance(entry.get("batch"), str) for entry in ledger
     ):
-        raise StoreError(f"{store.uri}/{key} is not a ledger (a JSON list of objects with a 'batch' name)")
+        raise StoreError(f"{store.url(key)} is not a ledger (a JSON list of objects with a 'batch' name)")
     return ledger
 
 
@@ -50,7 +50,7 @@ def append_to_ledger(store: Store, key: str, entries: Sequence[Mapping[str, Any]
     if added:
         ledger = [*ledger, *added]
         store.put_json(key, ledger)
-        log.info("ledger_updated", ledger=f"{store.uri.rstrip('/')}/{key}", batches=[e["batch"] for e in added])
+        log.info("ledger_updated", ledger=store.url(key), batches=[e["batch"] for e in added])
     return ledger
 
 
@@ -86,7 +86,7 @@ def scan_incoming(store: Store, *, incoming_prefix: str = INCOMING_PREFIX, ledge
     pending = sorted(batch for batch in complete if BATCH_NAME_PATTERN.match(batch) and batch not in imported)
     log.info(
         "incoming_scanned",
-        incoming=f"{store.uri.rstrip('/')}/{prefix}",
+        incoming=store.url(prefix),
         new=pending,
         already_imported=sorted(complete & imported),
         incomplete=sorted(seen - complete),

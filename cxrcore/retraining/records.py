@@ -13,8 +13,8 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
+from cxrcore.layout import champion_key, decisions_prefix, parse_classifier_prefix, run_id_of
 from cxrcore.retraining.decision import Comparison
-from cxrcore.retraining.keys import champion_key, decisions_prefix
 from cxrcore.storage import Store, StoreError, normalize_key
 
 __all__ = [
@@ -60,7 +60,7 @@ class Challenger:
             "prefix": self.prefix,
             "model_uri": self.model_uri,
             "model_sha256": self.model_sha256,
-            "run_id": self.prefix.split("/")[1],
+            "run_id": run_id_of(self.prefix),
             **{key: self.trained.get(key) for key in ("model", "condition", "seed", "dataset", "dataset_version")},
             "metrics": dict(metrics),
         }
@@ -82,7 +82,7 @@ def read_champion(store: Store, task: str) -> dict[str, Any] | None:
         return None
     record = store.get_json(key)
     if not isinstance(record, dict) or not (record.get("prefix") or record.get("model_uri")):
-        raise StoreError(f"{store.uri}/{key} is not a champion record (no prefix or model_uri)")
+        raise StoreError(f"{store.url(key)} is not a champion record (no prefix or model_uri)")
     return record
 
 
@@ -100,14 +100,14 @@ def challenger_prefix(store: Store, challenger: str) -> str:
                 f"challenger must lie inside the store {store.uri}. Received: challenger={challenger!r}"
             )
         text = text[len(root) :]
-    prefix = normalize_key(text.rstrip("/"))
-    parts = prefix.split("/")
-    if len(parts) != 6 or parts[0] != "runs" or parts[2] != "classifiers" or not parts[5].startswith("seed-"):
+    try:
+        parse_classifier_prefix(text)
+    except ValueError as exc:
         raise ValueError(
             "challenger must name a classifier output runs/<run_id>/classifiers/<condition>/<model>/seed-<seed>. "
             f"Received: challenger={challenger!r}"
-        )
-    return prefix
+        ) from exc
+    return normalize_key(text)
 
 
 def previous_decision(store: Store, task: str, run_id: str, prefix: str) -> tuple[str, dict[str, Any]] | None:
@@ -214,7 +214,6 @@ def champion_record(record: Mapping[str, Any], challenger: Challenger, *, decisi
 
 def decision_summary(record: Mapping[str, Any], *, status: str, store: Store, task: str, decision_key: str) -> dict:
     """The promote step's result (also its Argo outputs ``decision`` and ``reason``) from a decision record."""
-    root = store.uri.rstrip("/")
     champion = record.get("champion") or {}
     return {
         "status": status,
@@ -227,6 +226,6 @@ def decision_summary(record: Mapping[str, Any], *, status: str, store: Store, ta
         "margin": record["margin"],
         "alpha": record["alpha"],
         "holdout_images": record["holdout"]["images"],
-        "champion_uri": f"{root}/{champion_key(task)}",
-        "decision_uri": f"{root}/{decision_key}",
+        "champion_uri": store.url(champion_key(task)),
+        "decision_uri": store.url(decision_key),
     }

@@ -206,7 +206,7 @@ def _summary(store: Store, prefix: str, info: dict[str, Any], *, status: str, ma
     training = info["training"]
     return {
         "status": status,
-        "uri": f"{store.uri.rstrip('/')}/{prefix}",
+        "uri": store.url(prefix),
         "prefix": prefix,
         "run_id": info["settings"]["run_id"],
         "class_name": info["settings"]["class_name"],
@@ -228,7 +228,7 @@ def _summary(store: Store, prefix: str, info: dict[str, Any], *, status: str, ma
 def _existing_summary(store: Store, prefix: str, marker: Marker) -> dict[str, Any]:
     recorded = marker.outputs.get(_INFO_FILE)
     if recorded is None:
-        raise StoreError(f"{store.uri}/{prefix}/{MARKER_NAME} does not list {_INFO_FILE}")
+        raise StoreError(f"{store.url(prefix)}/{MARKER_NAME} does not list {_INFO_FILE}")
     info = json.loads(store.get_bytes(join_key(prefix, _INFO_FILE), sha256=recorded["sha256"]))
     return _summary(store, prefix, info, status="unchanged", marker=marker)
 
@@ -285,7 +285,7 @@ def run(settings: GanTrainSettings) -> dict[str, Any]:
 
     marker = store.read_marker(prefix)
     if marker is not None and marker.inputs_hash == hash_inputs(inputs):
-        logger.info("gan_unchanged", uri=f"{store.uri.rstrip('/')}/{prefix}", epochs=epochs, dataset_version=version)
+        logger.info("gan_unchanged", uri=store.url(prefix), epochs=epochs, dataset_version=version)
         return _existing_summary(store, prefix, marker)
 
     images = _train_images(store, settings, version)
@@ -319,7 +319,7 @@ def run(settings: GanTrainSettings) -> dict[str, Any]:
     last = training.record.losses[-1]
     logger.info(
         "gan_committed",
-        uri=f"{store.uri.rstrip('/')}/{prefix}",
+        uri=store.url(prefix),
         epochs=epochs,
         resumed_from_epoch=training.initial_epoch,
         final_d_loss=round(last["d_loss"], 5),

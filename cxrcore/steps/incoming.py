@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from cxrcore.config import IncomingSettings
-from cxrcore.retraining.keys import ledger_key
+from cxrcore.layout import ledger_key
 from cxrcore.retraining.ledger import scan_incoming
 
 __all__ = ["run"]
@@ -30,11 +30,10 @@ def run(settings: IncomingSettings) -> dict[str, Any]:
     store = settings.open_store()
     key = ledger_key(settings.dataset)
     batches = scan_incoming(store, incoming_prefix=settings.incoming_prefix, ledger_key=key)
-    root = store.uri.rstrip("/")
     return {
         "found": bool(batches),
         "batches": json.dumps(batches, separators=(",", ":")),
         "count": len(batches),
-        "incoming": f"{root}/{settings.incoming_prefix}",
-        "ledger": f"{root}/{key}",
+        "incoming": store.url(settings.incoming_prefix),
+        "ledger": store.url(key),
     }

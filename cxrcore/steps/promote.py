@@ -17,11 +17,11 @@ import numpy as np
 from cxrcore.config import PromoteSettings
 from cxrcore.data.dataset import resolve_version
 from cxrcore.inference import load_model_uri, predict_pixels
+from cxrcore.layout import champion_key, decisions_prefix
 from cxrcore.logging import get_logger
 from cxrcore.metrics import binary_metrics
 from cxrcore.retraining.decision import Comparison, decide
 from cxrcore.retraining.holdout import Holdout, select_holdout
-from cxrcore.retraining.keys import champion_key, decisions_prefix
 from cxrcore.retraining.records import (
     Challenger,
     challenger_prefix,
@@ -61,13 +61,12 @@ def _challenger(store: Store, settings: PromoteSettings, prefix: str) -> Challen
     Raises:
         ValueError: Not a committed classifier output with a model, or trained on another dataset or version.
     """
-    root = store.uri.rstrip("/")
     try:
         marker = store.require_committed(prefix)
     except StoreError as exc:
         raise ValueError(f"The challenger is not a committed classifier output: {exc}") from exc
     if _MODEL_FILE not in marker.outputs:
-        raise ValueError(f"{root}/{prefix} holds no {_MODEL_FILE}. Received: challenger={settings.challenger!r}")
+        raise ValueError(f"{store.url(prefix)} holds no {_MODEL_FILE}. Received: challenger={settings.challenger!r}")
     trained = store.get_json(join_key(prefix, _METRICS_FILE)) if _METRICS_FILE in marker.outputs else {}
     dataset = trained.get("dataset", settings.dataset)
     if dataset != settings.dataset:
@@ -80,7 +79,7 @@ def _challenger(store: Store, settings: PromoteSettings, prefix: str) -> Challen
             f"The challenger was trained on {dataset}/{version}, not on the version asked for. "
             f"Received: dataset_version={settings.dataset_version!r}"
         )
-    return Challenger(prefix, f"{root}/{prefix}", marker.outputs[_MODEL_FILE]["sha256"], trained, dataset, version)
+    return Challenger(prefix, store.url(prefix), marker.outputs[_MODEL_FILE]["sha256"], trained, dataset, version)
 
 
 def _probabilities(uri: str, holdout: Holdout, settings: PromoteSettings) -> np.ndarray:
@@ -126,7 +125,7 @@ def _judge(
 
 
 def _champion_uri(store: Store, champion: Mapping[str, Any]) -> str:
-    return f"{store.uri.rstrip('/')}/{champion['prefix']}" if champion.get("prefix") else champion["model_uri"]
+    return store.url(champion["prefix"]) if champion.get("prefix") else champion["model_uri"]
 
 
 def run(settings: PromoteSettings) -> dict[str, Any]:

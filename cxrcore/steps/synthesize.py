@@ -25,16 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from cxrcore import __version__
 from cxrcore.config import SynthesizeSettings, identity
-from cxrcore.data.dataset import (
-    dataset_prefix,
-    encode_shard,
-    load_dataset,
-    manifest_to_csv,
-    resolve_version,
-)
+from cxrcore.data.dataset import dataset_prefix, load_dataset, resolve_version
+from cxrcore.data.images import encode_png
+from cxrcore.data.writer import DatasetWriter, ImageRecord, dataset_info
 from cxrcore.inference import fetch_model, load_model_file
 from cxrcore.layout import gan_prefix, synthetic_prefix
 from cxrcore.logging import get_logger
@@ -44,6 +41,7 @@ from cxrcore.storage import (
     Store,
     join_key,
     redact_uri,
+    sha256_bytes,
     sha256_file,
 )
 from cxrcore.synthesis.generation import Candidates, candidate_confidence, generate
@@ -51,17 +49,15 @@ from cxrcore.synthesis.images import diversity_features
 from cxrcore.synthesis.kid import pixel_statistics_features, quality_report
 from cxrcore.synthesis.outputs import (
     SAMPLE_TILES,
+    SHARD_SIZE,
     SYNTHESIZE_FORMAT,
     candidates_csv,
-    dataset_info,
     image_ids,
     kept_rows,
     samples_png,
     samples_record,
     selection_record,
-    shard_slices,
     summary,
-    synthetic_manifest,
 )
 from cxrcore.synthesis.selection import keep_count, latent_vectors, select_indices
 from cxrcore.synthesis.similarity import MEMORIZATION_MAX_SIZE, memorization_check
@@ -162,7 +158,7 @@ def _plan(settings: SynthesizeSettings, logger: Any) -> _Plan:
     except NotCommittedError as exc:
         raise SynthesizeError(
             f"The GAN of class {settings.class_name} for run {settings.run_id} is not committed at "
-            f"{store.uri.rstrip('/')}/{source} (no _SUCCESS): run cxr-gan-train --run-id {settings.run_id} "
+            f"{store.url(source)} (no _SUCCESS): run cxr-gan-train --run-id {settings.run_id} "
             f"--class-name {settings.class_name} first"
         ) from exc
     gan_info = store.get_json(join_key(source, "gan.json")) if "gan.json" in gan_marker.outputs else {}
@@ -175,7 +171,7 @@ def _plan(settings: SynthesizeSettings, logger: Any) -> _Plan:
         gan_marker=gan_marker,
         gan_info=gan_info,
         output_prefix=output,
-        output_uri=f"{store.uri.rstrip('/')}/{output}",
+        output_uri=store.url(output),
         dataset_name=settings.dataset,
         dataset_version=version,
         dataset_marker=store.require_committed(dataset_prefix(settings.dataset, version)),
@@ -232,7 +228,7 @@ class _Real:
 def _download_committed(store: Store, prefix: str, marker: Marker, name: str, directory: Path) -> Path:
     entry = marker.outputs.get(name)
     if entry is None:
-        raise SynthesizeError(f"{store.uri}/{prefix} is committed but its _SUCCESS marker does not list {name}")
+        raise SynthesizeError(f"{store.url(prefix)} is committed but its _SUCCESS marker does not list {name}")
     return store.get_file(join_key(prefix, name), directory / name, sha256=entry["sha256"])
 
 
@@ -362,6 +358,52 @@ class _Timer:
         return {name: round(value, 3) for name, value in self.phases.items()}
 
 
+def _write_dataset(
+    plan: _Plan, settings: SynthesizeSettings, models: _Models, published: np.ndarray, kept: np.ndarray, directory: Path
+) -> tuple[DatasetWriter, pd.DataFrame, dict[str, Any]]:
+    """The dataset part of the output: the published images in shards, their manifest and ``dataset.json``.
+
+    One pseudo-patient per run and class (so a patient split never puts a synthetic image in test), split
+    ``train``, ``source_path`` ``gan:<run>/<CLASS>/<generation index>`` (docs/architecture.md#store-layout).
+    """
+    name = f"synthetic-{settings.run_id}-{settings.class_name}"
+    writer = DatasetWriter(directory, image_size=settings.output_size, shard_size=SHARD_SIZE)
+    for pixels, generation_index in zip(published, kept, strict=True):
+        record = ImageRecord(
+            sha256=sha256_bytes(encode_png(pixels)),
+            class_name=settings.class_name,
+            patient_id=name,
+            patient_id_parsed=False,
+            source="synthetic",
+            source_path=f"gan:{settings.run_id}/{settings.class_name}/{int(generation_index)}",
+            source_split="",
+            orig_width=models.gan_size,
+            orig_height=models.gan_size,
+            orig_mode="RGB",
+            orig_format="GAN",
+            split="train",
+        )
+        writer.add(pixels, record)
+    writer.flush()
+    manifest = writer.manifest()
+    info = dataset_info(
+        manifest,
+        name=name,
+        image_size=settings.output_size,
+        shards=writer.shard_names,
+        synthetic=True,
+        synthetic_info={"kind": "dcgan", "strategy": settings.selection},
+        extra={
+            "run_id": settings.run_id,
+            "class": settings.class_name,
+            "gan_digest": plan.gan_marker.digest,
+            "gan_image_size": models.gan_size,
+            "source_dataset": plan.dataset_record,
+        },
+    )
+    return writer, manifest, info
+
+
 def _commit(
     plan: _Plan,
     settings: SynthesizeSettings,
@@ -372,22 +414,19 @@ def _commit(
     real: _Real,
     quality: dict[str, Any],
     timer: _Timer,
+    directory: Path,
 ) -> dict[str, Any]:
-    """Builds every output from the arrays and commits them; returns ``selection.json`` (timed last)."""
+    """Builds every output from the arrays and commits them; returns ``selection.json`` (timed last).
+
+    The shards are staged in ``directory`` (an existing, empty local folder) before the upload.
+    """
     since = time.monotonic()
     logits = candidates.discriminator_logits
     published = candidates.final[choice.kept]
     rows = kept_rows(choice.selected, choice.positions, choice.ids, logits, choice.confidence, choice.memorization)
     rng = np.random.default_rng([settings.seed, plan.label, 1])
     real_sample = np.sort(rng.choice(len(real.images), min(SAMPLE_TILES, len(real.images)), replace=False))
-    manifest = synthetic_manifest(
-        published,
-        choice.kept,
-        run_id=settings.run_id,
-        class_name=settings.class_name,
-        output_size=settings.output_size,
-        gan_size=models.gan_size,
-    )
+    writer, manifest, info = _write_dataset(plan, settings, models, published, choice.kept, directory)
     gan = {
         **plan.gan_record,
         "image_size": models.gan_size,
@@ -411,22 +450,12 @@ def _commit(
         quality=quality,
         samples=samples_record(rows, len(published), [real.ids[i] for i in real_sample], settings.class_name),
     )
-    info = dataset_info(
-        settings,
-        manifest,
-        gan_digest=plan.gan_marker.digest,
-        gan_size=models.gan_size,
-        source_dataset=plan.dataset_record,
-    )
     samples = samples_png(published[:SAMPLE_TILES], real.images[real_sample])
     table = candidates_csv(logits, choice.confidence, choice.selected, choice.kept)
     with plan.store.commit(plan.output_prefix, inputs=inputs, producer=f"cxr-synthesize {__version__}") as tx:
-        for name, shard in shard_slices(published, info["shards"]):
-            tx.put_bytes(join_key("shards", name), encode_shard(shard))
-        tx.put_bytes("manifest.csv", manifest_to_csv(manifest))
+        writer.commit(tx, manifest, info)
         tx.put_bytes("candidates.csv", table)
         tx.put_bytes("samples.png", samples)
-        tx.put_json("dataset.json", info)
         timer.record("write_s", since)
         selection["timings_s"] = timer.rounded()
         tx.put_json("selection.json", selection)
@@ -482,7 +511,9 @@ def run(settings: SynthesizeSettings) -> dict[str, Any]:
             features = pixel_statistics_features(candidates.final)
             quality = quality_report(features, choice.kept, pixel_statistics_features(real.images), real.reference,
                                      settings.seed)
-        selection = _commit(plan, settings, inputs, models, candidates, choice, real, quality, timer)
+        shards = Path(tmp) / "synthetic-shards"
+        shards.mkdir()
+        selection = _commit(plan, settings, inputs, models, candidates, choice, real, quality, timer, shards)
     log.info("synthesize_committed", uri=plan.output_uri, kept=selection["num_kept"],
              memorized=choice.memorization["flagged_count"], kid_kept=quality["kept"]["kid"])
     return summary("created", plan.output_uri, selection)

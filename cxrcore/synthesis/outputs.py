@@ -1,4 +1,4 @@
-"""What ``cxr-synthesize`` publishes, built from arrays (no I/O): manifest, records, candidate table, sample grid.
+"""What ``cxr-synthesize`` publishes besides its dataset, built from arrays (no I/O): records, candidates, samples.
 
 Output (committed under ``runs/<run_id>/synthetic/<CLASS>/``, readable with
 :func:`cxrcore.data.dataset.load_prefix`; docs/architecture.md#store-layout)::
@@ -7,6 +7,7 @@ Output (committed under ``runs/<run_id>/synthetic/<CLASS>/``, readable with
                         one pseudo-patient per run and class so a patient split never puts one in test)
     dataset.json        image_size, counts, synthetic=true, run_id, class, gan digest, source dataset
     shards/shard-00000.npy
+                        (the manifest, dataset.json and shards are written by cxrcore.data.writer.DatasetWriter)
     selection.json      strategy, kept ids/generation indices/scores, memorization report, KID, timings
     candidates.csv      every generated image: generation index, discriminator logit, confidence, rank
     samples.png         left: kept synthetic images, right: real training images of the class
@@ -20,33 +21,27 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cxrcore import __version__
 from cxrcore.config import SynthesizeSettings
-from cxrcore.data.dataset import DATASET_FORMAT
 from cxrcore.data.images import encode_png
 from cxrcore.storage import sha256_bytes
 from cxrcore.synthesis.images import UPSAMPLING, quantize, resize_images
-from cxrcore.vocab import CLASS_NAMES
 
 __all__ = [
     "SAMPLE_TILES",
     "SHARD_SIZE",
     "SYNTHESIZE_FORMAT",
     "candidates_csv",
-    "dataset_info",
     "image_ids",
     "kept_rows",
     "samples_png",
     "samples_record",
     "selection_record",
-    "shard_slices",
     "summary",
-    "synthetic_manifest",
 ]
 
 #: Version of the synthesis algorithm and output format; part of the idempotency inputs.
 SYNTHESIZE_FORMAT = 1
-#: Images per ``shards/shard-NNNNN.npy``.
+#: Images per ``shards/shard-NNNNN.npy`` of a synthetic output.
 SHARD_SIZE = 1024
 #: Synthetic (and real) images shown in ``samples.png``.
 SAMPLE_TILES = 32
@@ -57,65 +52,6 @@ _SAMPLE_MAX_TILE = 128
 def image_ids(images: np.ndarray) -> list[str]:
     """The dataset ``image_id`` of each uint8 image: the first 16 hex digits of its PNG's sha256."""
     return [sha256_bytes(encode_png(image))[:16] for image in images]
-
-
-def synthetic_manifest(
-    images: np.ndarray,
-    generation_indices: np.ndarray,
-    *,
-    run_id: str,
-    class_name: str,
-    output_size: int,
-    gan_size: int,
-) -> pd.DataFrame:
-    """The dataset-format manifest of the published images, one row per image in shard order.
-
-    Args:
-        images: uint8 ``(k, output_size, output_size)`` published images, in rank order.
-        generation_indices: Their generation indices.
-        run_id: The run.
-        class_name: Their class.
-        output_size: Their side in pixels.
-        gan_size: The generator's output side (``orig_width``/``orig_height``).
-
-    Returns:
-        The manifest rows (:data:`cxrcore.data.dataset.DATASET_FORMAT` columns).
-    """
-    label = CLASS_NAMES.index(class_name)
-    rows = []
-    for position, (pixels, generation_index) in enumerate(zip(images, generation_indices, strict=True)):
-        digest = sha256_bytes(encode_png(pixels))
-        rows.append(
-            {
-                "image_id": digest[:16],
-                "sha256": digest,
-                "pixel_sha256": sha256_bytes(np.ascontiguousarray(pixels).tobytes()),
-                "class": class_name,
-                "label": label,
-                "patient_id": f"synthetic-{run_id}-{class_name}",
-                "patient_id_parsed": False,
-                "source": "synthetic",
-                "source_path": f"gan:{run_id}/{class_name}/{int(generation_index)}",
-                "source_split": "",
-                "split": "train",
-                "orig_width": gan_size,
-                "orig_height": gan_size,
-                "orig_mode": "RGB",
-                "orig_format": "GAN",
-                "width": output_size,
-                "height": output_size,
-                "shard": f"shard-{position // SHARD_SIZE:05d}.npy",
-                "shard_index": position % SHARD_SIZE,
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def shard_slices(images: np.ndarray, shard_names: Sequence[str]) -> list[tuple[str, np.ndarray]]:
-    """``(shard name, images)`` pairs: consecutive blocks of :data:`SHARD_SIZE` images, as the manifest says."""
-    return [
-        (name, images[number * SHARD_SIZE : (number + 1) * SHARD_SIZE]) for number, name in enumerate(shard_names)
-    ]
 
 
 def kept_rows(
@@ -174,36 +110,6 @@ def candidates_csv(logits: np.ndarray, confidence: np.ndarray | None, selected: 
         }
     )
     return frame.to_csv(index=False, lineterminator="\n").encode()
-
-
-def dataset_info(
-    settings: SynthesizeSettings,
-    manifest: pd.DataFrame,
-    *,
-    gan_digest: str,
-    gan_size: int,
-    source_dataset: dict[str, Any],
-) -> dict[str, Any]:
-    """``dataset.json`` of the synthetic set: the dataset format's info plus its provenance."""
-    count = len(manifest)
-    return {
-        "name": f"synthetic-{settings.run_id}-{settings.class_name}",
-        "format": DATASET_FORMAT,
-        "synthetic": True,
-        "synthetic_info": {"kind": "dcgan", "strategy": settings.selection},
-        "run_id": settings.run_id,
-        "class": settings.class_name,
-        "gan_digest": gan_digest,
-        "gan_image_size": gan_size,
-        "source_dataset": source_dataset,
-        "image_size": settings.output_size,
-        "channels": 1,
-        "images": count,
-        "counts": {name: count if name == settings.class_name else 0 for name in CLASS_NAMES},
-        "splits": {"train": {settings.class_name: count}},
-        "shards": sorted(set(manifest["shard"])),
-        "cxrcore_version": __version__,
-    }
 
 
 def samples_png(synthetic: np.ndarray, real: np.ndarray) -> bytes:

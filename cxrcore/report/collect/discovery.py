@@ -5,10 +5,17 @@ An up-to-date report costs only this listing and a few marker reads (docs/archit
 
 from __future__ import annotations
 
-from cxrcore.layout import classifiers_root, gan_prefix, run_prefix, synthetic_prefix
+from cxrcore.layout import (
+    ClassifierOutput,
+    classifiers_root,
+    gan_prefix,
+    parse_classifier_prefix,
+    run_prefix,
+    synthetic_prefix,
+)
 from cxrcore.report.collect.records import ClassifierKey, Incomplete, Inventory
 from cxrcore.storage import MARKER_NAME, TMP_DIR, Marker, Store, StoreError, join_key
-from cxrcore.vocab import CLASS_NAMES, CONDITIONS, MODEL_DIRECTORY_PATTERN, SEED_DIRECTORY_PATTERN
+from cxrcore.vocab import CLASS_NAMES
 
 __all__ = ["describe_run_root", "discover"]
 
@@ -25,24 +32,22 @@ def discover(store: Store, run_id: str) -> Inventory:
     """
     inventory = Inventory(run_id=run_id)
     root = classifiers_root(run_id)
-    seen: dict[str, bool] = {}
+    outputs: dict[str, ClassifierOutput] = {}
+    committed: set[str] = set()
     unexpected: set[str] = set()
     for obj in store.list(root):
         parts = obj.key[len(root) + 1 :].split("/")
         if len(parts) < 4:
             unexpected.add(join_key(root, *parts[:-1]) if len(parts) > 1 else obj.key)
             continue
-        condition, model, seed_dir = parts[:3]
-        prefix = join_key(root, condition, model, seed_dir)
-        if (
-            condition not in CONDITIONS
-            or not MODEL_DIRECTORY_PATTERN.match(model)
-            or not SEED_DIRECTORY_PATTERN.match(seed_dir)
-        ):
+        prefix = join_key(root, *parts[:3])
+        try:
+            outputs[prefix] = parse_classifier_prefix(prefix)
+        except ValueError:
             unexpected.add(prefix)
             continue
-        is_marker = len(parts) == 4 and parts[3] == MARKER_NAME
-        seen[prefix] = seen.get(prefix, False) or is_marker
+        if parts[3:] == [MARKER_NAME]:
+            committed.add(prefix)
     for prefix in sorted(unexpected):
         inventory.incomplete.append(
             Incomplete(
@@ -51,9 +56,9 @@ def discover(store: Store, run_id: str) -> Inventory:
                 "unexpected layout: expected classifiers/<baseline|augmented>/<model>/seed-<n>/",
             )
         )
-    for prefix, has_marker in sorted(seen.items()):
-        condition, model, seed_dir = prefix.rsplit("/", 3)[1:]
-        key = ClassifierKey(condition, model, int(SEED_DIRECTORY_PATTERN.match(seed_dir).group(1)))
+    for prefix, output in sorted(outputs.items()):
+        has_marker = prefix in committed
+        key = ClassifierKey(output.condition, output.model, output.seed)
         marker = _read_marker(store, prefix, inventory, "classifier") if has_marker else None
         if marker is not None:
             inventory.classifiers[key] = (prefix, marker)
@@ -99,4 +104,4 @@ def _uncommitted_reason(store: Store, prefix: str) -> str:
 
 def describe_run_root(store: Store, run_id: str) -> str:
     """``<store uri>/runs/<run_id>``, for error messages."""
-    return f"{store.uri.rstrip('/')}/{run_prefix(run_id)}"
+    return store.url(run_prefix(run_id))
