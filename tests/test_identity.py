@@ -5,6 +5,11 @@ replaced (gan_train's ``trajectory_inputs``, synthesize's and ingest's ``_record
 train_classifier's ``_TRAINING_SETTINGS``), on the same settings and upstream values: a committed output's
 ``inputs_hash`` must not change, or every store would retrain everything. If a golden value changes, the change
 retrains (or re-imports) committed outputs: make it on purpose, with the job's format version bumped.
+
+Changed on purpose: train-classifier (``TRAINING_FORMAT`` 1 -> 2). Backbones with ``weights=none`` now train end
+to end instead of freezing random features (a different model for the same settings), and the generalisation
+recipe's settings (``validation_fraction``, ``early_stopping_patience``, ``lr_schedule``, ``target_sensitivity``)
+joined the identity; every committed classifier output retrains once.
 """
 
 from __future__ import annotations
@@ -155,6 +160,10 @@ GOLDEN_IDENTITY = {
         "max_steps_per_epoch": None,
         "mixed_precision": False,
         "class_weight": "none",
+        "validation_fraction": 0.0,
+        "early_stopping_patience": 0,
+        "lr_schedule": "constant",
+        "target_sensitivity": 0.95,
     },
     "report": {"title": "cxr-gan: DCGAN augmentation for chest X-ray classification"},
 }
@@ -315,12 +324,12 @@ def test_synthesize_inputs_are_golden(settings, confidence_model, inputs_hash):
         (
             {"run_id": "r1", "model": "custom_cnn", "condition": "baseline"},
             {},
-            "8d8204848ebf7c5de119e30ba29cc83bc0dfbc0260e2d687fa8e8ad290fb3f80",
+            "4ce8088edc60def7e469c495382c68237db06ceb940ce30bffe96ff5da5ec67a",
         ),
         (
             {"run_id": "r1", "model": "custom_cnn", "condition": "augmented", "weights": "imagenet"},
             SYNTHETIC_DIGESTS,
-            "9bbb4a11f6ec3dda5c8d652e947176c5f7263711a65593ae1ad1d7dba1a10fad",
+            "7a83d37e98e954d3a2c7c0e4ad5cb278192be3bcb37550d99497cae97a66a427",
         ),
         (
             {
@@ -340,9 +349,13 @@ def test_synthesize_inputs_are_golden(settings, confidence_model, inputs_hash):
                 "mixed_precision": True,
                 "class_weight": "balanced",
                 "seed": 5,
+                "validation_fraction": 0.1,
+                "early_stopping_patience": 3,
+                "lr_schedule": "plateau",
+                "target_sensitivity": 0.9,
             },
             SYNTHETIC_DIGESTS,
-            "3d6900afb764b25de2c1d8a8173091dfc62369c6a6215f6f14b7fca4a38efd4c",
+            "3f6efe712bcc1b227d4b75ce23b9235ed1e3b1005d501015c274422578868fce",
         ),
     ],
     ids=["default", "custom-cnn-imagenet", "custom"],

@@ -534,6 +534,31 @@ def test_round_trip_gan_networks(tmp_path):
     _assert_round_trip(discriminator, images, tmp_path / "discriminator.keras")
 
 
+@pytest.mark.parametrize(
+    ("name", "batch_norm_layers"), [("vgg16", 0), ("efficientnetb0", 49)], ids=["no-batchnorm", "batchnorm"]
+)
+def test_backbone_from_scratch_trains_end_to_end(name, batch_norm_layers):
+    """Without ImageNet weights the base trains: every weight trainable, BatchNorm on batch statistics."""
+    keras.utils.set_random_seed(0)
+    model = build_classifier(name, input_size=32, from_scratch=True)
+    frozen = build_classifier(name, input_size=32)  # the paper's model: same architecture, base frozen
+    assert model_summary_counts(model)[0] == model_summary_counts(frozen)[0]
+    base = get_base_model(model)
+    assert base.trainable and all(layer.trainable for layer in base.layers)
+    norms = [layer for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(norms) == batch_norm_layers
+    # The only weights that do not train are BatchNorm moving statistics (and EfficientNet's input Normalization).
+    statistics = {id(weight) for layer in base.layers if isinstance(layer, (keras.layers.BatchNormalization,
+                  keras.layers.Normalization)) for weight in layer.non_trainable_weights}
+    assert all(id(weight) in statistics for weight in model.non_trainable_weights)
+    if norms:  # a training step moves the statistics: BatchNorm runs in training mode, not frozen at inference
+        before = keras.ops.convert_to_numpy(norms[0].moving_mean).copy()
+        model(_pixels(32), training=True)
+        assert not np.allclose(keras.ops.convert_to_numpy(norms[0].moving_mean), before)
+    with pytest.raises(ValueError, match="weights='imagenet'"):
+        build_classifier(name, input_size=32, weights="imagenet", from_scratch=True)
+
+
 def test_round_trip_custom_cnn(tmp_path):
     model = build_classifier("custom_cnn", input_size=32)
     restored = _assert_round_trip(model, _pixels(32), tmp_path / "cnn.keras")

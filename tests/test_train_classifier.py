@@ -20,11 +20,13 @@ import pandas as pd
 import pytest
 import structlog
 
-from cxrcore.config import S3Settings, TrainClassifierSettings
+from cxrcore.config import TrainClassifierSettings
 from cxrcore.data.dataset import CLASS_NAMES, DatasetError, encode_shard, load_dataset, manifest_to_csv
 from cxrcore.layout import classifier_prefix, synthetic_prefix
-from cxrcore.storage import S3Store, Store, join_key, open_store, sha256_bytes
-from tests.helpers import make_demo_dataset
+from cxrcore.storage import S3Store, Store, join_key, sha256_bytes
+from cxrcore.training import classifier_recipe as recipe
+from cxrcore.training.classifier_data import carve_validation
+from tests.helpers import make_demo_dataset, s3_options_for
 
 keras = pytest.importorskip("keras")
 
@@ -38,29 +40,17 @@ OUTPUTS = {"model.keras", "history.csv", "metrics.json", "predictions.csv"}
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
-def _s3_options(store: Store) -> dict:
-    return {"endpoint_url": store.endpoint_url, "addressing_style": "path"} if isinstance(store, S3Store) else {}
-
-
-def _settings(store: Store, **overrides) -> TrainClassifierSettings:
+def _settings(shrunk_settings, store: Store, **overrides) -> TrainClassifierSettings:
+    """One epoch of two batches of 8 of the custom CNN at ``SIZE`` px, baseline, seed 0, on ``store``."""
     values = {
-        "store": store.uri,
-        "run_id": "r1",
-        "dataset": "demo",
         "model": "custom_cnn",
         "condition": "baseline",
-        "epochs": 1,
         "batch_size": 8,
         "image_size": SIZE,
-        "weights": "none",
         "max_steps_per_epoch": 2,
         "seed": 0,
-        "log_format": "console",
     }
-    if isinstance(store, S3Store):
-        values["s3"] = S3Settings(**_s3_options(store))
-    values.update(overrides)
-    return TrainClassifierSettings(**values)
+    return shrunk_settings(TrainClassifierSettings, store=store, **{**values, **overrides})
 
 
 def write_synthetic(store: Store, run_id: str, class_name: str, *, count: int = SYNTHETIC_PER_CLASS, size: int = 40):
@@ -126,13 +116,15 @@ def demo(store: Store, tmp_path: Path) -> Store:
 
 
 # ---------------------------------------------------------------------------------------------------- tests
-def test_baseline_and_augmented_share_the_real_test_set(demo: Store, capsys: pytest.CaptureFixture[str]) -> None:
+def test_baseline_and_augmented_share_the_real_test_set(
+    demo: Store, capsys: pytest.CaptureFixture[str], shrunk_settings
+) -> None:
     store = demo
     for class_name in CLASS_NAMES:
         write_synthetic(store, "r1", class_name)
 
-    baseline = train_classifier.run(_settings(store, condition="baseline"))
-    augmented = train_classifier.run(_settings(store, condition="augmented"))
+    baseline = train_classifier.run(_settings(shrunk_settings, store, condition="baseline"))
+    augmented = train_classifier.run(_settings(shrunk_settings, store, condition="augmented"))
     assert baseline["status"] == augmented["status"] == "created"
 
     test_ids, test_pixels = _real_test_pixels(store)
@@ -150,7 +142,8 @@ def test_baseline_and_augmented_share_the_real_test_set(demo: Store, capsys: pyt
         assert list(history.columns) == ["epoch", "loss", "accuracy", "seconds"] and history["epoch"].tolist() == [1]
         for key in ("accuracy", "accuracy_ci95", "precision_macro", "recall_macro", "f1_macro", "sensitivity",
                     "specificity", "auc", "confusion_matrix", "collapsed", "train_accuracy", "test_loss",
-                    "train_time_s", "params_total", "params_trainable", "patients_on_both_sides", "device"):
+                    "train_time_s", "params_total", "params_trainable", "patients_on_both_sides", "device",
+                    "at_default_threshold", "chosen_threshold", "at_chosen_threshold", "validation"):
             assert key in metrics, key
         assert metrics["n"] == len(test_ids)
         assert metrics["model"] == "custom_cnn" and metrics["condition"] == condition and metrics["seed"] == 0
@@ -158,6 +151,10 @@ def test_baseline_and_augmented_share_the_real_test_set(demo: Store, capsys: pyt
         assert metrics["test_contaminated"] is False
         assert metrics["train_time_s"] > 0 and metrics["train_time_s"] == pytest.approx(history["seconds"].sum())
         assert metrics["params_trainable"] == metrics["params_total"] > 0
+        # The paper's defaults: no validation split, so nothing is chosen; the 0.5 operating point is spelled out.
+        assert metrics["validation"] is None and metrics["chosen_threshold"] is None
+        assert metrics["at_chosen_threshold"] is None and metrics["best_epoch"] is None
+        assert metrics["at_default_threshold"]["accuracy"] == metrics["accuracy"]
         labels = predictions["label"].to_numpy()
         probabilities = predictions["probability"].to_numpy()
         expected_loss = train_classifier.binary_cross_entropy(labels, probabilities)
@@ -169,7 +166,7 @@ def test_baseline_and_augmented_share_the_real_test_set(demo: Store, capsys: pyt
         ]
 
         # model.keras loads with cxrcore.models alone and reproduces predictions.csv.
-        model = load_model_uri(f"{store.uri}/{prefix}", s3=_s3_options(store))
+        model = load_model_uri(store.url(prefix), s3=s3_options_for(store))
         np.testing.assert_allclose(predict_pixels(model, test_pixels), probabilities, atol=1e-5)
 
     baseline_metrics = store.get_json(join_key(classifier_prefix("r1", "baseline", "custom_cnn", 0), "metrics.json"))
@@ -199,7 +196,7 @@ def test_baseline_and_augmented_share_the_real_test_set(demo: Store, capsys: pyt
     assert store.read_marker(classifier_prefix("r1", "augmented", "custom_cnn", 0)) == marker_before
 
 
-def test_backbone_with_weights_from_a_uri(demo: Store, tmp_path: Path) -> None:
+def test_backbone_with_weights_from_a_uri(demo: Store, tmp_path: Path, shrunk_settings) -> None:
     store = demo
     # Base-network weights published in the store (an s3:// URI on S3, a local path otherwise).
     base = keras.applications.VGG16(include_top=False, weights=None, input_shape=(SIZE, SIZE, 3))
@@ -215,9 +212,9 @@ def test_backbone_with_weights_from_a_uri(demo: Store, tmp_path: Path) -> None:
         missing = str(tmp_path / "absent.weights.h5")
 
     with pytest.raises(FileNotFoundError, match="absent.weights.h5"):
-        train_classifier.run(_settings(store, model="vgg16", weights=missing))
+        train_classifier.run(_settings(shrunk_settings, store, model="vgg16", weights=missing))
 
-    result = train_classifier.run(_settings(store, model="vgg16", weights=weights))
+    result = train_classifier.run(_settings(shrunk_settings, store, model="vgg16", weights=weights))
     prefix = classifier_prefix("r1", "baseline", "vgg16", 0)
     _committed_outputs(store, prefix)
     metrics = store.get_json(join_key(prefix, "metrics.json"))
@@ -227,10 +224,17 @@ def test_backbone_with_weights_from_a_uri(demo: Store, tmp_path: Path) -> None:
     assert metrics["optimizer"] == "paper" and metrics["image_size"] == SIZE
 
 
-def test_resume_after_failure_and_checkpoint_pruning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    store = open_store((tmp_path / "store").as_uri())
+@pytest.mark.parametrize(
+    "recipe_settings",
+    [{}, {"validation_fraction": 0.3, "lr_schedule": "plateau", "augment": True}],
+    ids=["paper", "recipe"],
+)
+def test_resume_after_failure_and_checkpoint_pruning(
+    tmp_path: Path, file_store: Store, shrunk_settings, monkeypatch: pytest.MonkeyPatch, recipe_settings: dict
+) -> None:
+    store = file_store
     make_demo_dataset(store, tmp_path, per_class=16, size=SIZE)
-    settings = _settings(store, epochs=4, checkpoint_every=1, max_steps_per_epoch=1)
+    settings = _settings(shrunk_settings, store, epochs=4, checkpoint_every=1, max_steps_per_epoch=1, **recipe_settings)
     prefix = classifier_prefix("r1", "baseline", "custom_cnn", 0)
     original = classifier_training._fit_one_epoch
     trained: list[int] = []
@@ -267,6 +271,9 @@ def test_resume_after_failure_and_checkpoint_pruning(tmp_path: Path, monkeypatch
     history = _read_csv(store, join_key(prefix, "history.csv"))
     assert history["epoch"].tolist() == [1, 2, 3, 4]
     np.testing.assert_allclose(history["seconds"].to_numpy()[:3], [row["seconds"] for row in state["history"]])
+    if recipe_settings:  # the best epoch's weights travel with the checkpoints; the history replays the schedule
+        assert store.read_marker(join_key(checkpoints, "epoch-0003")).outputs.keys() >= {"best_weights.npz"}
+        np.testing.assert_allclose(history["val_loss"].to_numpy()[:3], [row["val_loss"] for row in state["history"]])
     metrics = store.get_json(join_key(prefix, "metrics.json"))
     assert metrics["epochs_trained"] == 4
     assert metrics["train_time_s"] == pytest.approx(history["seconds"].sum())
@@ -274,12 +281,12 @@ def test_resume_after_failure_and_checkpoint_pruning(tmp_path: Path, monkeypatch
     assert store.read_marker(join_key(checkpoints, "epoch-0003")) is not None
 
 
-def test_paper_merge_records_a_contaminated_test_set(tmp_path: Path) -> None:
-    store = open_store((tmp_path / "store").as_uri())
+def test_paper_merge_records_a_contaminated_test_set(tmp_path: Path, file_store: Store, shrunk_settings) -> None:
+    store = file_store
     make_demo_dataset(store, tmp_path, per_class=16, size=SIZE)
     for class_name in CLASS_NAMES:
         write_synthetic(store, "r1", class_name, count=10)
-    train_classifier.run(_settings(store, condition="augmented", protocol="paper-merge", seed=3))
+    train_classifier.run(_settings(shrunk_settings, store, condition="augmented", protocol="paper-merge", seed=3))
     prefix = classifier_prefix("r1", "augmented", "custom_cnn", 3)
     metrics = store.get_json(join_key(prefix, "metrics.json"))
     predictions = _read_csv(store, join_key(prefix, "predictions.csv"))
@@ -291,18 +298,20 @@ def test_paper_merge_records_a_contaminated_test_set(tmp_path: Path) -> None:
     assert predictions["image_id"].tolist() == sorted(predictions["image_id"])
 
 
-def test_augmented_needs_both_synthetic_outputs(tmp_path: Path) -> None:
-    store = open_store((tmp_path / "store").as_uri())
+def test_augmented_needs_both_synthetic_outputs(tmp_path: Path, file_store: Store, shrunk_settings) -> None:
+    store = file_store
     make_demo_dataset(store, tmp_path, per_class=16, size=SIZE)
     write_synthetic(store, "r1", "NORMAL")
     with pytest.raises(DatasetError) as error:
-        train_classifier.run(_settings(store, condition="augmented"))
+        train_classifier.run(_settings(shrunk_settings, store, condition="augmented"))
     message = str(error.value)
     assert "runs/r1/synthetic/PNEUMONIA" in message and "synthetic/NORMAL" not in message
 
 
-def test_collapsed_model_is_flagged_and_logged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    store = open_store((tmp_path / "store").as_uri())
+def test_collapsed_model_is_flagged_and_logged(
+    tmp_path: Path, file_store: Store, shrunk_settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = file_store
     make_demo_dataset(store, tmp_path, per_class=16, size=SIZE)
 
     def always_pneumonia(settings, weights):
@@ -315,7 +324,7 @@ def test_collapsed_model_is_flagged_and_logged(tmp_path: Path, monkeypatch: pyte
 
     monkeypatch.setattr(classifier_training, "_build_model", always_pneumonia)
     with structlog.testing.capture_logs() as logs:
-        result = train_classifier.run(_settings(store))
+        result = train_classifier.run(_settings(shrunk_settings, store))
     assert result["collapsed"] is True
     metrics = store.get_json(join_key(classifier_prefix("r1", "baseline", "custom_cnn", 0), "metrics.json"))
     assert metrics["collapsed"] is True and metrics["collapsed_to"] == "PNEUMONIA"
@@ -333,3 +342,228 @@ def test_pure_helpers() -> None:
     expected = -np.mean([np.log(0.9), np.log(0.8)])
     assert train_classifier.binary_cross_entropy([1, 0], [0.9, 0.2]) == pytest.approx(expected)
     assert np.isfinite(train_classifier.binary_cross_entropy([1, 0], [0.0, 1.0]))
+
+
+# ---------------------------------------------------------------------------------------------------- the recipe
+#: Settings of the generalisation recipe as the smoke/demo/cpu profiles pass them (validation large enough to
+#: hold both classes of the 16-per-class demo set).
+RECIPE = {
+    "augment": True,
+    "class_weight": "balanced",
+    "validation_fraction": 0.3,
+    "early_stopping_patience": 1,
+    "lr_schedule": "cosine",
+    "target_sensitivity": 0.9,
+}
+
+
+def _manifest(patients: list[tuple[str, str, int, str]]) -> pd.DataFrame:
+    """Rows of ``(patient_id, class, images, split)``: the manifest columns assemble_training_data reads."""
+    rows = []
+    for patient, class_name, count, split in patients:
+        for image in range(count):
+            image_id = f"{patient}-{image}"
+            rows.append({"image_id": image_id, "sha256": sha256_bytes(image_id.encode()), "class": class_name,
+                         "label": CLASS_NAMES.index(class_name), "patient_id": patient, "split": split})
+    return pd.DataFrame(rows)
+
+
+# 20 NORMAL and 20 PNEUMONIA patients with 1-3 images; "shared" patients have images in train and in test
+# (the paper's pooled split does that), and must never be picked for validation.
+_PATIENTS = [
+    (f"{class_name[0]}{index:02d}", class_name, 1 + index % 3, "test" if index % 5 == 0 else "train")
+    for class_name in CLASS_NAMES
+    for index in range(20)
+] + [("shared-n", "NORMAL", 2, "train"), ("shared-n", "NORMAL", 1, "test"),
+     ("shared-p", "PNEUMONIA", 2, "train"), ("shared-p", "PNEUMONIA", 1, "test")]
+
+
+@pytest.mark.parametrize(
+    ("protocol", "synthetic_per_class", "fraction", "seed"),
+    [("clean", 0, 0.1, 0), ("clean", 5, 0.25, 3), ("paper-merge", 5, 0.2, 1), ("clean", 0, 0.0, 0)],
+    ids=["clean", "clean-synthetic", "paper-merge", "off"],
+)
+def test_validation_split_is_patient_disjoint_from_train_and_test(protocol, synthetic_per_class, fraction, seed):
+    manifest = _manifest(_PATIENTS)
+    manifest["image_id"] = manifest["image_id"] + manifest.groupby("image_id").cumcount().astype(str)
+    images = np.zeros((len(manifest), 8, 8), dtype=np.uint8)
+    synthetic = []
+    for class_name in CLASS_NAMES if synthetic_per_class else ():
+        rows = _manifest([(f"synthetic-{class_name}-{i}", class_name, 1, "train") for i in range(synthetic_per_class)])
+        synthetic.append((rows, np.full((len(rows), 8, 8), 255, dtype=np.uint8)))
+    data = train_classifier.assemble_training_data(
+        manifest, images, synthetic, protocol=protocol, dataset_split_strategy="patient", seed=seed, image_size=8,
+        validation_fraction=fraction,
+    )
+    patient_of = dict(zip(manifest["image_id"], manifest["patient_id"], strict=True))
+    validation_patients = {patient_of[image_id] for image_id in data.validation_ids}
+    test_patients = {patient_of.get(image_id, image_id) for image_id in data.test_ids}
+    assert not set(data.validation_ids) & set(data.test_ids)
+    assert not validation_patients & test_patients
+    assert data.validation_patients == {"patients": len(validation_patients), "in_train": 0, "in_test": 0}
+    assert all(not image_id.startswith("synthetic") for image_id in data.validation_ids)
+    assert (data.validation_images == 0).all()  # real images only
+    total = len(manifest) + 2 * synthetic_per_class
+    assert len(data.train_labels) + len(data.validation_labels) + len(data.test_labels) == total
+    assert data.counts["validation"] == len(data.validation_ids) == len(data.validation_labels)
+    assert data.validation_ids == sorted(data.validation_ids)
+    if fraction == 0.0:
+        assert data.validation_ids == [] and data.counts["validation_by_class"] == {"NORMAL": 0, "PNEUMONIA": 0}
+    else:
+        assert set(data.counts["validation_by_class"].values()) != {0}  # stratified: both classes
+        assert "shared-n" not in validation_patients and "shared-p" not in validation_patients
+    again = train_classifier.assemble_training_data(
+        manifest, images, synthetic, protocol=protocol, dataset_split_strategy="patient", seed=seed, image_size=8,
+        validation_fraction=fraction,
+    )
+    assert again.validation_ids == data.validation_ids  # deterministic for a seed
+
+
+def test_an_empty_validation_split_is_refused() -> None:
+    pool = _manifest([("a", "NORMAL", 1, "train"), ("b", "PNEUMONIA", 1, "test")]).assign(synthetic=False)
+    with pytest.raises(ValueError, match="validation split is empty"):
+        carve_validation(pool, np.array([0]), np.array([1]), fraction=0.1, seed=0)
+    with pytest.raises(ValueError, match="validation_fraction=1.0"):
+        carve_validation(pool, np.array([0]), np.array([1]), fraction=1.0, seed=0)
+
+
+@pytest.mark.parametrize(
+    ("labels", "probabilities", "target", "expected"),
+    [
+        # positives sorted: 0.9 0.8 0.7 0.6 0.2; 0.8 of 5 needs 4 of them -> the 4th largest, 0.6.
+        ([1, 1, 1, 1, 1, 0, 0], [0.9, 0.8, 0.7, 0.6, 0.2, 0.65, 0.1], 0.8, 0.6),
+        ([1, 1, 1, 1, 1, 0, 0], [0.9, 0.8, 0.7, 0.6, 0.2, 0.65, 0.1], 1.0, 0.2),  # every positive
+        ([1, 1, 1, 1, 1, 0, 0], [0.9, 0.8, 0.7, 0.6, 0.2, 0.65, 0.1], 0.1, 0.9),  # at least one positive
+        ([1] * 20, [index / 20 for index in range(20)], 0.95, 0.05),  # 0.95 * 20 = 19 positives, not 20
+        ([1, 1, 0], [1.0, 1.0, 0.5], 0.95, 1.0),  # saturated probabilities
+        ([0, 0], [0.3, 0.4], 0.95, None),  # no positive: nothing to reach
+    ],
+    ids=["0.8", "all", "one", "float-rounding", "saturated", "no-positive"],
+)
+def test_threshold_is_the_highest_that_keeps_the_target_sensitivity(labels, probabilities, target, expected):
+    threshold = recipe.choose_threshold(np.array(labels), np.array(probabilities), target)
+    assert threshold == (None if expected is None else pytest.approx(expected))
+    if threshold is not None:
+        point = recipe.operating_point(np.array(labels), np.array(probabilities), threshold)
+        assert point["sensitivity"] >= target
+        above = [p for p, label in zip(probabilities, labels, strict=True) if label == 1 and p > threshold]
+        if above:  # any higher threshold misses the target
+            higher = recipe.operating_point(np.array(labels), np.array(probabilities), min(above))
+            assert higher["sensitivity"] < target
+
+
+def test_operating_point_on_hand_made_probabilities() -> None:
+    point = recipe.operating_point(np.array([0, 0, 1, 1]), np.array([0.2, 0.6, 0.55, 0.9]), 0.5)
+    assert point["confusion_matrix"] == [[1, 1], [0, 2]]
+    assert (point["accuracy"], point["sensitivity"], point["specificity"]) == (0.75, 1.0, 0.5)
+    point = recipe.operating_point(np.array([0, 0, 1, 1]), np.array([0.2, 0.6, 0.55, 0.9]), 0.7)
+    assert (point["accuracy"], point["sensitivity"], point["specificity"]) == (0.75, 0.5, 1.0)
+
+
+_LOSSES = [{"val_loss": loss} for loss in (1.0, 0.8, 0.9, 0.85, 0.95, 0.7)]
+
+
+@pytest.mark.parametrize(
+    ("schedule", "epoch", "epochs", "history", "expected"),
+    [
+        ("constant", 5, 10, [], 1e-3),
+        ("cosine", 0, 10, [], 1e-3),
+        ("cosine", 9, 10, [], 1e-5),
+        ("cosine", 0, 1, [], 1e-3),
+        ("plateau", 2, 10, _LOSSES, 1e-3),  # improving so far
+        ("plateau", 4, 10, _LOSSES, 5e-4),  # two: halved
+        ("plateau", 6, 10, _LOSSES, 5e-4),  # improved at epoch 6; halved once more only after two more
+    ],
+)
+def test_learning_rate_schedules(schedule, epoch, epochs, history, expected):
+    assert recipe.learning_rate_for_epoch(schedule, 1e-3, epoch, epochs, history) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("history", "patience", "best", "stop"),
+    [(_LOSSES[:3], 1, 2, True), (_LOSSES[:3], 2, 2, False), (_LOSSES[:5], 3, 2, True), (_LOSSES, 3, 6, False),
+     (_LOSSES[:5], 0, 2, False), ([{"val_loss": 0.5}, {"val_loss": 0.5}], 1, 1, True)],
+)
+def test_best_epoch_and_early_stopping(history, patience, best, stop):
+    assert recipe.best_epoch(history) == best
+    assert recipe.should_stop(history, patience) is stop
+
+
+@pytest.mark.parametrize("field", ["early_stopping_patience", "lr_schedule"])
+def test_recipe_settings_that_need_a_validation_split(field):
+    value = {"early_stopping_patience": 2, "lr_schedule": "plateau"}[field]
+    with pytest.raises(ValueError, match=f"{field} needs a validation split"):
+        TrainClassifierSettings(run_id="r1", model="custom_cnn", condition="baseline", **{field: value})
+    TrainClassifierSettings(run_id="r1", model="custom_cnn", condition="baseline", validation_fraction=0.1, **{field: value})
+
+
+@pytest.mark.parametrize("model", ["custom_cnn", "vgg16"])
+def test_recipe_end_to_end_chooses_on_validation_only(
+    file_store: Store, tmp_path: Path, shrunk_settings, monkeypatch: pytest.MonkeyPatch, model: str
+) -> None:
+    make_demo_dataset(file_store, tmp_path, per_class=16, size=SIZE)
+    settings = shrunk_settings(TrainClassifierSettings, model=model, condition="baseline", epochs=3, **RECIPE)
+    scored: list[np.ndarray] = []
+    chosen_on: list[tuple[np.ndarray, np.ndarray]] = []
+    original_score, original_choose = classifier_training.score, classifier_training.choose_threshold
+
+    def recording_score(model_, images, settings_):
+        scored.append(images.copy())
+        return original_score(model_, images, settings_)
+
+    def recording_choose(labels, probabilities, target):
+        chosen_on.append((np.asarray(labels).copy(), np.asarray(probabilities).copy()))
+        return original_choose(labels, probabilities, target)
+
+    monkeypatch.setattr(classifier_training, "score", recording_score)
+    monkeypatch.setattr(classifier_training, "choose_threshold", recording_choose)
+    assert train_classifier.run(settings)["status"] == "created"
+
+    dataset = load_dataset(file_store, "demo")
+    expected = train_classifier.assemble_training_data(
+        dataset.manifest, dataset.images, [], protocol="clean", dataset_split_strategy="patient", seed=0,
+        image_size=SIZE, validation_fraction=RECIPE["validation_fraction"],
+    )
+    prefix = classifier_prefix("r1", "baseline", model, 0)
+    metrics = file_store.get_json(join_key(prefix, "metrics.json"))
+    history = _read_csv(file_store, join_key(prefix, "history.csv"))
+    predictions = _read_csv(file_store, join_key(prefix, "predictions.csv"))
+
+    # Epoch selection saw the validation images only; the threshold was chosen on the final model's validation
+    # predictions; no test image id is a validation image id.
+    assert not set(expected.validation_ids) & set(predictions["image_id"])
+    for images in scored[: metrics["epochs_trained"]]:
+        np.testing.assert_array_equal(images, expected.validation_images)
+    (labels, probabilities), = chosen_on
+    np.testing.assert_array_equal(labels, expected.validation_labels)
+    saved = load_model_uri(file_store.url(prefix))
+    np.testing.assert_allclose(predict_pixels(saved, expected.validation_images), probabilities, atol=1e-5)
+
+    assert list(history.columns) == [
+        "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "val_auc", "learning_rate", "seconds"
+    ]
+    assert metrics["best_epoch"] == int(history["val_loss"].idxmin()) + 1
+    assert metrics["stopped_early"] == (metrics["epochs_trained"] < 3)
+    validation = metrics["validation"]
+    assert validation["n"] == len(expected.validation_ids) and validation["patients_in_test"] == 0
+    assert validation["patients_in_train"] == 0
+    threshold = metrics["chosen_threshold"]
+    assert threshold == pytest.approx(recipe.choose_threshold(labels, probabilities, RECIPE["target_sensitivity"]))
+    assert validation["at_chosen_threshold"]["sensitivity"] >= RECIPE["target_sensitivity"]
+    test_labels, test_probabilities = predictions["label"].to_numpy(), predictions["probability"].to_numpy()
+    for key, at in (("at_default_threshold", 0.5), ("at_chosen_threshold", threshold)):
+        point = metrics[key]
+        assert point["threshold"] == pytest.approx(at) and point["n"] == len(predictions)
+        assert point == recipe.operating_point(test_labels, test_probabilities, at)
+    # The metrics at 0.5 keep their names and meaning.
+    assert metrics["threshold"] == 0.5 and metrics["accuracy"] == metrics["at_default_threshold"]["accuracy"]
+    assert metrics["sensitivity"] == metrics["at_default_threshold"]["sensitivity"]
+    for key, value in RECIPE.items():
+        assert metrics[key] == value
+    if model != "custom_cnn":  # weights=none: the backbone trained end to end, not frozen random features
+        assert metrics["params_trainable"] == metrics["params_total"]  # VGG16 has no BatchNorm statistics
+
+    # An identical rerun is a no-op.
+    marker = file_store.read_marker(prefix)
+    assert train_classifier.run(settings)["status"] == "unchanged"
+    assert file_store.read_marker(prefix) == marker

@@ -44,9 +44,16 @@ Transfer model (`build_transfer_model`)::
 
 The head convolution uses `padding="same"` because at the paper's 128 px
 InceptionV3's base output is only 2x2 (1x1 at 75 px) and a valid 3x3
-convolution would not fit. The base is always called with `training=False` so
+convolution would not fit. The base is called with `training=False` so
 its BatchNormalization layers stay in inference mode even when
 `trainable_base=True` (the Keras fine-tuning recipe).
+
+From scratch (`from_scratch=True`, only with `weights=None`): a frozen base of
+random weights is random features, on which the head collapses to one class,
+so the base is trainable and called without `training=False`: every weight
+trains end to end and BatchNormalization normalises with batch statistics
+while training (moving statistics at inference). The architecture and its
+parameter count are the same; only which parameters train differs.
 
 Weights (`weights=`):
     * `None`: random initialisation (tests, smoke profiles).
@@ -393,6 +400,7 @@ def build_transfer_model(
     weights: str | os.PathLike[str] | None = None,
     dropout_rate: float = 0.2,
     trainable_base: bool = False,
+    from_scratch: bool = False,
 ) -> keras.Model:
     """Builds a Table 1 transfer-learning classifier.
 
@@ -403,7 +411,11 @@ def build_transfer_model(
         weights: `None`, `"imagenet"`, or a local `.h5`/`.weights.h5` file of
             the base network (see the module docstring).
         dropout_rate: Dropout before the output layer (0.2 in the paper).
-        trainable_base: Unfreeze the base (the paper freezes it).
+        trainable_base: Unfreeze the base (the paper freezes it); BatchNorm
+            stays in inference mode (fine-tuning).
+        from_scratch: Train the base end to end from random weights, its
+            BatchNorm in training mode (module docstring); needs
+            `weights=None`.
 
     Returns:
         A functional `keras.Model` named `"<name>_transfer"` taking raw
@@ -413,9 +425,14 @@ def build_transfer_model(
 
     Raises:
         ValueError: On an unknown name, a too small input, bad weights or
-            dropout rate.
+            dropout rate, or `from_scratch` with weights.
     """
     spec = get_backbone(name)
+    if from_scratch and weights is not None:
+        raise ValueError(
+            "`from_scratch=True` trains the base from random weights; it takes no weights. "
+            f"Received: weights={weights!r}"
+        )
     if not isinstance(input_size, int) or input_size < spec.min_input_size:
         raise ValueError(
             f"`input_size` for {name} must be an integer >= {spec.min_input_size}. "
@@ -433,8 +450,8 @@ def build_transfer_model(
     )
     if weights is not None and weights != "imagenet":
         load_base_weights(base, weights, backbone=spec.name)
-    base.trainable = trainable_base
-    x = base(x, training=False)
+    base.trainable = trainable_base or from_scratch
+    x = base(x) if from_scratch else base(x, training=False)
     x = layers.Conv2D(256, 3, padding="same", activation="relu", name="head_conv")(x)
     x = layers.Flatten(name="head_flatten")(x)
     x = layers.Dense(1024, activation="relu", name="head_dense_1")(x)
@@ -530,6 +547,7 @@ def build_classifier(
     input_size: int,
     weights: str | os.PathLike[str] | None = None,
     dropout_rate: float = 0.2,
+    from_scratch: bool = False,
 ) -> keras.Model:
     """Builds any classifier of `ALL_MODELS` with the [0, 255] input contract.
 
@@ -539,6 +557,9 @@ def build_classifier(
         weights: Base-network weights for transfer models (see
             `build_transfer_model`); must be `None` for the custom CNN.
         dropout_rate: Dropout before the output layer.
+        from_scratch: For a backbone without weights: train it end to end
+            (see `build_transfer_model`); the custom CNN always trains end
+            to end and ignores it.
 
     Returns:
         A `keras.Model` taking `(batch, input_size, input_size, 3)` pixels in
@@ -552,7 +573,9 @@ def build_classifier(
         if weights is not None:
             raise ValueError(f"The custom CNN has no pretrained weights. Received: weights={weights!r}")
         return build_custom_cnn(input_size, 3, dropout_rate=dropout_rate, include_rescaling=True)
-    return build_transfer_model(name, input_size=input_size, weights=weights, dropout_rate=dropout_rate)
+    return build_transfer_model(
+        name, input_size=input_size, weights=weights, dropout_rate=dropout_rate, from_scratch=from_scratch
+    )
 
 
 def model_summary_counts(model: keras.Model) -> tuple[int, int]:

@@ -8,6 +8,9 @@ from the same inputs -> check the ImageNet cache, set up the devices, load the d
 Inputs (all read through the store):
 
 * the dataset version (``datasets/<name>/<version>``): ``train`` (and ``val``) rows train, ``test`` rows test;
+  with ``validation_fraction > 0`` a validation split is carved from the training rows (grouped by patient,
+  no test patient: :func:`cxrcore.training.classifier_data.carve_validation`); it picks the best epoch and the
+  decision threshold, the test rows never choose anything;
 * for ``condition=augmented``, the kept synthetic images of BOTH classes (``runs/<run_id>/synthetic/NORMAL`` and
   ``.../PNEUMONIA``), which join the training side only (``protocol=clean``), or are pooled and re-split with
   the real images (``protocol=paper-merge``, see :mod:`cxrcore.training.classifier_data`).
@@ -65,7 +68,9 @@ from cxrcore.vocab import CLASS_NAMES
 __all__ = ["PRODUCER", "TRAINING_FORMAT", "run", "training_inputs"]
 
 #: Bumped when a change of the trainer changes what a trained output means (forces retraining).
-TRAINING_FORMAT = 1
+#: 2: backbones with weights=none train end to end; the recipe settings (validation split, early stopping,
+#: learning-rate schedule, decision threshold) joined the identity.
+TRAINING_FORMAT = 2
 PRODUCER = f"cxr-train-classifier {__version__}"
 _METRICS_FILE = "metrics.json"
 
@@ -101,7 +106,7 @@ def _synthetic_markers(store: Store, settings: TrainClassifierSettings) -> dict[
         prefix = synthetic_prefix(settings.run_id, name)
         marker = store.read_marker(prefix)
         if marker is None:
-            missing.append(f"{store.uri.rstrip('/')}/{prefix}")
+            missing.append(store.url(prefix))
         else:
             digests[name] = marker.digest
     if missing:
@@ -165,7 +170,7 @@ def _load_synthetic(store: Store, settings: TrainClassifierSettings) -> list[tup
         wrong = manifest[manifest["class"] != name]
         if len(wrong):
             raise DatasetError(
-                f"{store.uri.rstrip('/')}/{prefix} must hold {name} images only. "
+                f"{store.url(prefix)} must hold {name} images only. "
                 f"Received: classes={sorted(set(wrong['class']))}"
             )
         loaded.append((manifest, images))
@@ -184,6 +189,7 @@ def _training_data(store: Store, settings: TrainClassifierSettings, version: str
         dataset_split_strategy=str(dataset.info.get("split", {}).get("strategy", "unknown")),
         seed=settings.seed,
         image_size=settings.image_size,
+        validation_fraction=settings.validation_fraction,
     )
     logger.info(
         "classifier_data",
@@ -191,6 +197,7 @@ def _training_data(store: Store, settings: TrainClassifierSettings, version: str
         counts=data.counts,
         test_contaminated=data.test_contaminated,
         patients_on_both_sides=data.patients_on_both_sides,
+        validation_patients=data.validation_patients,
     )
     if data.test_contaminated:
         logger.warning("test_contaminated", protocol=settings.protocol, test_synthetic=data.counts["test_synthetic"])
@@ -232,6 +239,8 @@ def _train_and_score(
     )
     inference = inference_copy(model)
     test_probabilities = score(inference, data.test_images, settings)
+    # The threshold is chosen on these (validation images only); the test probabilities are only measured.
+    validation_probabilities = score(inference, data.validation_images, settings) if len(data.validation_ids) else None
     metrics = build_metrics(
         settings=settings,
         data=data,
@@ -243,6 +252,7 @@ def _train_and_score(
         dataset_info={"name": settings.dataset, "version": dataset_version},
         weights_info=weights_info,
         device=devices.describe(),
+        validation_probabilities=validation_probabilities,
     )
     return _Trained(inference, history, train_time_s, test_probabilities, metrics)
 
@@ -260,7 +270,7 @@ def _commit(
 
 def _summary(status: str, uri: str, metrics: Mapping[str, Any]) -> dict[str, Any]:
     keys = ("model", "condition", "seed", "accuracy", "auc", "f1_macro", "test_loss", "train_accuracy",
-            "train_time_s", "collapsed", "test_contaminated", "split_strategy")
+            "train_time_s", "collapsed", "test_contaminated", "split_strategy", "best_epoch", "chosen_threshold")
     return {"status": status, "uri": uri, **{key: metrics.get(key) for key in keys}}
 
 
@@ -284,7 +294,7 @@ def run(settings: TrainClassifierSettings) -> dict[str, Any]:
     logger = get_logger(__name__, model=settings.model, condition=settings.condition, seed=settings.seed)
     store = settings.open_store()
     prefix = classifier_prefix(settings.run_id, settings.condition, settings.model, settings.seed)
-    uri = f"{store.uri.rstrip('/')}/{prefix}"
+    uri = store.url(prefix)
     version, inputs = _plan(store, settings)
     if store.is_committed(prefix, inputs):
         logger.info("classifier_unchanged", uri=uri)
@@ -318,5 +328,7 @@ def run(settings: TrainClassifierSettings) -> dict[str, Any]:
         auc=metrics["auc"],
         train_time_s=round(trained.train_time_s, 1),
         collapsed=metrics["collapsed"],
+        best_epoch=metrics["best_epoch"],
+        chosen_threshold=metrics["chosen_threshold"],
     )
     return _summary("created", uri, metrics)

@@ -5,6 +5,11 @@ training side only, so the test set is the same real images in both conditions a
 them. ``protocol=paper-merge`` reproduces the paper instead: real (+ synthetic) images are pooled and re-split
 80/20 stratified at random with the run's seed; synthetic images then reach the test set, which is recorded as
 ``test_contaminated``.
+
+``validation_fraction > 0`` carves a validation split out of the training side (:func:`carve_validation`):
+grouped by patient and stratified by class, real images only, and only patients with no test image, so it is
+patient-disjoint from the training rows left and from the test rows. It picks the best epoch and the decision
+threshold; the test split is never used to choose anything.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import pandas as pd
 from cxrcore.data.splits import assign_split, patients_on_both_sides
 from cxrcore.vocab import CLASS_NAMES, PAPER_TEST_FRACTION, PROTOCOLS
 
-__all__ = ["TrainingData", "assemble_training_data", "binary_cross_entropy", "class_weights"]
+__all__ = ["TrainingData", "assemble_training_data", "binary_cross_entropy", "carve_validation", "class_weights"]
 
 #: Keras' ``epsilon()``: the clipping of ``binary_crossentropy``, reproduced by :func:`binary_cross_entropy`.
 _BCE_EPSILON = 1e-7
@@ -41,7 +46,14 @@ class TrainingData:
         patients_on_both_sides: Patients with real images in the test set and in the training set.
         test_contaminated: Whether synthetic images are in the test set (``paper-merge`` with synthetic data).
         counts: Images per side and source (``train_real``, ``train_synthetic``, ``test_real``,
-            ``test_synthetic``) and per class (``train_by_class``, ``test_by_class``).
+            ``test_synthetic``, ``validation``) and per class (``train_by_class``, ``test_by_class``,
+            ``validation_by_class``).
+        validation_images: uint8 ``(n_validation, size, size)`` carved from the training side, sorted by
+            ``image_id`` (none without a validation split).
+        validation_labels: int ``(n_validation,)``.
+        validation_ids: ``image_id`` of each validation image.
+        validation_patients: ``patients`` of the validation split and how many of them also have images in the
+            training rows (``in_train``) or the test rows (``in_test``): both 0 by construction.
     """
 
     train_images: np.ndarray
@@ -54,6 +66,10 @@ class TrainingData:
     patients_on_both_sides: int
     test_contaminated: bool
     counts: dict[str, Any]
+    validation_images: np.ndarray
+    validation_labels: np.ndarray
+    validation_ids: list[str]
+    validation_patients: dict[str, int]
 
 
 def _by_class(labels: np.ndarray) -> dict[str, int]:
@@ -69,6 +85,7 @@ def assemble_training_data(
     dataset_split_strategy: str,
     seed: int,
     image_size: int,
+    validation_fraction: float = 0.0,
 ) -> TrainingData:
     """Puts the train and test sides together (pure: no I/O).
 
@@ -82,12 +99,14 @@ def assemble_training_data(
         dataset_split_strategy: The dataset's split strategy, recorded for ``clean``.
         seed: Seed of the ``paper-merge`` split.
         image_size: Model input size; every image is resized to it once.
+        validation_fraction: Share of the training patients carved out as the validation split
+            (:func:`carve_validation`, seeded with ``seed``); 0: none.
 
     Returns:
         The :class:`TrainingData`.
 
     Raises:
-        ValueError: Unknown protocol, or an empty training or test side.
+        ValueError: Unknown protocol, an empty training or test side, or an empty validation split.
     """
     from cxrcore.data.pipeline import resize_images
 
@@ -116,10 +135,14 @@ def assemble_training_data(
             "Training needs images on both sides of the split. "
             f"Received: train={len(train_index)}, test={len(test_index)}, protocol={protocol!r}"
         )
+    validation_index = carve_validation(pool, train_index, test_index, fraction=validation_fraction, seed=seed)
+    train_index = train_index[~np.isin(train_index, validation_index)]
     real = ~pool["synthetic"].to_numpy()
     real_rows = pool[real]
-    train_labels = pool["label"].to_numpy()[train_index].astype(int)
+    labels = pool["label"].to_numpy().astype(int)
+    train_labels = labels[train_index]
     test_labels = test_frame["label"].to_numpy().astype(int)
+    validation_labels = labels[validation_index]
     return TrainingData(
         train_images=pixels[train_index],
         train_labels=train_labels,
@@ -135,10 +158,69 @@ def assemble_training_data(
             "train_synthetic": int((~real[train_index]).sum()),
             "test_real": int(real[test_index].sum()),
             "test_synthetic": int((~real[test_index]).sum()),
+            "validation": int(len(validation_index)),
             "train_by_class": _by_class(train_labels),
             "test_by_class": _by_class(test_labels),
+            "validation_by_class": _by_class(validation_labels),
         },
+        validation_images=pixels[validation_index],
+        validation_labels=validation_labels,
+        validation_ids=pool["image_id"].to_numpy()[validation_index].astype(str).tolist(),
+        validation_patients=_validation_patients(pool, train_index, test_index, validation_index),
     )
+
+
+def carve_validation(
+    pool: pd.DataFrame, train_index: np.ndarray, test_index: np.ndarray, *, fraction: float, seed: int
+) -> np.ndarray:
+    """Rows of ``pool`` held out of training as the validation split, sorted by ``image_id`` (pure).
+
+    Candidates are the real rows of ``train_index`` whose patient has no row in ``test_index``; they are split
+    grouped by patient and stratified by class (the ``patient`` strategy of :func:`cxrcore.data.splits.assign_split`
+    with ``test_fraction=fraction`` and ``seed``).
+
+    Args:
+        pool: Rows with ``image_id``, ``sha256``, ``class``, ``patient_id`` and ``synthetic``, indexed 0..n-1.
+        train_index: Positions of the training side.
+        test_index: Positions of the test side.
+        fraction: Share of the candidates' images per class; 0 gives no validation split.
+        seed: Seed of the grouped split.
+
+    Returns:
+        Positions (a subset of ``train_index``).
+
+    Raises:
+        ValueError: ``fraction`` outside [0, 1), or a positive fraction that leaves the split empty.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"validation_fraction must be in [0, 1). Received: validation_fraction={fraction}")
+    if fraction == 0.0:
+        return np.zeros((0,), dtype=int)
+    patient = pool["patient_id"].fillna(pool["image_id"]).astype(str)
+    test_patients = set(patient.to_numpy()[test_index])
+    train_rows = pool.iloc[train_index].assign(patient_id=patient.to_numpy()[train_index])
+    candidates = train_rows[~train_rows["synthetic"].to_numpy() & ~train_rows["patient_id"].isin(test_patients)]
+    split = assign_split(candidates, "patient", test_fraction=fraction, seed=seed)
+    chosen = candidates.index[(split == "test").to_numpy()]
+    if len(chosen) == 0:
+        raise ValueError(
+            f"The validation split is empty: {len(candidates)} real training images of patients without test "
+            f"images are too few for the fraction. Received: validation_fraction={fraction}"
+        )
+    ordered = pool.loc[chosen].sort_values("image_id", kind="mergesort")
+    return ordered.index.to_numpy().astype(int)
+
+
+def _validation_patients(
+    pool: pd.DataFrame, train_index: np.ndarray, test_index: np.ndarray, validation_index: np.ndarray
+) -> dict[str, int]:
+    patient = pool["patient_id"].fillna(pool["image_id"]).astype(str).to_numpy()
+    validation = set(patient[validation_index])
+    return {
+        "patients": len(validation),
+        "in_train": len(validation & set(patient[train_index])),
+        "in_test": len(validation & set(patient[test_index])),
+    }
 
 
 def class_weights(labels: np.ndarray, mode: str) -> dict[int, float] | None:

@@ -1,0 +1,163 @@
+"""The generalisation recipe of ``cxr-train-classifier``: schedule, early stopping, operating point (pure).
+
+See docs/architecture.md#layers. Everything here reads the training history or the VALIDATION predictions only
+(never the test split), and is a pure function of them, so a run resumed from a checkpoint (which restores the
+history) makes the same decisions as the uninterrupted run:
+
+* :func:`learning_rate_for_epoch`: ``constant`` (the paper), ``cosine`` (half-cosine decay over the epochs, to
+  :data:`COSINE_FLOOR` of the base rate) or ``plateau`` (halved after :data:`PLATEAU_PATIENCE` epochs without a
+  lower validation loss, replayed from the history);
+* :func:`best_epoch` and :func:`should_stop`: the epoch with the lowest validation loss (ties: the earlier one)
+  and early stopping after ``patience`` epochs without improvement;
+* :func:`choose_threshold`: the highest decision threshold whose validation sensitivity reaches the target;
+* :func:`operating_point`: accuracy, sensitivity and specificity of any probabilities at a threshold.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from cxrcore.metrics import confusion_counts, wilson_interval
+
+__all__ = [
+    "COSINE_FLOOR",
+    "PLATEAU_FACTOR",
+    "PLATEAU_PATIENCE",
+    "VALIDATION_LOSS",
+    "best_epoch",
+    "choose_threshold",
+    "learning_rate_for_epoch",
+    "operating_point",
+    "should_stop",
+]
+
+#: The history column that model selection, early stopping and the plateau schedule watch.
+VALIDATION_LOSS = "val_loss"
+#: ``cosine`` decays the rate from the base rate to this fraction of it at the last epoch.
+COSINE_FLOOR = 0.01
+#: ``plateau`` multiplies the rate by this factor ...
+PLATEAU_FACTOR = 0.5
+#: ... after this many epochs without a lower validation loss.
+PLATEAU_PATIENCE = 2
+
+
+def _losses(history: Sequence[dict[str, Any]]) -> list[float]:
+    losses = []
+    for row in history:
+        if VALIDATION_LOSS not in row:
+            raise ValueError(
+                f"Every history row needs {VALIDATION_LOSS!r} (a validation split). Received: row={dict(row)}"
+            )
+        losses.append(float(row[VALIDATION_LOSS]))
+    return losses
+
+
+def learning_rate_for_epoch(
+    schedule: str, base_rate: float, epoch: int, epochs: int, history: Sequence[dict[str, Any]]
+) -> float:
+    """The learning rate of 0-based ``epoch`` of ``epochs``.
+
+    Args:
+        schedule: ``constant``, ``cosine`` or ``plateau``.
+        base_rate: The settings' learning rate.
+        epoch: The epoch about to run (0-based).
+        epochs: The planned number of epochs.
+        history: The rows of the epochs before ``epoch`` (``plateau`` reads their ``val_loss``).
+
+    Raises:
+        ValueError: Unknown schedule, or ``plateau`` on a history without validation losses.
+    """
+    if schedule == "constant":
+        return float(base_rate)
+    if schedule == "cosine":
+        progress = epoch / max(1, epochs - 1)
+        return float(base_rate * (COSINE_FLOOR + (1.0 - COSINE_FLOOR) * 0.5 * (1.0 + math.cos(math.pi * progress))))
+    if schedule != "plateau":
+        raise ValueError(
+            f"lr_schedule must be 'constant', 'cosine' or 'plateau'. Received: lr_schedule={schedule!r}"
+        )
+    rate = float(base_rate)
+    best = math.inf
+    waited = 0
+    for loss in _losses(history[:epoch]):
+        if loss < best:
+            best, waited = loss, 0
+            continue
+        waited += 1
+        if waited >= PLATEAU_PATIENCE:
+            rate *= PLATEAU_FACTOR
+            waited = 0
+    return rate
+
+
+def best_epoch(history: Sequence[dict[str, Any]]) -> int:
+    """The 1-based epoch with the lowest validation loss (the earliest of equal ones).
+
+    Raises:
+        ValueError: Empty history, or a row without ``val_loss``.
+    """
+    losses = _losses(history)
+    if not losses:
+        raise ValueError("best_epoch needs at least one epoch. Received: history=[]")
+    return int(np.argmin(losses)) + 1
+
+
+def should_stop(history: Sequence[dict[str, Any]], patience: int) -> bool:
+    """Whether ``patience`` epochs have passed since the best one (``patience=0``: never)."""
+    if patience <= 0 or not history:
+        return False
+    return len(history) - best_epoch(history) >= patience
+
+
+def choose_threshold(labels: np.ndarray, probabilities: np.ndarray, target_sensitivity: float) -> float | None:
+    """The highest threshold ``t`` whose sensitivity (``probability >= t`` is PNEUMONIA) reaches the target.
+
+    Args:
+        labels: 0/1 VALIDATION labels (1 = PNEUMONIA).
+        probabilities: The model's VALIDATION probabilities of PNEUMONIA.
+        target_sensitivity: In (0, 1].
+
+    Returns:
+        The ``k``-th largest probability among the positives, ``k = ceil(target * positives)``; ``None`` when
+        the labels hold no positive (no sensitivity to reach).
+
+    Raises:
+        ValueError: Mismatched shapes or a target outside (0, 1].
+    """
+    labels = np.asarray(labels).astype(int).ravel()
+    probabilities = np.asarray(probabilities, dtype=np.float64).ravel()
+    if labels.shape != probabilities.shape:
+        raise ValueError(
+            f"labels and probabilities must have the same length. Received: {labels.size} and {probabilities.size}"
+        )
+    if not 0.0 < target_sensitivity <= 1.0:
+        raise ValueError(f"target_sensitivity must be in (0, 1]. Received: target_sensitivity={target_sensitivity}")
+    positives = np.sort(probabilities[labels == 1])[::-1]
+    if positives.size == 0:
+        return None
+    # Rounded first: 0.95 * 20 is 19.000000000000004 in floating point, which must need 19 positives, not 20.
+    needed = max(1, math.ceil(round(target_sensitivity * positives.size, 9)))
+    return float(positives[needed - 1])
+
+
+def operating_point(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> dict[str, Any]:
+    """``threshold``, ``n``, ``accuracy``, ``accuracy_ci95``, ``sensitivity``, ``specificity`` and
+    ``confusion_matrix`` (rows true NORMAL/PNEUMONIA) of ``probability >= threshold`` as PNEUMONIA."""
+    labels = np.asarray(labels).astype(int).ravel()
+    predicted = (np.asarray(probabilities, dtype=np.float64).ravel() >= threshold).astype(int)
+    (tn, fp), (fn, tp) = confusion_counts(labels, predicted)
+    n = int(labels.size)
+    low, high = wilson_interval(tp + tn, n) if n else (0.0, 0.0)
+    return {
+        "threshold": float(threshold),
+        "n": n,
+        "accuracy": (tp + tn) / n if n else 0.0,
+        "accuracy_ci95": [low, high],
+        "sensitivity": tp / (tp + fn) if tp + fn else 0.0,
+        "specificity": tn / (tn + fp) if tn + fp else 0.0,
+        "confusion_matrix": [[tn, fp], [fn, tp]],
+    }
