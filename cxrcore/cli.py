@@ -21,6 +21,10 @@ from cxrcore.jobs_table import JOBS, Job, job
 
 __all__ = ["build_parser", "main"]
 
+_ALLOW_UNCOMMITTED_HELP = (
+    "load a model from a folder/prefix without its _SUCCESS marker (an unfinished job's output; forensics only)"
+)
+
 
 def _cmd_demo_data(args: argparse.Namespace, _rest: list[str]) -> int:
     from cxrcore.data.demo import write_demo_dataset
@@ -58,11 +62,14 @@ def _s3_options_from_env() -> dict:
 def _cmd_evaluate(args: argparse.Namespace, _rest: list[str]) -> int:
     from cxrcore.evaluate import evaluate_folder, load_model_uri
     from cxrcore.logging import configure_logging, get_logger
-    from cxrcore.storage import redact_uri
+    from cxrcore.runtime import EXIT_TRANSIENT
+    from cxrcore.storage import TransientStoreError, redact_uri
 
     configure_logging("INFO", "auto")
     try:
-        model = load_model_uri(args.model_uri, s3=_s3_options_from_env())
+        model = load_model_uri(
+            args.model_uri, s3=_s3_options_from_env(), allow_uncommitted=args.allow_uncommitted
+        )
         result = evaluate_folder(model, args.data_dir, image_size=args.image_size, threshold=args.threshold)
         result = {"model_uri": redact_uri(args.model_uri), **result}
         text = json.dumps(result, indent=2, default=str)
@@ -72,6 +79,9 @@ def _cmd_evaluate(args: argparse.Namespace, _rest: list[str]) -> int:
             out = Path(args.out)
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(text + "\n", encoding="utf-8")
+    except TransientStoreError as exc:
+        get_logger("cxr").error("evaluate_failed_transient", error=str(exc))
+        return EXIT_TRANSIENT
     except (OSError, ValueError, RuntimeError) as exc:
         get_logger("cxr").error("evaluate_failed", error=f"{type(exc).__name__}: {exc}")
         return 1
@@ -82,11 +92,18 @@ def _cmd_evaluate(args: argparse.Namespace, _rest: list[str]) -> int:
 def _cmd_predict(args: argparse.Namespace, _rest: list[str]) -> int:
     from cxrcore.evaluate import load_model_uri, predict_images
     from cxrcore.logging import configure_logging, get_logger
+    from cxrcore.runtime import EXIT_TRANSIENT
+    from cxrcore.storage import TransientStoreError
 
     configure_logging("INFO", "auto")
     try:
-        model = load_model_uri(args.model_uri, s3=_s3_options_from_env())
+        model = load_model_uri(
+            args.model_uri, s3=_s3_options_from_env(), allow_uncommitted=args.allow_uncommitted
+        )
         results = predict_images(model, args.images, image_size=args.image_size, threshold=args.threshold)
+    except TransientStoreError as exc:
+        get_logger("cxr").error("predict_failed_transient", error=str(exc))
+        return EXIT_TRANSIENT
     except (OSError, ValueError, RuntimeError) as exc:
         get_logger("cxr").error("predict_failed", error=f"{type(exc).__name__}: {exc}")
         return 1
@@ -225,6 +242,7 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--out", default=None, metavar="FILE", help="also write the JSON to FILE")
     evaluate.add_argument("--image-size", type=int, default=None, help="input size (default: the model's)")
     evaluate.add_argument("--threshold", type=float, default=0.5, help="decision threshold (default 0.5)")
+    evaluate.add_argument("--allow-uncommitted", action="store_true", help=_ALLOW_UNCOMMITTED_HELP)
     evaluate.set_defaults(handler=_cmd_evaluate, accepts_settings=False)
 
 
@@ -239,6 +257,7 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("images", metavar="IMAGE", nargs="+")
     predict.add_argument("--image-size", type=int, default=None, help="input size (default: the model's)")
     predict.add_argument("--threshold", type=float, default=0.5, help="threshold of label_predicted (default 0.5)")
+    predict.add_argument("--allow-uncommitted", action="store_true", help=_ALLOW_UNCOMMITTED_HELP)
     predict.set_defaults(handler=_cmd_predict, accepts_settings=False)
 
 

@@ -23,11 +23,12 @@ versions); a committed output whose marker holds the same inputs hash is reused.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, CliSettingsSource, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
@@ -96,6 +97,45 @@ class SettingsError(ValueError):
     """Settings could not be parsed; the message names every bad field and value."""
 
 
+#: Field names whose values are never shown in a settings error.
+_SECRET_FIELD = re.compile(r"(secret|password|passwd|token|credential|api[_-]?key|access[_-]?key)", re.IGNORECASE)
+#: ``scheme:`` at the start of a store setting (two letters or more, so no drive letter).
+_URI_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
+
+
+def check_store_uri(value: str) -> str:
+    """``value`` if it is a usable store location (``s3://bucket/prefix``, ``file:///abs/dir`` or a path).
+
+    Raises:
+        ValueError: Another scheme, a malformed URI (``s3:/x``, ``file://relative``), an unsafe prefix
+            (``s3://bucket/../..``) or user info; the message shows the value with credentials redacted.
+    """
+    from cxrcore.storage.local import parse_file_uri
+    from cxrcore.storage.s3 import parse_s3_uri, redact_uri
+
+    shown = redact_uri(value)
+    usage = "must be s3://bucket/prefix, file:///absolute/dir or a local path"
+    if not value.strip() or "\x00" in value:
+        raise ValueError(f"{usage}. Received: store={shown!r}")
+    match = _URI_SCHEME.match(value)
+    scheme = match.group(1).lower() if match else ""
+    if scheme not in ("", "s3", "file"):
+        raise ValueError(f"{usage}; the scheme {scheme!r} is not supported. Received: store={shown!r}")
+    try:
+        if scheme == "s3":
+            parse_s3_uri(value)
+        elif scheme == "file":
+            parse_file_uri(value)
+    except ValueError as exc:
+        raise ValueError(f"{usage}: {exc}") from None
+    return value
+
+
+def _allows_none(field: FieldInfo) -> bool:
+    """Whether ``None`` is a valid value of ``field`` (an optional count)."""
+    return field.default is None or "None" in str(field.annotation)
+
+
 class S3Settings(BaseModel):
     """How to reach S3 or MinIO. Credentials come from the AWS default chain, never from here."""
 
@@ -147,7 +187,7 @@ class JobSettings(BaseSettings):
     )
 
     store: str = Field(
-        default="file://./cxr-store",
+        default="./cxr-store",
         description="Store root: s3://bucket/prefix or file:///dir (or a path).",
         json_schema_extra={"identity": False},
     )
@@ -171,9 +211,7 @@ class JobSettings(BaseSettings):
     @field_validator("store")
     @classmethod
     def _store_scheme(cls, value: str) -> str:
-        if "://" in value and not value.startswith(("s3://", "file://")):
-            raise ValueError(f"must be s3://bucket/prefix, file:///dir or a local path. Received: store={value!r}")
-        return value
+        return check_store_uri(value)
 
     def open_store(self):
         """Opens the configured store (``cxrcore.storage.Store``)."""
@@ -321,17 +359,25 @@ def identity(settings: BaseModel) -> dict[str, Any]:
 
 
 def format_validation_error(error: ValidationError) -> str:
-    """One line per bad field: ``name: problem. Received: name=value``."""
+    """One line per bad field: ``name: problem. Received: name=value``, credentials redacted.
+
+    A value whose field name looks secret is replaced by ``***`` whole; in every other value and message, URL
+    user info (``user:pass@``, also after a collapsed ``:/``), key ids and the secrets of the environment are.
+    """
+    from cxrcore.logging import redact_text
+
     lines = []
     for item in error.errors():
         name = ".".join(str(part) for part in item["loc"]) or "settings"
-        received = item.get("input")
-        message = item["msg"]
+        message = str(item["msg"]).removeprefix("Value error, ")
         if item.get("type") == "missing":
             lines.append(f"{name}: field required (flag --{name.replace('_', '-')} or env CXR_{name.upper()})")
+        elif "Received:" in message:  # the validator already named the value
+            lines.append(f"{name}: {message}")
         else:
-            lines.append(f"{name}: {message}. Received: {name}={received!r}")
-    return "\n".join(lines)
+            received = "'***'" if _SECRET_FIELD.search(name) else repr(item.get("input"))
+            lines.append(f"{name}: {message}. Received: {name}={received}")
+    return redact_text("\n".join(lines))
 
 
 def parse_settings(settings_cls: type[SettingsT], argv: Sequence[str] | None = None, **overrides: Any) -> SettingsT:
@@ -355,7 +401,9 @@ def parse_settings(settings_cls: type[SettingsT], argv: Sequence[str] | None = N
     except ValidationError as exc:
         raise SettingsError(format_validation_error(exc)) from None
     except PydanticSettingsError as exc:  # unknown flag, bad flag syntax
-        raise SettingsError(str(exc)) from None
+        from cxrcore.logging import redact_text
+
+        raise SettingsError(redact_text(str(exc))) from None
 
 
 #: Every classifier of the study, in the paper's table order (custom CNN first): :data:`cxrcore.vocab.MODEL_NAMES`.
@@ -378,8 +426,21 @@ class RunSettings(JobSettings):
 
     @field_validator("epochs", "num_images", "max_steps_per_epoch", mode="before", check_fields=False)
     @classmethod
-    def _optional_counts(cls, value: Any) -> Any:
+    def _optional_counts(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        if field is not None and not _allows_none(field):
+            return value  # a required count: 0 is an error, said with the value given ("Received: epochs=0")
         return _zero_or_empty_is_unset(value)
+
+    @field_validator("dataset_version")
+    @classmethod
+    def _dataset_version(cls, value: str) -> str:
+        if value not in ("", "latest") and not DATASET_VERSION_PATTERN.match(value):
+            raise ValueError(
+                f"must be 'latest' or a version id matching {DATASET_VERSION_PATTERN.pattern}. "
+                f"Received: dataset_version={value!r}"
+            )
+        return value
 
     run_id: str = Field(
         pattern=RUN_ID_PATTERN.pattern,
@@ -550,6 +611,50 @@ class TrainClassifierSettings(RunSettings):
         description="none: unweighted loss, as the paper; balanced: weight each class by n / (2 * n_class).",
         json_schema_extra={"identity": True},
     )
+    validation_fraction: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Share of the training patients held out as a validation split (grouped by patient, "
+        "stratified; never synthetic, never a test patient) that picks the best epoch and the decision threshold; "
+        "0: none, as the paper.",
+        json_schema_extra={"identity": True},
+    )
+    early_stopping_patience: int = Field(
+        default=0,
+        ge=0,
+        description="Stop after this many epochs without a lower validation loss (the best epoch is restored "
+        "whenever there is a validation split); 0: train every epoch, as the paper.",
+        json_schema_extra={"identity": True},
+    )
+    lr_schedule: Literal["constant", "cosine", "plateau"] = Field(
+        default="constant",
+        description="constant: as the paper; cosine: decay to 1% over the epochs; plateau: halve after 2 epochs "
+        "without a lower validation loss (needs a validation split).",
+        json_schema_extra={"identity": True},
+    )
+    target_sensitivity: float = Field(
+        default=0.95,
+        gt=0.0,
+        le=1.0,
+        description="With a validation split, metrics.json also reports the test metrics at the highest threshold "
+        "whose validation sensitivity reaches this (metrics at 0.5 keep their names).",
+        json_schema_extra={"identity": True},
+    )
+
+    @model_validator(mode="after")
+    def _recipe_needs_validation(self) -> TrainClassifierSettings:
+        needs = {
+            "early_stopping_patience": self.early_stopping_patience > 0,
+            "lr_schedule": self.lr_schedule == "plateau",
+        }
+        for name, needed in needs.items():
+            if needed and self.validation_fraction == 0.0:
+                raise ValueError(
+                    f"{name} needs a validation split (validation_fraction > 0). "
+                    f"Received: {name}={getattr(self, name)!r}, validation_fraction={self.validation_fraction}"
+                )
+        return self
 
     def resolved_weights(self) -> str:
         """The weights setting in effect: ``"none"`` for the custom CNN, which has no pretrained weights."""
@@ -567,6 +672,14 @@ class ReportSettings(RunSettings):
     export_dir: str | None = Field(
         default=None,
         description="Also copy the committed report to this local folder (the Argo output artifact).",
+        json_schema_extra={"identity": False},
+    )
+    allow_degraded: bool = Field(
+        default=False,
+        description=(
+            "Replace a committed report that covered outputs the new one would lose (deleted, being rewritten, "
+            "now unusable); the new report then says which. Without it such a run exits 1 naming them."
+        ),
         json_schema_extra={"identity": False},
     )
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from cxrcore.logging import get_logger
 from cxrcore.storage import (
+    MARKER_NAME,
     Marker,
     ObjectNotFoundError,
     join_key,
@@ -38,6 +39,7 @@ from cxrcore.storage import (
 __all__ = [
     "DEFAULT_BATCH_SIZE",
     "MODEL_FILE",
+    "UncommittedModelError",
     "fetch_file",
     "fetch_model",
     "load_model_file",
@@ -53,6 +55,22 @@ log = get_logger(__name__)
 MODEL_FILE = "model.keras"
 #: Images per forward pass unless the caller says otherwise.
 DEFAULT_BATCH_SIZE = 32
+
+
+class UncommittedModelError(ValueError):
+    """A folder or prefix holds a model but no ``_SUCCESS`` marker: its job never finished (or is rewriting it)."""
+
+
+def _refuse_uncommitted(shown: str, *, allow_uncommitted: bool) -> None:
+    """Raises :class:`UncommittedModelError` naming ``shown`` unless ``allow_uncommitted`` (then warns)."""
+    if allow_uncommitted:
+        log.warning("model_prefix_uncommitted", uri=shown, allowed=True)
+        return
+    raise UncommittedModelError(
+        f"{shown} has no {MARKER_NAME} marker: its model is from an unfinished or failed job (or one being "
+        f"rewritten) and is not used. Pass --allow-uncommitted (allow_uncommitted=True) to load it anyway, for "
+        f"forensics. Received: uri={shown!r}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- fetching
@@ -100,13 +118,16 @@ def _local_path(uri: str) -> Path:
     return Path(uri).expanduser()
 
 
-def _verified_local_model(folder: Path) -> Path:
-    """``folder/model.keras``, checked against ``folder/_SUCCESS`` when the folder is a committed output."""
+def _verified_local_model(folder: Path, *, allow_uncommitted: bool = False) -> Path:
+    """``folder/model.keras``, checked against ``folder/_SUCCESS``; a folder without it is refused unless
+    ``allow_uncommitted``."""
     model_path = folder / MODEL_FILE
     if not model_path.is_file():
         raise FileNotFoundError(f"No {MODEL_FILE} in {folder}. Received: uri={str(folder)!r}")
-    marker_path = folder / "_SUCCESS"
-    if marker_path.is_file():
+    marker_path = folder / MARKER_NAME
+    if not marker_path.is_file():
+        _refuse_uncommitted(str(folder), allow_uncommitted=allow_uncommitted)
+    else:
         marker = Marker.from_json(marker_path.read_bytes(), key=str(marker_path))
         expected = marker.outputs.get(MODEL_FILE, {}).get("sha256")
         if expected is not None and sha256_file(model_path) != expected:
@@ -114,7 +135,13 @@ def _verified_local_model(folder: Path) -> Path:
     return model_path
 
 
-def fetch_model(uri: str, dest_dir: str | os.PathLike[str], *, s3: Mapping[str, Any] | None = None) -> Path:
+def fetch_model(
+    uri: str,
+    dest_dir: str | os.PathLike[str],
+    *,
+    s3: Mapping[str, Any] | None = None,
+    allow_uncommitted: bool = False,
+) -> Path:
     """Makes the model file a URI names available locally.
 
     Args:
@@ -122,18 +149,21 @@ def fetch_model(uri: str, dest_dir: str | os.PathLike[str], *, s3: Mapping[str, 
             a committed folder's or prefix's ``_SUCCESS`` marker verifies the file's sha256.
         dest_dir: Directory that receives a downloaded copy (S3 only; local files are used in place).
         s3: Options of :class:`cxrcore.storage.S3Store`.
+        allow_uncommitted: Load a folder's or prefix's model even without its ``_SUCCESS`` marker (forensics).
 
     Returns:
         The local path of the model file.
 
     Raises:
         FileNotFoundError: Nothing at the URI; the message names it.
+        UncommittedModelError: A folder or prefix without a marker (unless ``allow_uncommitted``).
         ValueError: A malformed URI, or a file that does not match its marker.
+        TransientStoreError: The store failed transiently.
     """
     if not uri.startswith("s3://"):
         path = _local_path(uri)
         if path.is_dir():
-            return _verified_local_model(path)
+            return _verified_local_model(path, allow_uncommitted=allow_uncommitted)
         if not path.is_file():
             raise FileNotFoundError(f"No model file or folder at {path}. Received: uri={uri!r}")
         return path
@@ -147,8 +177,8 @@ def fetch_model(uri: str, dest_dir: str | os.PathLike[str], *, s3: Mapping[str, 
         model_key = join_key(key, MODEL_FILE)
         marker = store.read_marker(key)
         expected = marker.outputs.get(MODEL_FILE, {}).get("sha256") if marker is not None else None
-        if marker is None:
-            log.warning("model_prefix_uncommitted", uri=redact_uri(uri))
+        if marker is None and store.exists(model_key):
+            _refuse_uncommitted(redact_uri(uri), allow_uncommitted=allow_uncommitted)
     try:
         return store.get_file(model_key, Path(dest_dir) / MODEL_FILE, sha256=expected)
     except ObjectNotFoundError:
@@ -189,7 +219,7 @@ def load_model_file(path: str | os.PathLike[str], *, source: str | None = None):
         ) from exc
 
 
-def load_model_uri(uri: str, *, s3: Mapping[str, Any] | None = None):
+def load_model_uri(uri: str, *, s3: Mapping[str, Any] | None = None, allow_uncommitted: bool = False):
     """Loads a classifier saved by ``cxr-train-classifier`` (or any ``.keras`` file of ``cxrcore.models``).
 
     Args:
@@ -197,6 +227,7 @@ def load_model_uri(uri: str, *, s3: Mapping[str, Any] | None = None):
             ``model.keras`` such as ``s3://bucket/root/runs/r1/classifiers/baseline/vgg16/seed-0``. A committed
             prefix's ``_SUCCESS`` marker is used to verify the file's sha256.
         s3: Options of :class:`cxrcore.storage.S3Store`; credentials come from boto3's default chain.
+        allow_uncommitted: Load a folder's or prefix's model even without its ``_SUCCESS`` marker (forensics).
 
     Returns:
         The ``keras.Model`` (not compiled: for inference).
@@ -208,7 +239,8 @@ def load_model_uri(uri: str, *, s3: Mapping[str, Any] | None = None):
     if not isinstance(uri, str) or not uri.strip():
         raise ValueError(f"A model URI must be a non-empty string. Received: uri={uri!r}")
     with tempfile.TemporaryDirectory(prefix="cxr-model-") as tmp:
-        model = load_model_file(fetch_model(uri, tmp, s3=s3), source=redact_uri(uri))
+        path = fetch_model(uri, tmp, s3=s3, allow_uncommitted=allow_uncommitted)
+        model = load_model_file(path, source=redact_uri(uri))
     log.info("model_loaded", uri=redact_uri(uri), model=model.name, input_shape=model_input_shape(model))
     return model
 

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-__all__ = ["configure_logging", "get_logger", "progress", "redact", "redact_secrets"]
+__all__ = ["configure_logging", "get_logger", "progress", "redact", "redact_secrets", "redact_text"]
 
 T = TypeVar("T")
 
@@ -29,8 +29,12 @@ _SECRET_KEY_NAMES = re.compile(
 _SECRET_VALUE_PATTERNS = [
     # AWS access key ids (AKIA..., ASIA... for STS).
     re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA)[A-Z0-9]{16}\b"),
-    # Credentials embedded in URLs: scheme://user:pass@host
+    # Credentials embedded in URLs: scheme://user:pass@host, also scheme:/user:pass@host (a URL that went through
+    # a path, which collapses "//") and scheme:user:pass@host.
     re.compile(r"(?<=://)[^/\s:@]+:[^/\s@]+(?=@)"),
+    re.compile(r"(?<=[A-Za-z0-9]:/)[^/\s:@'\"]+:[^/\s@'\"]+(?=@)"),
+    re.compile(r"(?i)(?<=https:)[^/\s:@'\"]+:[^/\s@'\"]+(?=@)"),
+    re.compile(r"(?i)(?<=http:)[^/\s:@'\"]+:[^/\s@'\"]+(?=@)"),
     # Bearer tokens and Authorization headers.
     re.compile(r"(?i)(?<=bearer )[A-Za-z0-9._~+/=-]{8,}"),
     # aws_secret_access_key = ..., X-Amz-Signature=..., X-Amz-Credential=... in text or presigned URLs.
@@ -66,6 +70,14 @@ def redact(value: Any, *, known_secrets: Iterable[str] = ()) -> Any:
     if isinstance(value, BaseException):
         return redact(f"{type(value).__name__}: {value}", known_secrets=known_secrets)
     return value
+
+
+def redact_text(text: str) -> str:
+    """``text`` with secret-looking substrings and the environment's known secrets replaced by ``***``.
+
+    For messages that bypass the log processor (settings errors printed to stderr, exception texts).
+    """
+    return redact(text, known_secrets=_secret_values_from_env())
 
 
 def redact_secrets(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:

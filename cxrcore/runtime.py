@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from cxrcore.config import JobSettings, SettingsError, parse_settings
-from cxrcore.logging import configure_logging, get_logger, redact
+from cxrcore.logging import configure_logging, get_logger, redact, redact_text
 from cxrcore.storage.base import TransientStoreError
 
 __all__ = ["EXIT_BAD_SETTINGS", "EXIT_FAILED", "EXIT_OK", "EXIT_TRANSIENT", "run_job", "write_result_dir"]
@@ -50,7 +50,7 @@ def run_job(
         settings = parse_settings(settings_cls, argv, **overrides)
     except SettingsError as exc:
         configure_logging("INFO", "auto")
-        print(f"{job_name}: invalid settings:\n{exc}", file=sys.stderr)
+        print(f"{job_name}: invalid settings:\n{redact_text(str(exc))}", file=sys.stderr)
         return EXIT_BAD_SETTINGS
     configure_logging(settings.log_level, settings.log_format)
     log = get_logger(job_name, job=job_name)

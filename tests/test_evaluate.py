@@ -179,3 +179,27 @@ def test_cxr_models_table(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captur
     assert lines[2].split() == ["custom_cnn", "classifier", "128x128x3", "6,259,209", "6,259,209", "1,177,801", "NO"]
     assert lines[3].split()[-2:] == ["3,750,275", "yes"]
     assert lines[4].split()[-2:] == ["-", "-"]
+
+
+def test_uncommitted_model_is_refused_unless_allowed(
+    model_file: Path, data_dir: Path, tmp_path: Path, s3_server, s3_bucket: str, s3_options: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    store = open_store(f"s3://{s3_bucket}/root", s3=s3_options)
+    prefix = "runs/r1/classifiers/baseline/custom_cnn/seed-1"
+    store.put_file(f"{prefix}/model.keras", model_file)  # the job died before its _SUCCESS
+    monkeypatch.setenv("CXR_S3__ENDPOINT_URL", s3_server.endpoint_url)
+    monkeypatch.setenv("CXR_S3__ADDRESSING_STYLE", "path")
+    folder = tmp_path / "seed-1"
+    folder.mkdir()
+    (folder / "model.keras").write_bytes(model_file.read_bytes())
+    image = str(next((data_dir / "NORMAL").glob("*.png")))
+    for uri in (f"s3://{s3_bucket}/root/{prefix}", str(folder)):
+        capsys.readouterr()
+        assert cli.main(["evaluate", uri, str(data_dir)]) == 1
+        error = capsys.readouterr().err
+        assert "no _SUCCESS marker" in error and uri in error and "--allow-uncommitted" in error
+        assert cli.main(["predict", uri, image]) == 1
+        assert "no _SUCCESS marker" in capsys.readouterr().err
+        assert cli.main(["evaluate", uri, str(data_dir), "--allow-uncommitted"]) == 0
+        assert cli.main(["predict", uri, image, "--allow-uncommitted"]) == 0

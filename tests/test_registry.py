@@ -218,6 +218,38 @@ def test_batch_of_duplicates_only_is_ledgered_without_a_new_version(tmp_path, fi
     }
 
 
+def test_retry_after_a_crash_before_the_ledger_records_the_true_lineage(file_store, monkeypatch):
+    import cxrcore.data.ingest as ingest
+
+    store = file_store
+    _put_tree(store, "incoming", {**{f"base/{k}": v for k, v in _base_tree().items()}, "base/_SUCCESS": b""})
+    first = import_dataset(store, _settings(store, batches='["base"]'))
+    batch = {f"NORMAL/IM-{p:04d}-0001.png": _png(30 + p) for p in range(50, 54)}
+    batch |= {f"PNEUMONIA/person{p}_virus_1.png": _png(150 + p) for p in range(50, 54)}
+    _put_tree(store, "incoming", {**{f"b1/{k}": v for k, v in batch.items()}, "b1/_SUCCESS": b""})
+
+    real_append = ingest.append_to_ledger
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("pod killed between the version commit and the ledger update")
+
+    monkeypatch.setattr(ingest, "append_to_ledger", crash)
+    with pytest.raises(KeyboardInterrupt):
+        import_dataset(store, _settings(store, base_version="latest", batches='["b1"]'))
+    monkeypatch.setattr(ingest, "append_to_ledger", real_append)
+    second_version = store.get_json(latest_key("t"))["version"]
+    assert second_version != first.version and [e["batch"] for e in read_ledger(store, ledger_key("t"))] == ["base"]
+
+    retry = import_dataset(store, _settings(store, base_version="latest", batches='["b1"]'))
+    assert (retry.status, retry.version) == ("unchanged", second_version)
+    entry = read_ledger(store, ledger_key("t"))[-1]
+    assert entry["batch"] == "b1" and entry["dataset_version"] == second_version
+    assert entry["base_version"] == first.version and entry["images"] == 8
+    assert store.list_prefixes("datasets/t") == sorted(
+        [dataset_prefix("t", first.version), dataset_prefix("t", second_version)]
+    )
+
+
 # ---------------------------------------------------------------------------------------------------- decide
 @pytest.mark.parametrize(
     ("champion_wrong", "challenger_wrong", "margin", "decision", "reason"),
@@ -359,6 +391,38 @@ def test_promote_retry_is_idempotent_and_recovers_a_lost_record(tmp_path, file_s
         _promote(store, "r1", "runs/r1/report")
     with pytest.raises(ValueError, match="not a committed"):
         _promote(store, "r2", "runs/r2/classifiers/baseline/custom_cnn/seed-0")
+
+
+def test_promotion_holdout_is_chosen_once_and_never_grows(tmp_path, file_store):
+    store = file_store
+    version = _holdout_dataset(store, tmp_path)
+    first = _promote(store, "champ", _classifier(store, tmp_path, "champ", WRONG_10, version))
+    pointer = store.get_json("registry/pneumonia/holdout.json")
+    fixed = store.get_json(pointer["key"])
+    assert pointer["key"] == f"registry/pneumonia/holdouts/{pointer['id']}.json"
+    assert (fixed["images"], fixed["dataset_version"], first["holdout_id"]) == (40, version, pointer["id"])
+    # A new version adds test images, as every imported batch does; the promotion holdout stays the same 40.
+    extra = {f"test/PNEUMONIA/IM-{value:04d}-0001.png": _png(value) for value in (211, 212, 213, 214)}
+    extra |= {f"test/NORMAL/IM-{value:04d}-0001.png": _png(value) for value in (6, 7, 8, 9)}
+    extra |= {f"train/NORMAL/IM-{value:04d}-0001.png": _png(value) for value in (11, 12)}
+    for path, data in extra.items():
+        (tmp_path / "more" / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "more" / path).write_bytes(data)
+    settings = PrepareSettings(
+        source=str(tmp_path / "more"), name="t", image_size=SIZE, split="official", base_version=version
+    )
+    newer = import_dataset(store, settings).version
+    assert int((load_dataset(store, "t", newer).manifest["split"] == "test").sum()) == 48
+    result = _promote(store, "chall", _classifier(store, tmp_path, "chall", PERFECT, newer))
+    assert (result["holdout_images"], result["holdout_id"]) == (40, pointer["id"])
+    record = store.get_json(store.list(decisions_prefix("pneumonia"))[-1].key)
+    assert record["holdout"]["holdout_key"] == pointer["key"] and record["holdout"]["dataset_version"] == newer
+    assert record["holdout"]["chosen_from_version"] == version
+    assert store.get_json(pointer["key"]) == fixed  # never rewritten
+    # A tampered holdout is refused, not silently used.
+    store.put_json(pointer["key"], {**fixed, "sha256": fixed["sha256"][1:]})
+    with pytest.raises(Exception, match="digest"):
+        _promote(store, "chall2", _classifier(store, tmp_path, "chall2", PERFECT, newer))
 
 
 def test_holdout_leaves_out_images_the_champion_trained_on(tmp_path, file_store):

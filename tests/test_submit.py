@@ -181,3 +181,32 @@ def test_submit_needs_a_server(capsys, monkeypatch):
     monkeypatch.delenv("ARGO_SERVER", raising=False)
     assert cxr_main(["submit", str(ROOT / "argo" / "paper.yaml")]) == 2
     assert "ARGO_SERVER" in capsys.readouterr().err
+
+
+class _EchoingArgo(_FakeArgo):
+    """An Argo Server (or a proxy before it) whose error answer quotes the request's Authorization header."""
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server API
+        self._record()
+        self._reply(401, {"message": f"token not valid: {self.headers.get('Authorization')}"})
+
+
+@pytest.mark.timeout(60)
+def test_submit_never_prints_the_token_and_warns_about_plain_http(tmp_path, capsys, monkeypatch):
+    secret = "eyJhbGciOi.s3cr3t-t0ken-value"
+    token_file = tmp_path / "token"
+    token_file.write_text(f"Bearer {secret}\n")
+    monkeypatch.delenv("ARGO_TOKEN", raising=False)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _EchoingArgo)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        code = cxr_main(["submit", str(ROOT / "argo" / "paper.yaml"), "--server", url, "--token-file", str(token_file)])
+    finally:
+        server.shutdown()
+        server.server_close()
+    captured = capsys.readouterr()
+    assert code == 1 and "token not valid" in captured.err
+    assert secret not in captured.err and secret not in captured.out
+    assert "WARNING: sending the bearer token over plain http://" in captured.err

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from cxrcore.layout import dataset_prefix, latest_key
-from cxrcore.storage import MARKER_NAME, Marker, Store, StoreError, join_key, sha256_bytes
+from cxrcore.storage import MARKER_NAME, Marker, Store, StoreError, TransientStoreError, join_key, sha256_bytes
 from cxrcore.vocab import CLASS_NAMES
 
 __all__ = [
@@ -196,6 +196,8 @@ def load_prefix(
     """
     try:
         marker = store.require_committed(prefix)
+    except TransientStoreError:
+        raise  # the store is down, the output may be fine: exit 75 and Argo retries
     except StoreError as exc:
         raise DatasetError(str(exc)) from exc
 

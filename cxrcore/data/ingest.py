@@ -49,7 +49,7 @@ from cxrcore.layout import dataset_prefix, latest_key
 from cxrcore.logging import get_logger, progress
 from cxrcore.layout import ledger_key
 from cxrcore.retraining.ledger import append_to_ledger, read_ledger
-from cxrcore.storage import MARKER_NAME, Marker, Store, StoreError, join_key
+from cxrcore.storage import MARKER_NAME, Marker, Store, StoreError, TransientStoreError, join_key
 
 __all__ = ["DEMO_MARKER", "DEMO_SCHEME", "ImportResult", "import_dataset", "job_inputs", "parse_demo_uri", "run"]
 
@@ -209,6 +209,9 @@ def import_dataset(store: Store, settings: PrepareSettings) -> ImportResult:
         if not batches:
             return _ledgered_result(store, settings, ledger[imported[-1]]["dataset_version"])
     base = _load_base(store, settings)
+    recovered = _recover_unledgered(store, settings, base, tuple(batches))
+    if recovered is not None:
+        return recovered
     with contextlib.ExitStack() as stack:
         source_uri = settings.source
         if source_uri.startswith(DEMO_SCHEME):
@@ -241,6 +244,41 @@ def import_dataset(store: Store, settings: PrepareSettings) -> ImportResult:
     return result
 
 
+def _recover_unledgered(
+    store: Store, settings: PrepareSettings, base: _Base | None, batches: tuple[str, ...]
+) -> ImportResult | None:
+    """The version an earlier attempt committed from ``batches`` before it stopped short of the ledger, if any.
+
+    An import commits the version, points ``latest`` at it, then appends the batches to the ledger. A crash in
+    between leaves the batches out of the ledger while ``latest`` (this retry's base) already holds them: importing
+    them again would find only duplicates and ledger them as the base's own (``images: 0``, ``base_version``
+    itself). The version's ``dataset.json`` records its batches, their counts and its real base: the ledger is
+    completed from it, and nothing is imported.
+    """
+    if base is None or not batches or not set(batches) <= set(base.info.get("batches") or ()):
+        return None
+    counts = base.info.get("batch_counts") or {}
+    imported_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    entries = [
+        {
+            "batch": batch,
+            "dataset_version": base.version,
+            "imported_at": imported_at,
+            **counts.get(batch, {}),
+            "base_version": base.info.get("base_version"),
+            "recovered": True,
+        }
+        for batch in batches
+    ]
+    append_to_ledger(store, ledger_key(settings.name), entries)
+    log.warning("ledger_recovered", dataset=settings.name, version=base.version, batches=list(batches),
+                base_version=base.info.get("base_version"))
+    return ImportResult(
+        settings.name, base.version, store.url(base.prefix), "unchanged", base.info, [], [],
+        {batch: dict(counts.get(batch, {})) for batch in batches},
+    )
+
+
 @dataclasses.dataclass
 class _Base:
     """The committed version an incremental import extends."""
@@ -264,6 +302,8 @@ def _load_base(store: Store, settings: PrepareSettings) -> _Base | None:
     prefix = dataset_prefix(settings.name, version)
     try:
         marker = store.require_committed(prefix)
+    except TransientStoreError:
+        raise  # the store is down, the output may be fine: exit 75 and Argo retries
     except StoreError as exc:
         raise DatasetError(f"Base version {settings.name}/{version} cannot be extended: {exc}") from exc
 

@@ -47,6 +47,7 @@ import errno
 import functools
 import lzma
 import os
+import re
 import stat
 import threading
 import zipfile
@@ -57,6 +58,7 @@ from typing import Any
 
 from cxrcore.data.images import ImageRejected
 from cxrcore.data.kaggle import SPLIT_NAMES, PatientId, classify_path, parse_patient_id
+from cxrcore.logging import redact_text
 from cxrcore.storage.keys import UnsafeKeyError, normalize_key, safe_join
 from cxrcore.vocab import CLASS_NAMES
 
@@ -584,13 +586,22 @@ class S3Source(Source):
 
 
 # --------------------------------------------------------------------------------------------------- dispatch
+#: ``scheme:`` at the start of a source (two letters or more: not a drive letter).
+_URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
+
+
+def _shown(src: Any) -> Any:
+    """``src`` as error messages show it: credentials redacted (also in a URL a path collapsed to ``https:/``)."""
+    return redact_text(src) if isinstance(src, str) else src
+
+
 def _local_path(src: str) -> Path:
     if src.lower().startswith("file:"):
         from cxrcore.storage.local import parse_file_uri
 
         return parse_file_uri(src)
     if "\x00" in src:
-        raise ValueError(f"A source path must not contain NUL. Received: src={src!r}")
+        raise ValueError(f"A source path must not contain NUL. Received: src={_shown(src)!r}")
     return Path(src).expanduser()
 
 
@@ -637,9 +648,15 @@ def open_source(
     if isinstance(src, os.PathLike):
         src = os.fspath(src)
     if not isinstance(src, str) or not src.strip():
-        raise ValueError(f"src must be a non-empty path or URI. Received: src={src!r}")
+        raise ValueError(f"src must be a non-empty path or URI. Received: src={_shown(src)!r}")
     if src.lower().startswith("s3:"):
         return S3Source(src, s3_options=s3_options, **limits)
+    scheme = _URL_SCHEME.match(src)
+    if scheme and scheme.group(1).lower() != "file":
+        raise ValueError(
+            f"A source must be a directory, a zip archive, a file:// URI or an s3:// prefix; "
+            f"{scheme.group(1)!r} URLs are not read. Received: src={_shown(src)!r}"
+        )
     path = _local_path(src)
     if path.is_dir():
         return FolderSource(path, **limits)
@@ -648,8 +665,8 @@ def open_source(
             return ZipSource(path, **limits)
         raise ValueError(
             f"A source must be a directory, a zip archive or an s3:// prefix; {path} is a file that is not a zip "
-            f"archive. Received: src={src!r}"
+            f"archive. Received: src={_shown(src)!r}"
         )
     if not path.exists():
-        raise FileNotFoundError(errno.ENOENT, f"Source not found. Received: src={src!r}", str(path))
-    raise ValueError(f"A source must be a directory, a zip archive or an s3:// prefix. Received: src={src!r}")
+        raise FileNotFoundError(errno.ENOENT, f"Source not found. Received: src={_shown(src)!r}", _shown(str(path)))
+    raise ValueError(f"A source must be a directory, a zip archive or an s3:// prefix. Received: src={_shown(src)!r}")

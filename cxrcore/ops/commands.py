@@ -317,7 +317,7 @@ def _create_workflow(client: Any, manifest: dict[str, Any], namespace: str) -> A
 
 def submit_command(args: argparse.Namespace, rest: list[str]) -> int:
     """``cxr submit``: submits the manifest to an Argo Server and prints what it created; returns the exit code."""
-    from cxrcore.logging import configure_logging
+    from cxrcore.logging import configure_logging, redact
 
     configure_logging("INFO", "auto")
     if rest:
@@ -331,20 +331,32 @@ def submit_command(args: argparse.Namespace, rest: list[str]) -> int:
         server = ("http://" if os.environ.get("ARGO_SECURE", "true") == "false" else "https://") + server
     workflow_path = Path(args.workflow)
     try:
+        token = _argo_token(args.token_file)
+    except OSError as exc:
+        print(f"cxr submit: cannot read the token file: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    if token and server.lower().startswith("http://"):
+        print(
+            f"cxr submit: WARNING: sending the bearer token over plain http:// to {redact(server)}: anyone on the "
+            "network path can read it; use https:// (ARGO_SECURE=true) unless this is a local port-forward",
+            file=sys.stderr,
+        )
+    try:
         result = submit_workflow(
             workflow_path,
             server=server,
             namespace=args.namespace or os.environ.get("ARGO_NAMESPACE", "cxr"),
-            token=_argo_token(args.token_file),
+            token=token,
             parameters=_parse_overrides(args.parameter),
             profile=_profile(workflow_path, args.profile),
             verify_tls=not args.insecure_skip_tls_verify,
             apply_templates=args.apply_templates,
         )
     except Exception as exc:  # noqa: BLE001 - every failure becomes one clear line and exit 1
-        from cxrcore.logging import redact
-
-        print(f"cxr submit: {redact(f'{type(exc).__name__}: {exc}')}", file=sys.stderr)
+        # The server's answer may echo the request (some proxies quote the Authorization header): the token is
+        # redacted by value, wherever it came from (file or environment).
+        known = [token] if token and len(token) >= 4 else []
+        print(f"cxr submit: {redact(f'{type(exc).__name__}: {exc}', known_secrets=known)}", file=sys.stderr)
         return 1
     print(json.dumps(result))
     return 0

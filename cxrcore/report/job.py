@@ -44,7 +44,14 @@ from cxrcore.report.render import build_document, render_html, render_markdown
 from cxrcore.report.tables import Analysis, analyze
 from cxrcore.storage import Store, join_key
 
-__all__ = ["REPORT_FORMAT", "NoClassifierOutputError", "build_report", "json_safe", "run"]
+__all__ = [
+    "REPORT_FORMAT",
+    "DegradedReportError",
+    "NoClassifierOutputError",
+    "build_report",
+    "json_safe",
+    "run",
+]
 
 #: Version of the report's layout; part of its inputs, so a new layout rebuilds old reports.
 REPORT_FORMAT = 1
@@ -54,6 +61,10 @@ log = get_logger(__name__)
 
 class NoClassifierOutputError(ValueError):
     """The run has no committed classifier output to report on."""
+
+
+class DegradedReportError(ValueError):
+    """The new report would replace a committed one that covered outputs the new one lacks (exit 1)."""
 
 
 def run(settings: ReportSettings) -> dict[str, Any]:
@@ -76,6 +87,7 @@ def run(settings: ReportSettings) -> dict[str, Any]:
         dataset=settings.dataset,
         dataset_version=settings.dataset_version,
         title=settings.title,
+        allow_degraded=settings.allow_degraded,
     )
     if settings.export_dir:
         exported = store.download_dir(report_prefix(settings.run_id), settings.export_dir)
@@ -91,6 +103,7 @@ def build_report(
     dataset: str = "chest-xray",
     dataset_version: str = "latest",
     title: str = "cxr-gan report",
+    allow_degraded: bool = False,
 ) -> dict[str, Any]:
     """Collects, renders and commits the report of one run; see the module docstring.
 
@@ -100,12 +113,16 @@ def build_report(
         dataset: Dataset name, used when the classifiers do not record theirs.
         dataset_version: Dataset version (or ``latest``), likewise.
         title: Report title.
+        allow_degraded: Replace a committed report even when it covered outputs this one lacks (the new report
+            lists them); without it that raises :class:`DegradedReportError`.
 
     Returns:
         The summary :func:`run` returns.
 
     Raises:
         NoClassifierOutputError: When the run has no committed classifier output.
+        DegradedReportError: When the committed report covers outputs this one would lose.
+        TransientStoreError: When the store fails transiently (nothing is written; exit 75).
     """
     prefix = report_prefix(run_id)
     uri = store.url(prefix)
@@ -118,6 +135,14 @@ def build_report(
     if store.is_committed(prefix, inputs):
         log.info("report_unchanged", run_id=run_id, uri=uri)
         return {"status": "unchanged", "uri": uri, "index_html": index_html}
+    lost = _lost_outputs(store, prefix, inputs, allow_degraded=allow_degraded)
+    if lost:
+        data.warnings.insert(
+            0,
+            f"This report replaced a committed report that also covered {len(lost)} output(s) missing or unusable "
+            f"now (allow_degraded): {', '.join(lost)}",
+        )
+        log.warning("report_degraded", run_id=run_id, uri=uri, lost=lost)
     files = _render(data, title=title, store_uri=store.uri, inputs=inputs)
     with store.commit(prefix, inputs=inputs, producer=f"cxr-report {__version__}") as transaction:
         for name, png in sorted(files.figures.items()):
@@ -148,7 +173,37 @@ def build_report(
         "collapsed": collapsed,
         "warnings": len(data.warnings),
         "figures": sorted(files.figures),
+        "replaced_outputs_lost": lost,
     }
+
+
+def _lost_outputs(store: Store, prefix: str, inputs: Mapping[str, Any], *, allow_degraded: bool) -> list[str]:
+    """The outputs the committed report at ``prefix`` used that a report from ``inputs`` would not.
+
+    Raises:
+        DegradedReportError: When some would be lost and ``allow_degraded`` is false.
+    """
+    previous = store.read_marker(prefix)
+    if previous is None:
+        return []
+    lost = sorted(_usable_outputs(previous.inputs) - _usable_outputs(inputs))
+    if lost and not allow_degraded:
+        raise DegradedReportError(
+            f"Refusing to replace the committed report {store.url(prefix)} (made {previous.created}): it covers "
+            f"{len(lost)} output(s) this run's report would lose (deleted, being rewritten or now unusable): "
+            f"{', '.join(lost)}. Re-run once they are committed again, or set allow_degraded=true "
+            "(--allow-degraded true) to replace it anyway; the new report then lists them."
+        )
+    return lost
+
+
+def _usable_outputs(inputs: Mapping[str, Any]) -> set[str]:
+    """The committed, usable output prefixes a report's recorded inputs name."""
+    committed = inputs.get("committed")
+    if not isinstance(committed, Mapping):
+        return set()
+    unusable = {str(entry).split(":", 1)[-1] for entry in inputs.get("unusable") or ()}
+    return {str(prefix) for prefix in committed if str(prefix) not in unusable}
 
 
 def _require_committed_classifiers(store: Store, run_id: str, inventory: Inventory) -> None:

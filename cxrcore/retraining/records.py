@@ -226,6 +226,7 @@ def decision_summary(record: Mapping[str, Any], *, status: str, store: Store, ta
         "margin": record["margin"],
         "alpha": record["alpha"],
         "holdout_images": record["holdout"]["images"],
+        "holdout_id": record["holdout"].get("holdout_id"),  # None in records from before the fixed holdout
         "champion_uri": store.url(champion_key(task)),
         "decision_uri": store.url(decision_key),
     }

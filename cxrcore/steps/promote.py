@@ -21,7 +21,7 @@ from cxrcore.layout import champion_key, decisions_prefix
 from cxrcore.logging import get_logger
 from cxrcore.metrics import binary_metrics
 from cxrcore.retraining.decision import Comparison, decide
-from cxrcore.retraining.holdout import Holdout, select_holdout
+from cxrcore.retraining.holdout import Holdout, promotion_holdout
 from cxrcore.retraining.records import (
     Challenger,
     challenger_prefix,
@@ -32,7 +32,7 @@ from cxrcore.retraining.records import (
     previous_decision,
     read_champion,
 )
-from cxrcore.storage import Store, StoreError, join_key
+from cxrcore.storage import Store, StoreError, TransientStoreError, join_key
 
 __all__ = ["run"]
 
@@ -63,6 +63,8 @@ def _challenger(store: Store, settings: PromoteSettings, prefix: str) -> Challen
     """
     try:
         marker = store.require_committed(prefix)
+    except TransientStoreError:
+        raise  # the store is down, the output may be fine: exit 75 and Argo retries
     except StoreError as exc:
         raise ValueError(f"The challenger is not a committed classifier output: {exc}") from exc
     if _MODEL_FILE not in marker.outputs:
@@ -92,7 +94,7 @@ def _judge(
     store: Store, settings: PromoteSettings, challenger: Challenger, champion: Mapping[str, Any] | None
 ) -> tuple[Comparison, dict[str, Any], str]:
     """Both models predict the holdout and the rule decides; returns the comparison, the record and its key."""
-    holdout = select_holdout(store, challenger.dataset, challenger.dataset_version, champion)
+    holdout = promotion_holdout(store, settings.task, challenger.dataset, challenger.dataset_version, champion)
     log.info("holdout", **holdout.info)
     challenger_probabilities = _probabilities(challenger.model_uri, holdout, settings)
     champion_probabilities = None

@@ -14,7 +14,7 @@ from cxrcore.layout import (
     synthetic_prefix,
 )
 from cxrcore.report.collect.records import ClassifierKey, Incomplete, Inventory
-from cxrcore.storage import MARKER_NAME, TMP_DIR, Marker, Store, StoreError, join_key
+from cxrcore.storage import MARKER_NAME, TMP_DIR, Marker, Store, StoreError, TransientStoreError, join_key
 from cxrcore.vocab import CLASS_NAMES
 
 __all__ = ["describe_run_root", "discover"]
@@ -80,6 +80,8 @@ def discover(store: Store, run_id: str) -> Inventory:
 def _read_marker(store: Store, prefix: str, inventory: Inventory, kind: str) -> Marker | None:
     try:
         return store.read_marker(prefix)
+    except TransientStoreError:
+        raise  # an outage is not a broken marker: exit 75, Argo retries
     except StoreError as exc:
         inventory.incomplete.append(Incomplete(kind, prefix, f"unreadable {MARKER_NAME} marker: {exc}"))
         return None

@@ -37,7 +37,7 @@ from cxrcore.report.collect.records import (
     RunData,
     SyntheticOutput,
 )
-from cxrcore.storage import Marker, Store, StoreError, join_key
+from cxrcore.storage import Marker, Store, StoreError, TransientStoreError, join_key
 from cxrcore.vocab import CONDITIONS, MODEL_NAMES
 
 __all__ = ["collect_run", "load"]
@@ -63,6 +63,8 @@ def load(store: Store, inventory: Inventory, *, dataset: str, dataset_version: s
     for key, (prefix, marker) in sorted(inventory.classifiers.items()):
         try:
             classifiers.add(store, key, prefix, marker, warnings)
+        except TransientStoreError:
+            raise  # the store is down, not the output broken: exit 75, Argo retries
         except (InvalidOutput, StoreError) as exc:
             incomplete.append(Incomplete("classifier", prefix, f"committed but unusable: {exc}"))
             log.warning("report_output_unusable", prefix=prefix, error=str(exc))
@@ -107,6 +109,8 @@ class _ClassifierOutputs:
         if "history.csv" in marker.outputs:
             try:
                 self.histories[key] = parse_csv(read_output(store, prefix, marker, "history.csv"), "history.csv")
+            except TransientStoreError:
+                raise  # the store is down, not the output broken: exit 75, Argo retries
             except (InvalidOutput, StoreError) as exc:
                 warnings.append(f"{prefix}: history.csv unusable ({exc}); training curves omitted for it")
         self.rows.append(result_row(key, prefix, marker, metrics))
@@ -125,6 +129,8 @@ def _load_gans(store: Store, inventory: Inventory, incomplete: list[Incomplete])
                 samples_png=optional_png(store, prefix, marker, "samples.png"),
                 info=optional_json(store, prefix, marker, "gan.json"),
             )
+        except TransientStoreError:
+            raise  # the store is down, not the output broken: exit 75, Argo retries
         except (InvalidOutput, StoreError) as exc:
             incomplete.append(Incomplete("gan", prefix, f"committed but unusable: {exc}"))
     return gans
@@ -140,6 +146,8 @@ def _load_synthetic(store: Store, inventory: Inventory, incomplete: list[Incompl
                 selection=optional_json(store, prefix, marker, "selection.json"),
                 samples_png=optional_png(store, prefix, marker, "samples.png"),
             )
+        except TransientStoreError:
+            raise  # the store is down, not the output broken: exit 75, Argo retries
         except (InvalidOutput, StoreError) as exc:
             incomplete.append(Incomplete("synthetic", prefix, f"committed but unusable: {exc}"))
     return synthetic
@@ -182,6 +190,8 @@ def _dataset_summary(
         name = dataset
         try:
             version = resolve_version(store, dataset, dataset_version)
+        except TransientStoreError:
+            raise
         except (DatasetError, StoreError, ValueError) as exc:
             return DatasetSummary(name, None, None, None, f"dataset version unknown: {exc}")
     try:
@@ -194,6 +204,8 @@ def _dataset_summary(
         info = json.loads(
             store.get_bytes(join_key(prefix, "dataset.json"), sha256=marker.outputs["dataset.json"]["sha256"])
         )
+    except TransientStoreError:
+        raise
     except (StoreError, ValueError, OSError) as exc:
         return DatasetSummary(name, version, None, None, f"dataset.json unreadable: {exc}")
     if not isinstance(info, dict):
