@@ -260,3 +260,51 @@ def test_zero_epochs_is_named_with_the_value_given(capsys: pytest.CaptureFixture
         parse_settings(TrainClassifierSettings, argv)
     assert "epochs: Input should be greater than or equal to 1" in str(caught.value)
     assert "epochs=None" not in str(caught.value) and "epochs='0'" in str(caught.value)
+
+
+def test_gan_resume_during_an_outage_is_transient_but_a_bad_checkpoint_is_skipped(monkeypatch, tmp_path) -> None:
+    import cxrcore.training.gan as gan
+    from cxrcore.logging import get_logger
+
+    class Candidate:
+        key, epoch = "runs/r1/gan/NORMAL/checkpoints/epoch-0002", 2
+
+    class Series:
+        store = None
+
+        def resume_candidates(self, epochs: int) -> list:
+            return [Candidate()]
+
+    class Network:
+        def get_weights(self) -> list:
+            return []
+
+        def set_weights(self, weights: list) -> None:
+            pass
+
+    class Model:
+        generator, discriminator = Network(), Network()
+
+    class Record:
+        resets = 0
+
+        def reset(self) -> None:
+            self.resets += 1
+
+    monkeypatch.setattr(gan, "optimizer_arrays", lambda model: [])
+    monkeypatch.setattr(gan, "assign_optimizer_arrays", lambda model, arrays: None)
+
+    def outage(*args, **kwargs):
+        raise TransientStoreError("Could not connect to the endpoint URL (test outage)")
+
+    monkeypatch.setattr(gan, "restore_checkpoint", outage)
+    with pytest.raises(TransientStoreError):  # exit 75; the retry resumes from this checkpoint
+        gan.resume(Series(), Model(), Record(), epochs=3, work_dir=tmp_path, logger=get_logger("test"))
+
+    def corrupt(*args, **kwargs):
+        raise ValueError("not a checkpoint")
+
+    monkeypatch.setattr(gan, "restore_checkpoint", corrupt)
+    record = Record()
+    assert gan.resume(Series(), Model(), record, epochs=3, work_dir=tmp_path, logger=get_logger("test")) == (0, None)
+    assert record.resets == 1

@@ -34,7 +34,7 @@ from cxrcore.models.dcgan import (
     build_generator,
     default_gan_optimizers,
 )
-from cxrcore.storage import StoreError
+from cxrcore.storage import StoreError, TransientStoreError
 from cxrcore.training.gan_state import (
     TrainingRecord,
     assign_optimizer_arrays,
@@ -263,6 +263,8 @@ def resume(
             fresh_state = (model.generator.get_weights(), model.discriminator.get_weights(), optimizer_arrays(model))
         try:
             restore_checkpoint(series.store, candidate, model, record, work_dir)
+        except TransientStoreError:
+            raise  # an outage is not a bad checkpoint: exit 75 and resume from it on the retry
         except (ValueError, OSError, StoreError) as exc:
             logger.warning("gan_checkpoint_unusable", key=candidate.key, error=f"{type(exc).__name__}: {exc}")
             model.generator.set_weights(fresh_state[0])
