@@ -164,3 +164,22 @@ def test_yaml_writer_quotes_what_would_read_back_differently() -> None:
     assert text.startswith("# title\n#\n") and "shared: &shared\n" in text and "again: *shared\n" in text
     assert "  # note\n  a: 1\n" in text and "  b: >-\n    one\n    two\n" in text
     assert "\n\n  # section\n  - name: x\n    value: {k: [v]}\n" in text
+
+
+def test_every_pod_is_hardened_and_writes_only_to_its_scratch() -> None:
+    """seccompProfile RuntimeDefault for the pods, read-only root filesystem for every container, and so the
+    scratch emptyDir on /tmp for every template (Python's temporary files, matplotlib, the Keras cache links)."""
+    (library,) = [d for d in yaml.safe_load_all((ROOT / TEMPLATES_FILE).read_text()) if d]
+    assert library["spec"]["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert library["spec"]["securityContext"]["runAsNonRoot"] is True
+    for template in library["spec"]["templates"]:
+        container = template["container"]
+        security = container["securityContext"]
+        assert security["readOnlyRootFilesystem"] is True, template["name"]
+        assert security["allowPrivilegeEscalation"] is False and security["capabilities"] == {"drop": ["ALL"]}
+        volumes = {volume["name"]: volume for volume in template.get("volumes", [])}
+        mounts = {mount["mountPath"]: mount["name"] for mount in container.get("volumeMounts", [])}
+        assert mounts.get("/tmp") == "scratch" and "emptyDir" in volumes["scratch"], template["name"]
+        fixed = [arg.split("=", 1)[1] for arg in container["args"] if arg.startswith(("--result-dir=", "--export-dir="))]
+        assert all(path.startswith("/tmp/") for path in fixed), template["name"]
+    assert all(template.scratch for template in TEMPLATES)

@@ -3,7 +3,8 @@
 The fixture repository (written into ``tmp_path``) holds a WorkflowTemplate, a Workflow whose DAG calls it
 through ``templateRef``, a CronWorkflow with ``schedules``, Kubernetes objects (ServiceAccount, ConfigMap,
 Secret, Deployment) with their kustomization, and a Dockerfile. It lints clean; every other test changes one
-thing and expects exactly one finding naming the file and the field path.
+thing and expects exactly one finding naming the file and the field path. Its containers are hardened
+(read-only root filesystem, RuntimeDefault seccomp profile), as every container must be.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ RETRY: dict[str, Any] = {
     '(lastRetry.exitCode in ["75", "137", "143"] or lastRetry.message matches "(?i)evict|low on resource|shutdown"))',
     "backoff": {"duration": "10s", "factor": 2},
 }
+
+# Every container: a read-only root filesystem and a confining seccomp profile (cxrcore.ops.lint.containers).
+# Set on the containers here, so removing a pod-level securityContext (other tests) seeds exactly one finding.
+HARDENED: dict[str, Any] = {"readOnlyRootFilesystem": True, "seccompProfile": {"type": "RuntimeDefault"}}
 
 WORKFLOW_TEMPLATE: dict[str, Any] = {
     "apiVersion": "argoproj.io/v1alpha1",
@@ -56,6 +61,7 @@ WORKFLOW_TEMPLATE: dict[str, Any] = {
                         }
                     ],
                     "resources": {"requests": {"cpu": 1, "memory": "64Mi"}},
+                    "securityContext": HARDENED,
                 },
             }
         ],
@@ -109,7 +115,11 @@ WORKFLOW: dict[str, Any] = {
                 "inputs": {"parameters": [{"name": "text"}]},
                 "timeout": "5m",
                 "retryStrategy": RETRY,
-                "container": {"image": "busybox:1.36", "command": ["echo", "{{inputs.parameters.text}}"]},
+                "container": {
+                    "image": "busybox:1.36",
+                    "command": ["echo", "{{inputs.parameters.text}}"],
+                    "securityContext": HARDENED,
+                },
             },
         ],
     },
@@ -176,6 +186,7 @@ KUBERNETES_OBJECTS: list[dict[str, Any]] = [
                             "image": "nginxinc/nginx-unprivileged:1.27",
                             "ports": [{"containerPort": 8080}],
                             "resources": {"limits": {"cpu": "500m", "memory": "128Mi"}},
+                            "securityContext": HARDENED,
                         }
                     ],
                 },
@@ -495,6 +506,96 @@ def test_template_ref_does_not_carry_workflow_template_security_context(reposito
         ("argo/workflow.yaml", "spec.templates[1].securityContext.runAsNonRoot"),
     ], "\n".join(map(str, findings))
     assert "templateRef does not apply" in findings[0].message
+
+
+def test_argo_container_with_writable_root_filesystem(repository: Path) -> None:
+    _edit(
+        repository,
+        "argo/workflow.yaml",
+        lambda documents: _echo(documents)["container"]["securityContext"].pop("readOnlyRootFilesystem"),
+    )
+    _assert_single(
+        repository,
+        "argo/workflow.yaml",
+        "spec.templates[1].container.securityContext.readOnlyRootFilesystem",
+        "writable root filesystem",
+    )
+
+
+def test_argo_read_only_root_filesystem_false(repository: Path) -> None:
+    def change(documents: list[dict[str, Any]]) -> None:
+        documents[0]["spec"]["templates"][0]["container"]["securityContext"]["readOnlyRootFilesystem"] = False
+
+    _edit(repository, "argo/templates.yaml", change)
+    _assert_single(
+        repository,
+        "argo/templates.yaml",
+        "spec.templates[0].container.securityContext.readOnlyRootFilesystem",
+        "readOnlyRootFilesystem: true",
+    )
+
+
+def test_argo_pod_without_seccomp_profile(repository: Path) -> None:
+    _edit(
+        repository, "argo/workflow.yaml", lambda documents: _echo(documents)["container"]["securityContext"].pop("seccompProfile")
+    )
+    _assert_single(repository, "argo/workflow.yaml", "spec.securityContext.seccompProfile", "seccomp profile")
+
+
+def test_argo_unconfined_seccomp_profile(repository: Path) -> None:
+    def change(documents: list[dict[str, Any]]) -> None:
+        _echo(documents)["container"]["securityContext"]["seccompProfile"] = {"type": "Unconfined"}
+
+    _edit(repository, "argo/workflow.yaml", change)
+    _assert_single(
+        repository, "argo/workflow.yaml", "spec.templates[1].container.securityContext.seccompProfile.type", "Unconfined"
+    )
+
+
+def test_template_ref_does_not_carry_workflow_template_seccomp_profile(repository: Path) -> None:
+    # The pod-level seccompProfile of a WorkflowTemplate's spec does not reach pods called through templateRef.
+    def change(documents: list[dict[str, Any]]) -> None:
+        spec = documents[0]["spec"]
+        spec["securityContext"] = {"seccompProfile": spec["templates"][0]["container"]["securityContext"].pop("seccompProfile")}
+
+    _edit(repository, "argo/templates.yaml", change)
+    findings = lint_paths(root=repository)
+    assert [(finding.file, finding.path) for finding in findings] == [
+        ("argo/cron.yaml", "spec.workflowSpec.templates[0].steps[0][0].templateRef"),
+        ("argo/workflow.yaml", "spec.templates[0].dag.tasks[0].templateRef"),
+    ], "\n".join(map(str, findings))
+    assert all("seccomp" in finding.message for finding in findings)
+    # Setting it in the callers' own spec fixes both.
+    _edit(repository, "argo/workflow.yaml", lambda d: d[0]["spec"]["securityContext"].update(seccompProfile={"type": "RuntimeDefault"}))
+    _edit(
+        repository,
+        "argo/cron.yaml",
+        lambda d: d[0]["spec"]["workflowSpec"]["securityContext"].update(seccompProfile={"type": "RuntimeDefault"}),
+    )
+    assert lint_paths(root=repository) == []
+
+
+def test_kubernetes_container_with_writable_root_filesystem(repository: Path) -> None:
+    def change(documents: list[dict[str, Any]]) -> None:
+        documents[3]["spec"]["template"]["spec"]["containers"][0]["securityContext"].pop("readOnlyRootFilesystem")
+
+    _edit(repository, "k8s/app.yaml", change)
+    _assert_single(
+        repository,
+        "k8s/app.yaml",
+        "doc[3].spec.template.spec.containers[0].securityContext.readOnlyRootFilesystem",
+        "writable root filesystem",
+    )
+
+
+def test_kubernetes_pod_without_seccomp_profile(repository: Path) -> None:
+    def change(documents: list[dict[str, Any]]) -> None:
+        documents[3]["spec"]["template"]["spec"]["containers"][0]["securityContext"].pop("seccompProfile")
+
+    _edit(repository, "k8s/app.yaml", change)
+    _assert_single(
+        repository, "k8s/app.yaml", "doc[3].spec.template.spec.securityContext.seccompProfile", "seccomp profile"
+    )
 
 
 def test_literal_secret_in_env(repository: Path) -> None:

@@ -5,8 +5,9 @@ initialisation, Keras' legacy ``.h5`` format under Keras' own file names, as the
 and their ``SHA256SUMS``. Every other network access fails the test. Covered: the table of file names, origins
 and hashes against the installed Keras (all six backbones), baking through Keras' download path, re-runs that
 fetch nothing, ``--check``, failures that name the backbone and URL, Keras' own ``weights="imagenet"`` loader
-finding the baked file, classifiers loading a baked file from a path and from an ``s3://`` URI (moto), and the
-training job failing fast when the ImageNet cache is empty.
+finding the baked file (also from a read-only home, through links in the writable fallback cache), classifiers
+loading a baked file from a path and from an ``s3://`` URI (moto), and the training job failing fast when the
+ImageNet cache is empty.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import inspect
 import json
 import subprocess
 import sys
+import tempfile
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -416,6 +418,79 @@ def test_require_imagenet_weights_explains_an_unwritable_keras_home(
     assert str(fallback) in str(error.value)
     with pytest.raises(ValueError, match="alexnet"):
         weights_cache.require_imagenet_weights("alexnet")
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int, float]]:
+    return {
+        str(path.relative_to(root)): (path.stat().st_mode, path.stat().st_size, path.stat().st_mtime)
+        for path in sorted([root, *root.rglob("*")])
+    }
+
+
+def test_read_only_keras_home_is_used_through_links_in_tmp(
+    mirror: Mirror, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_network: list[str]
+):
+    """The images' baked KERAS_HOME is read-only for the job user: Keras would cache in <tmp>/.keras and miss it.
+
+    The job edge links the verified baked file into that writable cache; `keras.applications.VGG16(weights=
+    "imagenet")` then loads it offline, and nothing is written into the home. Tests run as root, so "not
+    writable" is simulated for the home through `os.access` (what Keras and the job edge both ask), besides
+    chmod 0555; Keras' /tmp is redirected to a folder of this test (the same `gettempdir()` fallback Keras has).
+    """
+    entry = IMAGENET_NO_TOP["vgg16"]
+    served = mirror.root / entry.fname
+    # The generated file cannot have Keras' md5: the table entry (and Keras' check below) take its sha256.
+    monkeypatch.setitem(IMAGENET_NO_TOP, "vgg16", dataclasses.replace(entry, file_hash=_sha256(served)))
+    home = tmp_path / "opt-keras"
+    (home / "models").mkdir(parents=True)
+    baked_file = home / "models" / entry.fname
+    baked_file.write_bytes(served.read_bytes())
+    baked_file.chmod(0o444)
+    (home / "models").chmod(0o555)
+    home.chmod(0o555)
+    before = _snapshot(home)
+
+    real_access, real_isdir = os.access, os.path.isdir
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+
+    def access(path, mode, *args, **kwargs):
+        if mode & os.W_OK and Path(os.fspath(path)).absolute().is_relative_to(home):
+            return False
+        return real_access(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+    monkeypatch.setattr(os.path, "isdir", lambda path: False if path == "/tmp" else real_isdir(path))
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    monkeypatch.setattr(keras_config, "_KERAS_DIR", str(home))  # what Keras read at import (KERAS_HOME)
+
+    path = weights_cache.require_imagenet_weights("vgg16")
+    link = scratch / ".keras" / "models" / entry.fname
+    assert path == link and link.is_symlink() and link.resolve() == baked_file.resolve()
+    assert weights_cache.require_imagenet_weights("vgg16") == link  # again: the link is reused
+
+    real_get_file = file_utils.get_file
+    seen: list[str] = []
+
+    def get_file_with_mirror_hash(fname, origin, **kwargs):
+        path = real_get_file(fname, origin, **{**kwargs, "file_hash": _sha256(served)})
+        seen.append(path)
+        return path
+
+    monkeypatch.setattr(file_utils, "get_file", get_file_with_mirror_hash)
+    base = keras.applications.VGG16(include_top=False, weights="imagenet", input_shape=(64, 64, 3))
+    assert seen == [str(link)] and no_network == []
+    _assert_same_weights(base.get_weights(), mirror.generated["vgg16"])
+    keras.backend.clear_session()
+    assert _snapshot(home) == before
+
+    # A baked file that is not Keras' is never linked: the job fails up front instead of Keras downloading.
+    link.unlink()
+    monkeypatch.setitem(IMAGENET_NO_TOP, "vgg16", entry)
+    with pytest.raises(WeightsCacheError, match="not writable") as error:
+        weights_cache.require_imagenet_weights("vgg16")
+    assert "does not match Keras' hash" in str(error.value) and not link.exists()
+    assert _snapshot(home) == before
 
 
 def test_module_runs_as_a_command(tmp_path: Path):

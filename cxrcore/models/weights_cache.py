@@ -29,6 +29,11 @@ or path and the fix), 2 bad arguments.
 Jobs call `require_imagenet_weights` before loading any data: it names the missing file, `KERAS_HOME` and the
 two fixes (bake with `BAKE_IMAGENET_WEIGHTS=true`, or pass a weights path / `s3://` URI) instead of letting Keras
 try to download.
+
+Read-only homes: the images bake as root and leave `KERAS_HOME=/opt/keras` read-only for the job user, so a job
+cannot alter its weights. Keras caches only in a home it may write (`os.access(home, os.W_OK)`), else in
+`/tmp/.keras`; `require_imagenet_weights` therefore links the verified baked file into `/tmp/.keras/models/`
+(the pod's scratch emptyDir) and Keras loads it from there, offline, without writing to the home.
 """
 
 from __future__ import annotations
@@ -485,7 +490,9 @@ def require_imagenet_weights(backbone: str) -> Path:
     """Returns the cached ImageNet file `keras.applications` will load for `backbone`, or fails without downloading.
 
     Looks exactly where Keras will (`effective_cache_dir()`) and checks Keras' own hash, which Keras re-checks
-    at load time and answers with a download on mismatch.
+    at load time and answers with a download on mismatch. When `KERAS_HOME` is read-only (images bake the
+    weights as root and make them read-only), Keras caches in `<tmp>/.keras/models` instead: a baked file that
+    matches Keras' hash is then symlinked there, so Keras finds it offline and nothing is written to the home.
 
     Args:
         backbone: Key of `IMAGENET_NO_TOP`.
@@ -503,13 +510,16 @@ def require_imagenet_weights(backbone: str) -> Path:
     cache = effective_cache_dir(home)
     path = cache / entry.fname
     fixes = _FIXES.format(fname=entry.fname)
+    baked = home / CACHE_SUBDIR / entry.fname
+    read_only_home = cache != home / CACHE_SUBDIR
+    if not path.is_file() and read_only_home and baked.is_file() and file_hash_matches(baked, entry.file_hash):
+        _link_baked_file(baked, path, home=home, backbone=backbone)
     if not path.is_file():
-        baked = home / CACHE_SUBDIR / entry.fname
-        if cache != home / CACHE_SUBDIR and baked.is_file():
+        if read_only_home and baked.is_file():
             reason = (
                 f"{baked} exists, but KERAS_HOME={home} is not writable by uid {_uid()}, so Keras reads {cache} "
-                f"instead and would download {entry.origin}. Run as the image's user (uid 10001) or make "
-                "KERAS_HOME writable."
+                f"instead, and {baked} does not match Keras' hash {entry.file_hash}, so it is not linked there: "
+                f"Keras would download {entry.origin}. Bake Keras' own file ({fixes})"
             )
         else:
             where = f"KERAS_HOME={home}"
@@ -529,6 +539,34 @@ def require_imagenet_weights(backbone: str) -> Path:
             f"{fixes} Received: weights='imagenet'"
         )
     return path
+
+
+def _link_baked_file(baked: Path, link: Path, *, home: Path, backbone: str) -> None:
+    """Links a verified baked file of a read-only Keras home into the writable cache Keras falls back to.
+
+    Images bake the weights as root and leave `KERAS_HOME` read-only, so Keras (which caches only in a home it
+    may write) reads `<tmp>/.keras/models` instead; a symlink there to the baked file lets
+    `keras.applications.<Backbone>(weights="imagenet")` find it offline. Nothing is written into `KERAS_HOME`.
+
+    Raises:
+        WeightsCacheError: The fallback cache cannot be written (no writable /tmp, e.g. no scratch emptyDir).
+    """
+    temporary = link.with_name(f".{link.name}.{os.getpid()}.link")
+    try:
+        link.parent.mkdir(parents=True, exist_ok=True)
+        temporary.unlink(missing_ok=True)
+        temporary.symlink_to(baked)
+        os.replace(temporary, link)  # also replaces a dangling link left by an earlier image
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise WeightsCacheError(
+            f"KERAS_HOME={home} is read-only and holds the ImageNet weights of {backbone} ({baked}), but linking "
+            f"them into the writable Keras cache {link.parent} failed: {exc}. Mount a writable emptyDir on /tmp "
+            f"(the job templates' scratch volume). Received: weights='imagenet'"
+        ) from exc
+    get_logger(_LOGGER, keras_home=str(home)).info(
+        "weights_linked", backbone=backbone, path=str(link), target=str(baked), reason="KERAS_HOME is read-only"
+    )
 
 
 def _uid() -> int | str:

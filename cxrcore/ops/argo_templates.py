@@ -81,7 +81,12 @@ Time bounds (Argo 3.6-4.x semantics, see README "Cluster prerequisites"):
     node can take fails instead of waiting forever.
   * Each Workflow has its own activeDeadlineSeconds, which bounds everything else (unschedulable GPU pods).
 Scheduling: `node-selector` is a JSON object merged into the pod's nodeSelector through podSpecPatch; the
-default {} schedules anywhere (GPU pods still land only on nodes that offer nvidia.com/gpu)."""
+default {} schedules anywhere (GPU pods still land only on nodes that offer nvidia.com/gpu).
+Security: every pod runs as uid 10001 with seccompProfile RuntimeDefault; every container drops all capabilities
+and has a read-only root filesystem, so a job writes only to its scratch emptyDir on /tmp (outputs, temporary
+files, MPLCONFIGDIR, the Keras cache links of cxrcore.models.weights_cache). spec.securityContext below applies to
+Workflows that use this template through workflowTemplateRef only: a Workflow calling it by templateRef sets its
+own (argo/paper.yaml, argo/retrain.yaml)."""
 
 _RETRY_COMMENT = (
     "Retried: Error (pod deleted or preempted, executor failure), exit 75 (transient store trouble), 137/143",
@@ -174,7 +179,8 @@ class JobTemplate:
             without one, a missing file turns a successful step into an ``Error``).
         artifacts: Output artifacts.
         uses_store: Takes the store parameters and the S3/log environment (else ``store`` is internal).
-        scratch: Mounts the scratch ``emptyDir`` on ``/tmp``.
+        scratch: Mounts the scratch ``emptyDir`` on ``/tmp``. Every job needs it: the root filesystem is
+            read-only, and Python (temporary files), matplotlib and Keras write under ``/tmp``.
         gpu: Runs on the GPU pool: one GPU, the GPU semaphore, bounded by ``active_deadline_seconds``.
         timeout: The time bound of a CPU template (counts time Pending).
         active_deadline_seconds: The time bound of a GPU template (counts from the pod's start).
@@ -273,7 +279,6 @@ TEMPLATES: tuple[JobTemplate, ...] = (
         settings="OutcomeSettings",
         parameters=(Parameter("run_id"), Parameter("status"), Parameter("failures")),
         fixed=(),
-        scratch=False,
         timeout="10m",
         resources=_SMALL,
     ),
@@ -336,6 +341,16 @@ TEMPLATES: tuple[JobTemplate, ...] = (
             Parameter("protocol"),
             Parameter("class_weight"),
             Parameter("augment"),
+            Parameter(
+                "validation_fraction",
+                comment=(
+                    "The recipe (0 / 0 / constant = the paper): a patient-disjoint validation split carved from the",
+                    "training split picks the best epoch and the decision threshold for target-sensitivity.",
+                ),
+            ),
+            Parameter("early_stopping_patience"),
+            Parameter("lr_schedule"),
+            Parameter("target_sensitivity"),
             Parameter("mixed_precision"),
         ),
         internal=("optimizer", "checkpoint_every"),
@@ -468,7 +483,12 @@ def _shared_blocks() -> dict[str, Anchor]:
         "scratch-mount": Anchor("scratch-mount", [Flow({"name": "scratch", "mountPath": "/tmp"})]),
         "security": Anchor(
             "container-security",
-            {"allowPrivilegeEscalation": False, "runAsNonRoot": True, "capabilities": Flow({"drop": ["ALL"]})},
+            {
+                "allowPrivilegeEscalation": False,
+                "readOnlyRootFilesystem": True,
+                "runAsNonRoot": True,
+                "capabilities": Flow({"drop": ["ALL"]}),
+            },
         ),
         "tolerations": Anchor(
             "gpu-tolerations", [Flow({"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"})]
@@ -622,7 +642,13 @@ def build(overrides: Mapping[str, type] | None = None) -> dict[str, Any]:
         lines = ([""] if index else []) + ([_section(template.section)] if template.section else [])
         templates.append(Comment(tuple(lines), _template(template, shared, overrides, first=index == 0)))
     labels = {"app.kubernetes.io/name": "cxr-gan", "app.kubernetes.io/part-of": "cxr-gan"}
-    security = {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001}
+    security = {
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "runAsGroup": 10001,
+        "fsGroup": 10001,
+        "seccompProfile": Flow({"type": "RuntimeDefault"}),
+    }
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "WorkflowTemplate",

@@ -1,8 +1,9 @@
 """Container hygiene, for Argo pod templates and Kubernetes workloads alike.
 
 Pinned images (an image expression is checked with its parameters' literal defaults), credentials only from
-Secrets, non-root containers (through every level a security context can come from in Argo), declared volumes,
-and the Secrets and ConfigMaps a container's environment names.
+Secrets, non-root containers (through every level a security context can come from in Argo), a read-only root
+filesystem and a seccomp profile (RuntimeDefault or Localhost) for every container, declared volumes, and the
+Secrets and ConfigMaps a container's environment names.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import yaml
 
 from cxrcore.ops.argo_expr import TAG
 from cxrcore.ops.lint.common import child, mapping, names, sequence
-from cxrcore.ops.lint.context import ArgoManifest, LintContext
+from cxrcore.ops.lint.context import ArgoManifest, LintContext, calls
 from cxrcore.ops.lint.files import Document
 
 __all__ = [
@@ -24,10 +25,13 @@ __all__ = [
     "check_image",
     "check_pod_template",
     "first_setting",
+    "hardening_problems",
     "image_problem",
     "is_pod_template",
     "pod_containers",
+    "read_only_root_problem",
     "run_as_root",
+    "seccomp_problem",
     "undeclared_volume",
 ]
 
@@ -35,6 +39,8 @@ _POD_TEMPLATE_TYPES = ("container", "script", "containerSet")
 _CREDENTIAL_NAME = re.compile(
     r"secret|password|passwd|token|access_?key|api_?key|private_?key|credential", re.IGNORECASE
 )
+#: Seccomp profile types that confine a container (``Unconfined`` does not).
+_CONFINED_SECCOMP = ("RuntimeDefault", "Localhost")
 _REFERENCE_NAME = re.compile(r"_(FILE|PATH|DIR)$", re.IGNORECASE)
 #: The body of a simple ``{{a.b.c}}`` tag.
 SIMPLE_REFERENCE = re.compile(r"\s*([A-Za-z_][\w-]*(?:\.[\w-]+)*)\s*")
@@ -159,12 +165,14 @@ def _pod_levels(
     return patches, pod_levels
 
 
-def run_as_root(
+def _container_levels(
     template: dict[str, Any], template_path: str, spec: dict[str, Any], spec_path: str
-) -> tuple[str, str] | None:
-    """``(path, problem)`` when a container of the pod template may run as root under workflow ``spec``."""
+) -> list[tuple[str, str | None, list[tuple[str, Any]], list[tuple[str, Any]]]]:
+    """``(container path, name, container-level contexts, pod-level contexts)`` of every container of a pod
+    template under workflow ``spec``, each list most specific first."""
     defaults = mapping(spec.get("templateDefaults"))
     patches, pod_levels = _pod_levels(template, template_path, spec, spec_path)
+    entries = []
     for container_path, name, container, role in pod_containers(template, template_path):
         levels = [(child(container_path, "securityContext"), container.get("securityContext"))]
         if role in ("container", "script"):
@@ -175,7 +183,18 @@ def run_as_root(
                 )
             )
         levels += [(path, _patch_container_context(patch, name)) for path, patch in patches]
-        levels += pod_levels
+        entries.append((container_path, name, levels, pod_levels))
+    return entries
+
+
+def run_as_root(
+    template: dict[str, Any], template_path: str, spec: dict[str, Any], spec_path: str
+) -> tuple[str, str] | None:
+    """``(path, problem)`` when a container of the pod template may run as root under workflow ``spec``."""
+    for _container_path, name, container_levels, pod_levels in _container_levels(
+        template, template_path, spec, spec_path
+    ):
+        levels = container_levels + pod_levels
         user = first_setting(levels, "runAsUser")
         if user is not None and user[1] == 0:
             return child(user[0], "runAsUser"), f"container '{name}' runs as root (runAsUser: 0)"
@@ -189,6 +208,63 @@ def run_as_root(
         if non_root[1] is not True:
             return child(non_root[0], "runAsNonRoot"), f"container '{name}' may run as root (runAsNonRoot is not true)"
     return None
+
+
+def seccomp_problem(
+    levels: list[tuple[str, Any]], name: Any, pod_context_path: str, where: str
+) -> tuple[str, str] | None:
+    """``(path, problem)`` when the first ``seccompProfile`` of ``levels`` (container first, then pod) is missing
+    or does not confine the container; ``pod_context_path`` is the pod's securityContext, named when missing."""
+    profile = first_setting(levels, "seccompProfile")
+    if profile is None:
+        message = (
+            f"container '{name}' runs without a seccomp profile: set securityContext.seccompProfile: "
+            f"{{type: RuntimeDefault}} {where}"
+        )
+        return f"{pod_context_path}.seccompProfile", message
+    kind = mapping(profile[1]).get("type")
+    if kind not in _CONFINED_SECCOMP:
+        return (
+            f"{child(profile[0], 'seccompProfile')}.type",
+            f"container '{name}' has seccomp profile {kind!r}: use RuntimeDefault (or Localhost)",
+        )
+    return None
+
+
+def read_only_root_problem(levels: list[tuple[str, Any]], name: Any, container_path: str) -> tuple[str, str] | None:
+    """``(path, problem)`` when the container-level contexts ``levels`` do not set ``readOnlyRootFilesystem: true``."""
+    setting = first_setting(levels, "readOnlyRootFilesystem")
+    if setting is None or setting[1] is not True:
+        where = setting[0] if setting is not None else child(container_path, "securityContext")
+        message = (
+            f"container '{name}' has a writable root filesystem: set securityContext.readOnlyRootFilesystem: true "
+            "and write only to mounted volumes (an emptyDir on /tmp)"
+        )
+        return child(where, "readOnlyRootFilesystem"), message
+    return None
+
+
+def hardening_problems(
+    template: dict[str, Any], template_path: str, spec: dict[str, Any], spec_path: str
+) -> list[tuple[str, str]]:
+    """``(path, problem)`` for every container of the pod template without ``readOnlyRootFilesystem: true`` or
+    without a confining seccomp profile (its own or the pod's) under workflow ``spec``."""
+    problems: list[tuple[str, str]] = []
+    for container_path, name, container_levels, pod_levels in _container_levels(
+        template, template_path, spec, spec_path
+    ):
+        read_only = read_only_root_problem(container_levels, name, container_path)
+        if read_only is not None:
+            problems.append(read_only)
+        seccomp = seccomp_problem(
+            container_levels + pod_levels,
+            name,
+            child(spec_path, "securityContext"),
+            "in spec.securityContext (or on the template or container)",
+        )
+        if seccomp is not None:
+            problems.append(seccomp)
+    return problems
 
 
 def undeclared_volume(template: dict[str, Any], template_path: str, spec: dict[str, Any]) -> tuple[str, str] | None:
@@ -235,9 +311,50 @@ def check_pod_template(
     root = run_as_root(template, template_path, spec, manifest.spec_path)
     if root is not None:
         context.emit(document, root[0], root[1])
+    own = hardening_problems(template, template_path, spec, manifest.spec_path)
+    for path, problem in own:
+        context.emit(document, path, problem)
+    if not any("seccomp" in problem for _path, problem in own):
+        _check_callers_seccomp(context, manifest, template_path, template)
     volume = undeclared_volume(template, template_path, spec)
     if volume is not None:
         context.emit(document, volume[0], volume[1])
+
+
+def _check_callers_seccomp(
+    context: LintContext, manifest: ArgoManifest, template_path: str, template: dict[str, Any]
+) -> None:
+    """A WorkflowTemplate's pod template called through ``templateRef`` runs under the caller's spec (pod-level
+    securityContext included): reports a caller under which the pod would run without a seccomp profile."""
+    if manifest.kind not in ("WorkflowTemplate", "ClusterWorkflowTemplate") or not manifest.name:
+        return
+    template_names = [name for name, (path, _template) in manifest.templates.items() if path == template_path]
+    if not template_names:
+        return
+    cluster = manifest.kind == "ClusterWorkflowTemplate"
+    for caller in context.argo:
+        if caller is manifest:
+            continue
+        for caller_template_path, caller_template in caller.templates.values():
+            for call_path, call in calls(caller_template, caller_template_path):
+                reference = mapping(call.get("templateRef"))
+                if (
+                    reference.get("name") != manifest.name
+                    or reference.get("template") != template_names[0]
+                    or bool(reference.get("clusterScope")) != cluster
+                ):
+                    continue
+                if any(
+                    "seccomp" in problem
+                    for _path, problem in hardening_problems(template, template_path, caller.spec, caller.spec_path)
+                ):
+                    context.emit_caller_issue(
+                        caller,
+                        child(call_path, "templateRef"),
+                        f"{manifest.label}'s pod templates run without a seccomp profile in this {caller.kind}: "
+                        "templateRef does not apply the WorkflowTemplate's spec.securityContext; set "
+                        "securityContext.seccompProfile: {type: RuntimeDefault} in this workflow's spec",
+                    )
 
 
 def check_image(

@@ -1,7 +1,8 @@
 """Kubernetes manifests: the strict JSON schemas of the newest Kubernetes that kubernetes-validate ships (unknown
-fields are errors), container hygiene of workloads, references between the linted objects (ServiceAccounts,
-Roles, Secrets and ConfigMaps with their keys, PriorityClasses, PVCs), the artifact repository ConfigMap against
-the Argo model, and ``kustomization.yaml`` (listed files exist, no deprecated fields).
+fields are errors), container hygiene of workloads (non-root, read-only root filesystem, seccomp profile),
+references between the linted objects (ServiceAccounts, Roles, Secrets and ConfigMaps with their keys,
+PriorityClasses, PVCs), the artifact repository ConfigMap against the Argo model, and ``kustomization.yaml``
+(listed files exist, no deprecated fields).
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ import yaml
 
 from cxrcore.ops.lint.argo import ARTIFACT_REPOSITORY_ANNOTATION
 from cxrcore.ops.lint.common import child, describe_value, join_path, mapping, sequence, suggestion
-from cxrcore.ops.lint.containers import check_container_references, check_env, first_setting, image_problem
+from cxrcore.ops.lint.containers import (
+    check_container_references,
+    check_env,
+    first_setting,
+    image_problem,
+    read_only_root_problem,
+    seccomp_problem,
+)
 from cxrcore.ops.lint.context import LintContext
 from cxrcore.ops.lint.files import Document, StrictLoader, display
 from cxrcore.ops.lint.models import ARTIFACT_REPOSITORY_MODEL, ModelWalker, argo_model
@@ -219,6 +227,12 @@ def _check_pod_spec(context: LintContext, document: Document, pod_path: str, pod
                     child(non_root[0], "runAsNonRoot"),
                     f"container '{name}' may run as root (runAsNonRoot is not true)",
                 )
+            for problem in (
+                read_only_root_problem(levels[:1], name, container_path),
+                seccomp_problem(levels, name, child(pod_path, "securityContext"), "in the pod's securityContext"),
+            ):
+                if problem is not None:
+                    context.emit(document, problem[0], problem[1])
 
 
 def _check_artifact_repositories(context: LintContext, document: Document) -> None:
