@@ -498,3 +498,31 @@ def test_importing_the_report_job_does_not_import_tensorflow() -> None:
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180,
                                cwd=Path(__file__).resolve().parents[1])
     assert completed.returncode == 0, completed.stderr
+
+
+def test_operating_points_table_shows_both_thresholds_only_when_recorded():
+    from types import SimpleNamespace
+
+    from cxrcore.report.collect.records import ClassifierKey
+    from cxrcore.report.render.operating import operating_points_section
+
+    recipe = {
+        "accuracy": 0.9, "sensitivity": 0.88, "specificity": 0.95, "target_sensitivity": 0.95,
+        "best_epoch": 3, "stopped_early": True, "validation": {"n": 415, "patients": 228},
+        "at_default_threshold": {"threshold": 0.5, "accuracy": 0.901, "sensitivity": 0.883, "specificity": 0.951},
+        "at_chosen_threshold": {"threshold": 0.273, "accuracy": 0.924, "sensitivity": 0.953, "specificity": 0.84},
+    }
+    paper = {"accuracy": 0.8, "sensitivity": 0.9, "specificity": 0.6, "at_chosen_threshold": None}
+    data = SimpleNamespace(metrics={
+        ClassifierKey("baseline", "custom_cnn", 0): recipe,
+        ClassifierKey("baseline", "vgg16", 0): paper,
+        ClassifierKey("augmented", "vgg16", 0): paper,
+    })
+    (table,) = operating_points_section(data, "baseline")
+    assert len(table.rows) == 1  # the paper-profile output recorded no chosen threshold
+    row = dict(zip(table.columns, table.rows[0]))
+    assert row["Threshold"] == "0.273" and row["Accuracy"] == "92.40" and row["Sensitivity"] == "0.953"
+    assert row["Accuracy @0.5"] == "90.10" and row["Specificity @0.5"] == "0.951"
+    assert row["Best epoch"] == "3 (stopped early)" and row["Validation (images / patients)"] == "415 / 228"
+    assert "sensitivity >= 0.95" in table.caption and "test split chose nothing" in table.caption
+    assert operating_points_section(data, "augmented") == []

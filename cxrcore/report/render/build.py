@@ -10,6 +10,7 @@ from cxrcore.report.render.blocks import SECTION_TITLES, Document, Section
 from cxrcore.report.render.gan import gan_section
 from cxrcore.report.render.header import header_section
 from cxrcore.report.render.methods import methods_section
+from cxrcore.report.render.operating import operating_points_section
 from cxrcore.report.render.results import (
     collapsed_section,
     condition_section,
@@ -41,8 +42,8 @@ def build_document(
     """
     builders = {
         "header": lambda: header_section(data, store_uri),
-        "table-2": lambda: condition_section(analysis, "baseline"),
-        "table-3": lambda: condition_section(analysis, "augmented"),
+        "table-2": lambda: condition_section(analysis, "baseline") + operating_points_section(data, "baseline"),
+        "table-3": lambda: condition_section(analysis, "augmented") + operating_points_section(data, "augmented"),
         "delta": lambda: delta_section(data, analysis),
         "paper": lambda: paper_section(analysis, figures),
         "collapsed": lambda: collapsed_section(data),
