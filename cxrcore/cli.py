@@ -100,7 +100,9 @@ def _cmd_predict(args: argparse.Namespace, _rest: list[str]) -> int:
         model = load_model_uri(
             args.model_uri, s3=_s3_options_from_env(), allow_uncommitted=args.allow_uncommitted
         )
-        results = predict_images(model, args.images, image_size=args.image_size, threshold=args.threshold)
+        results = predict_images(
+            model, args.images, image_size=args.image_size, threshold=args.threshold, explain_dir=args.explain
+        )
     except TransientStoreError as exc:
         get_logger("cxr").error("predict_failed_transient", error=str(exc))
         return EXIT_TRANSIENT
@@ -257,6 +259,13 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("images", metavar="IMAGE", nargs="+")
     predict.add_argument("--image-size", type=int, default=None, help="input size (default: the model's)")
     predict.add_argument("--threshold", type=float, default=0.5, help="threshold of label_predicted (default 0.5)")
+    predict.add_argument(
+        "--explain",
+        metavar="OUT_DIR",
+        default=None,
+        help="write a Grad-CAM PNG per readable image, OUT_DIR/<image stem>.gradcam.png, and add its path to the "
+        "JSON line as explanation",
+    )
     predict.add_argument("--allow-uncommitted", action="store_true", help=_ALLOW_UNCOMMITTED_HELP)
     predict.set_defaults(handler=_cmd_predict, accepts_settings=False)
 
