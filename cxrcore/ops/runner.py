@@ -544,35 +544,6 @@ class LocalRunner:
     def _past_deadline(self) -> bool:
         return self._steps.deadline is not None and time.monotonic() >= self._steps.deadline
 
-    def _emit_metrics(
-        self, template: Mapping[str, Any], context: Mapping[str, Any], result: NodeResult, seconds: float
-    ) -> None:
-        """A template's ``metrics`` with the node's scope, as the controller computes them at completion."""
-        if not template.get("metrics"):
-            return
-        scope: dict[str, Any] = {
-            **context,
-            "status": _ARGO_PHASES.get(result.status, result.status),
-            "duration": f"{seconds:f}",
-        }
-        if result.exit_code is not None:
-            scope["exitCode"] = str(result.exit_code)
-        if result.attempts:
-            scope["retries"] = str(len(result.attempts) - 1)
-        scope.update({f"outputs.parameters.{name}": value for name, value in result.parameters.items()})
-        for parameter in template.get("outputs", {}).get("parameters", []):
-            scope.setdefault(f"outputs.parameters.{parameter['name']}", "")  # not collected: empty, as in Argo
-        self.metrics.observe(template["metrics"], scope)
-
-    def _write_metrics(self) -> None:
-        for error in self.metrics.errors:
-            log.warning("metrics_error", error=error)  # the controller's MetricsError condition
-        if self.metrics.samples():
-            self.metrics.write(self.work_dir / "metrics.prom")
-
-    def _past_deadline(self) -> bool:
-        return self._steps.deadline is not None and time.monotonic() >= self._steps.deadline
-
     def terminate(self) -> None:
         """Stops the run: no new step starts or retries, running steps' process groups get SIGTERM (then SIGKILL
         after the grace period)."""

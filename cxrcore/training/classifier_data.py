@@ -108,18 +108,9 @@ def assemble_training_data(
     Raises:
         ValueError: Unknown protocol, an empty training or test side, or an empty validation split.
     """
-    from cxrcore.data.pipeline import resize_images
-
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be 'clean' or 'paper-merge'. Received: protocol={protocol!r}")
-    columns = ["image_id", "sha256", "class", "label", "patient_id", "split"]
-    frames = [real_manifest.loc[:, columns].assign(synthetic=False)]
-    arrays = [resize_images(real_images, image_size)]
-    for manifest, images in synthetic:
-        frames.append(manifest.loc[:, columns].assign(synthetic=True, split="train"))
-        arrays.append(resize_images(images, image_size))
-    pool = pd.concat(frames, ignore_index=True)
-    pixels = np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
+    pool, pixels = _pool(real_manifest, real_images, synthetic, image_size)
     if protocol == "paper-merge":
         pool["split"] = assign_split(pool, "paper", test_fraction=PAPER_TEST_FRACTION, seed=seed).to_numpy()
         strategy = "paper-merge"
@@ -140,34 +131,61 @@ def assemble_training_data(
     real = ~pool["synthetic"].to_numpy()
     real_rows = pool[real]
     labels = pool["label"].to_numpy().astype(int)
-    train_labels = labels[train_index]
-    test_labels = test_frame["label"].to_numpy().astype(int)
-    validation_labels = labels[validation_index]
     return TrainingData(
         train_images=pixels[train_index],
-        train_labels=train_labels,
+        train_labels=labels[train_index],
         test_images=pixels[test_index],
-        test_labels=test_labels,
+        test_labels=test_frame["label"].to_numpy().astype(int),
         test_ids=test_frame["image_id"].astype(str).tolist(),
         split_strategy=strategy,
         dataset_split_strategy=dataset_split_strategy,
         patients_on_both_sides=patients_on_both_sides(real_rows, real_rows["split"]),
         test_contaminated=bool(test_frame["synthetic"].any()),
-        counts={
-            "train_real": int(real[train_index].sum()),
-            "train_synthetic": int((~real[train_index]).sum()),
-            "test_real": int(real[test_index].sum()),
-            "test_synthetic": int((~real[test_index]).sum()),
-            "validation": int(len(validation_index)),
-            "train_by_class": _by_class(train_labels),
-            "test_by_class": _by_class(test_labels),
-            "validation_by_class": _by_class(validation_labels),
-        },
+        counts=_counts(real, labels, train_index, test_index, validation_index),
         validation_images=pixels[validation_index],
-        validation_labels=validation_labels,
+        validation_labels=labels[validation_index],
         validation_ids=pool["image_id"].to_numpy()[validation_index].astype(str).tolist(),
         validation_patients=_validation_patients(pool, train_index, test_index, validation_index),
     )
+
+
+def _pool(
+    real_manifest: pd.DataFrame,
+    real_images: np.ndarray,
+    synthetic: Sequence[tuple[pd.DataFrame, np.ndarray]],
+    image_size: int,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Real and synthetic rows in one frame (synthetic ones on the training side) and their resized pixels."""
+    from cxrcore.data.pipeline import resize_images
+
+    columns = ["image_id", "sha256", "class", "label", "patient_id", "split"]
+    frames = [real_manifest.loc[:, columns].assign(synthetic=False)]
+    arrays = [resize_images(real_images, image_size)]
+    for manifest, images in synthetic:
+        frames.append(manifest.loc[:, columns].assign(synthetic=True, split="train"))
+        arrays.append(resize_images(images, image_size))
+    pool = pd.concat(frames, ignore_index=True)
+    return pool, (np.concatenate(arrays) if len(arrays) > 1 else arrays[0])
+
+
+def _counts(
+    real: np.ndarray,
+    labels: np.ndarray,
+    train_index: np.ndarray,
+    test_index: np.ndarray,
+    validation_index: np.ndarray,
+) -> dict[str, Any]:
+    """Images per side, real and synthetic, and per class (``metrics.json`` ``counts``)."""
+    return {
+        "train_real": int(real[train_index].sum()),
+        "train_synthetic": int((~real[train_index]).sum()),
+        "test_real": int(real[test_index].sum()),
+        "test_synthetic": int((~real[test_index]).sum()),
+        "validation": int(len(validation_index)),
+        "train_by_class": _by_class(labels[train_index]),
+        "test_by_class": _by_class(labels[test_index]),
+        "validation_by_class": _by_class(labels[validation_index]),
+    }
 
 
 def carve_validation(
