@@ -70,6 +70,7 @@ from cxrcore.settings_support import (  # re-exported: config is where every set
 
 __all__ = [
     "ALL_MODEL_NAMES",
+    "ExternalTestSettings",
     "IDENTITY_KEY",
     "IDENTITY_MARKS",
     "GanTrainSettings",
@@ -85,6 +86,7 @@ __all__ = [
     "TrainClassifierSettings",
     "S3Settings",
     "SettingsError",
+    "external_sources",
     "format_validation_error",
     "identity",
     "identity_mark",
@@ -580,6 +582,47 @@ class PromoteSettings(RunSettings):
     batch_size: int = Field(
         default=64, ge=1, description="Images per forward pass.", json_schema_extra={"identity": False}
     )
+
+
+class ExternalTestSettings(RunSettings):
+    """``cxr external-test``: score every committed classifier of a run on external sets (folders, zips, s3://)."""
+
+    # The step scores trained models: the inherited setting changes nothing here.
+    seed: int = Field(default=0, ge=0, json_schema_extra={"identity": False})
+    source: str = Field(
+        description="External set: a NORMAL/ PNEUMONIA/ folder, a Kaggle chest_xray/ folder or zip, an s3:// prefix "
+        'or demo:// URI; a JSON list (["s3://a/", "/data/b.zip"]) for several.',
+        json_schema_extra={"identity": "resolved"},  # each imported dataset version and its marker digest
+    )
+    image_size: int = Field(
+        default=224,
+        ge=16,
+        le=2048,
+        description="Stored resolution of the imported external images (use the run's prepare image-size).",
+        json_schema_extra={"identity": True},
+    )
+    batch_size: int = Field(
+        default=64, ge=1, description="Images per forward pass.", json_schema_extra={"identity": False}
+    )
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        external_sources(value)
+        return value
+
+
+def external_sources(value: str) -> list[str]:
+    """The external sources a ``source`` setting names: one location, or a JSON list of them.
+
+    Raises:
+        ValueError: An empty setting, an empty list, or a list entry that is not a non-empty string.
+    """
+    text = value.strip()
+    sources = _json_list(text, "source") if text.startswith("[") else [text]
+    if not sources or not all(isinstance(item, str) and item.strip() for item in sources):
+        raise ValueError(f"must be a location or a non-empty JSON list of locations. Received: source={value!r}")
+    return [item.strip() for item in sources]
 
 
 def _json_list(value: str, name: str) -> list[Any]:

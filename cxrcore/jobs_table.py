@@ -3,10 +3,10 @@
 See docs/architecture.md#command-line. Every containerised job (the console scripts ``cxr-prepare``,
 ``cxr-gan-train``, ``cxr-synthesize``, ``cxr-train-classifier``, ``cxr-report`` of ``jobs/``) and every ``cxr``
 sub-command that runs a job (``cxr data import``, ``cxr matrix``, ``cxr outcome``, ``cxr incoming``,
-``cxr promote``) is one :class:`Job` of :data:`JOBS`, and all of them run the same way (:meth:`Job.main`, through
-:func:`cxrcore.runtime.run_job`): parse the Settings (flags, then ``CXR_*`` variables, then defaults), configure
-logging, call ``run(settings)``, print its JSON result (and write ``--result-dir``), and return the exit code: 0 ok,
-1 failed, 2 bad settings, 75 transient store failure.
+``cxr promote``, ``cxr external-test``) is one :class:`Job` of :data:`JOBS`, and all of them run the same way
+(:meth:`Job.main`, through :func:`cxrcore.runtime.run_job`): parse the Settings (flags, then ``CXR_*`` variables,
+then defaults), configure logging, call ``run(settings)``, print its JSON result (and write ``--result-dir``), and
+return the exit code: 0 ok, 1 failed, 2 bad settings, 75 transient store failure.
 
 Settings classes and run functions are named by dotted path (``module:attribute``) and imported only when the job
 runs, after its settings are valid: ``--help`` and bad flags answer without TensorFlow, and moving a job's code
@@ -142,6 +142,17 @@ JOBS: tuple[Job, ...] = (
         description="Both models predict the test split of the challenger's dataset version; promote when there "
         "is no champion, or when accuracy gains >= --margin and McNemar p < --alpha. Settings: --store, --task, "
         "--challenger, --run-id, --dataset, --dataset-version, --margin, --alpha, --result-dir.",
+    ),
+    Job(
+        "external-test",
+        "cxrcore.config:ExternalTestSettings",
+        "cxrcore.steps.external_test:run",
+        command="external-test",
+        help="score every committed classifier of a run on external image sets (folders, zips, s3://)",
+        description="Imports each --source (a JSON list for several) like cxr-prepare, scores every committed "
+        "classifier of --run-id on all its images and commits runs/<run_id>/external/<dataset>/<condition>/"
+        "<model>/seed-<n>/ (metrics.json, predictions.csv). Settings: --store, --run-id, --source, --image-size, "
+        "--result-dir.",
     ),
 )
 

@@ -10,6 +10,8 @@
     runs/<run_id>/classifiers/<condition>/<model>/seed-<seed>/
                                                model.keras history.csv metrics.json predictions.csv
                                                checkpoints/ (own markers)
+    runs/<run_id>/external/<dataset>/<condition>/<model>/seed-<seed>/
+                                               metrics.json predictions.csv (one classifier on an external set)
     runs/<run_id>/report/                      index.html report.md tables.csv metrics.json figures/*.png
     registry/<dataset>/ledger.json             every batch imported into a version of <dataset> (JSON list)
     registry/<task>/champion.json              the model in service; rewritten only on promotion
@@ -51,15 +53,19 @@ __all__ = [
     "LEDGER_FILE",
     "REGISTRY_ROOT",
     "ClassifierOutput",
+    "ExternalOutput",
     "champion_key",
     "classifier_prefix",
     "classifiers_root",
     "dataset_prefix",
     "decisions_prefix",
+    "external_prefix",
+    "external_root",
     "gan_prefix",
     "latest_key",
     "ledger_key",
     "parse_classifier_prefix",
+    "parse_external_prefix",
     "report_prefix",
     "run_id_of",
     "run_prefix",
@@ -110,6 +116,17 @@ def classifier_prefix(run_id: str, condition: str, model: str, seed: int) -> str
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer. Received: seed={seed!r}")
     return join_key(classifiers_root(run_id), condition, model, f"seed-{seed}")
+
+
+def external_root(run_id: str) -> str:
+    """``runs/<run_id>/external``: every external-test output of a run lies below."""
+    return join_key(run_prefix(run_id), "external")
+
+
+def external_prefix(run_id: str, dataset: str, condition: str, model: str, seed: int) -> str:
+    """``runs/<run_id>/external/<dataset>/<condition>/<model>/seed-<seed>``: one classifier on an external set."""
+    classifier = classifier_prefix(run_id, condition, model, seed)  # validates condition, model and seed
+    return join_key(external_root(run_id), _check_dataset_name(dataset), *classifier.split("/")[3:])
 
 
 def report_prefix(run_id: str) -> str:
@@ -237,3 +254,38 @@ def parse_classifier_prefix(key: str) -> ClassifierOutput:
             f"in {CONDITIONS}. Received: key={key!r}"
         )
     return ClassifierOutput(parts[1], parts[3], parts[4], int(seed.group(1)))
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class ExternalOutput:
+    """What an external-test prefix names: ``runs/<run_id>/external/<dataset>/<condition>/<model>/seed-<seed>``.
+
+    Attributes:
+        dataset: The external dataset's name.
+        classifier: The classifier output of the run that was scored.
+    """
+
+    dataset: str
+    classifier: ClassifierOutput
+
+    @property
+    def prefix(self) -> str:
+        """The output's prefix (:func:`external_prefix`)."""
+        output = self.classifier
+        return external_prefix(output.run_id, self.dataset, output.condition, output.model, output.seed)
+
+
+def parse_external_prefix(key: str) -> ExternalOutput:
+    """Reads ``runs/<run_id>/external/<dataset>/<condition>/<model>/seed-<seed>`` back into its parts.
+
+    Raises:
+        ValueError: If the key is not exactly such a prefix of a valid run, dataset, condition, model and seed.
+    """
+    parts = normalize_key(key).split("/")
+    if len(parts) != 7 or parts[0] != "runs" or parts[2] != "external" or not DATASET_NAME_PATTERN.match(parts[3]):
+        raise ValueError(
+            "Expected an external-test output runs/<run_id>/external/<dataset>/<condition>/<model>/seed-<seed>. "
+            f"Received: key={key!r}"
+        )
+    classifier = parse_classifier_prefix(join_key(parts[0], parts[1], "classifiers", *parts[4:]))
+    return ExternalOutput(parts[3], classifier)

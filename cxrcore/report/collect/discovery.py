@@ -8,12 +8,14 @@ from __future__ import annotations
 from cxrcore.layout import (
     ClassifierOutput,
     classifiers_root,
+    external_root,
     gan_prefix,
     parse_classifier_prefix,
+    parse_external_prefix,
     run_prefix,
     synthetic_prefix,
 )
-from cxrcore.report.collect.records import ClassifierKey, Incomplete, Inventory
+from cxrcore.report.collect.records import ClassifierKey, ExternalKey, Incomplete, Inventory
 from cxrcore.storage import MARKER_NAME, TMP_DIR, Marker, Store, StoreError, TransientStoreError, join_key
 from cxrcore.vocab import CLASS_NAMES
 
@@ -74,7 +76,25 @@ def discover(store: Store, run_id: str) -> Inventory:
                 found[class_name] = (prefix, marker)
             elif _has_objects(store, prefix):
                 inventory.incomplete.append(Incomplete(kind, prefix, _uncommitted_reason(store, prefix)))
+    _discover_external(store, run_id, inventory)
     return inventory
+
+
+def _discover_external(store: Store, run_id: str, inventory: Inventory) -> None:
+    """Adds the committed external-test outputs (``cxr external-test``) to the inventory; none is no error."""
+    for obj in store.list(external_root(run_id)):
+        prefix, _, name = obj.key.rpartition("/")
+        if name != MARKER_NAME:
+            continue
+        try:
+            output = parse_external_prefix(prefix)
+        except ValueError:
+            continue  # staging or a foreign key: external outputs are optional, never a broken report
+        classifier = output.classifier
+        key = ExternalKey(output.dataset, ClassifierKey(classifier.condition, classifier.model, classifier.seed))
+        marker = _read_marker(store, output.prefix, inventory, "external")
+        if marker is not None:
+            inventory.external[key] = (output.prefix, marker)
 
 
 def _read_marker(store: Store, prefix: str, inventory: Inventory, kind: str) -> Marker | None:

@@ -31,6 +31,7 @@ from cxrcore.report.collect.records import (
     RESULT_COLUMNS,
     ClassifierKey,
     DatasetSummary,
+    ExternalKey,
     GanOutput,
     Incomplete,
     Inventory,
@@ -68,6 +69,7 @@ def load(store: Store, inventory: Inventory, *, dataset: str, dataset_version: s
         except (InvalidOutput, StoreError) as exc:
             incomplete.append(Incomplete("classifier", prefix, f"committed but unusable: {exc}"))
             log.warning("report_output_unusable", prefix=prefix, error=str(exc))
+    external_metrics, external_predictions = _load_external(store, inventory, incomplete)
     results = pd.DataFrame(classifiers.rows, columns=list(RESULT_COLUMNS))
     if not results.empty:
         results = results.sort_values(["condition", "model", "seed"], key=_sort_key).reset_index(drop=True)
@@ -83,6 +85,8 @@ def load(store: Store, inventory: Inventory, *, dataset: str, dataset_version: s
         incomplete=incomplete,
         warnings=warnings,
         inputs=inventory.input_digests(),
+        external_metrics=external_metrics,
+        external_predictions=external_predictions,
     )
 
 
@@ -116,6 +120,25 @@ class _ClassifierOutputs:
         self.rows.append(result_row(key, prefix, marker, metrics))
         self.predictions[key] = frame
         self.metrics[key] = metrics
+
+
+def _load_external(
+    store: Store, inventory: Inventory, incomplete: list[Incomplete]
+) -> tuple[dict[ExternalKey, dict[str, Any]], dict[ExternalKey, pd.DataFrame]]:
+    """``metrics.json`` and ``predictions.csv`` of every committed external-test output (both empty without)."""
+    metrics: dict[ExternalKey, dict[str, Any]] = {}
+    predictions: dict[ExternalKey, pd.DataFrame] = {}
+    for key, (prefix, marker) in sorted(inventory.external.items()):
+        try:
+            content = parse_metrics(read_json_output(store, prefix, marker, "metrics.json"))
+            frame = parse_predictions(read_output(store, prefix, marker, "predictions.csv"))
+        except TransientStoreError:
+            raise  # the store is down, not the output broken: exit 75, Argo retries
+        except (InvalidOutput, StoreError) as exc:
+            incomplete.append(Incomplete("external", prefix, f"committed but unusable: {exc}"))
+            continue
+        metrics[key], predictions[key] = content, frame
+    return metrics, predictions
 
 
 def _load_gans(store: Store, inventory: Inventory, incomplete: list[Incomplete]) -> dict[str, GanOutput]:

@@ -20,6 +20,7 @@ __all__ = [
     "RESULT_COLUMNS",
     "ClassifierKey",
     "DatasetSummary",
+    "ExternalKey",
     "GanOutput",
     "Incomplete",
     "Inventory",
@@ -87,6 +88,14 @@ class ClassifierKey:
         return f"{self.condition}/{self.model}/seed-{self.seed}"
 
 
+@dataclasses.dataclass(frozen=True, order=True)
+class ExternalKey:
+    """Identifies one external-test output: ``runs/<run_id>/external/<dataset>/<condition>/<model>/seed-<seed>``."""
+
+    dataset: str
+    classifier: ClassifierKey
+
+
 @dataclasses.dataclass(frozen=True)
 class Incomplete:
     """An output prefix the report could not use.
@@ -112,6 +121,7 @@ class Inventory:
         gans: Committed DCGANs: class -> (prefix, marker).
         synthetic: Committed synthetic sets: class -> (prefix, marker).
         incomplete: Prefixes with objects but no ``_SUCCESS`` marker, or with an unexpected layout.
+        external: Committed external-test outputs: key -> (prefix, marker).
     """
 
     run_id: str
@@ -119,12 +129,14 @@ class Inventory:
     gans: dict[str, tuple[str, Marker]] = dataclasses.field(default_factory=dict)
     synthetic: dict[str, tuple[str, Marker]] = dataclasses.field(default_factory=dict)
     incomplete: list[Incomplete] = dataclasses.field(default_factory=list)
+    external: dict[ExternalKey, tuple[str, Marker]] = dataclasses.field(default_factory=dict)
 
     def input_digests(self) -> dict[str, Any]:
         """The report's inputs: the marker digest of every committed prefix and the incomplete prefixes."""
         committed = {prefix: marker.digest for prefix, marker in self.classifiers.values()}
         committed.update({prefix: marker.digest for prefix, marker in self.gans.values()})
         committed.update({prefix: marker.digest for prefix, marker in self.synthetic.values()})
+        committed.update({prefix: marker.digest for prefix, marker in self.external.values()})
         return {
             "committed": dict(sorted(committed.items())),
             "incomplete": sorted(f"{item.kind}:{item.prefix}" for item in self.incomplete),
@@ -260,6 +272,8 @@ class RunData:
         incomplete: Outputs that exist but could not be used, with reasons.
         warnings: Inconsistencies found while loading (metrics vs predictions, mixed dataset versions, ...).
         inputs: The report's inputs: :meth:`Inventory.input_digests` (what the skip check compares).
+        external_metrics: ``metrics.json`` of each external-test output (empty without ``cxr external-test``).
+        external_predictions: ``predictions.csv`` of each external-test output, keyed likewise.
     """
 
     run_id: str
@@ -273,6 +287,8 @@ class RunData:
     incomplete: list[Incomplete]
     warnings: list[str]
     inputs: dict[str, Any]
+    external_metrics: dict[ExternalKey, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    external_predictions: dict[ExternalKey, pd.DataFrame] = dataclasses.field(default_factory=dict)
 
     def conditions(self) -> list[str]:
         """Conditions with at least one result, in :data:`CONDITIONS` order."""
