@@ -188,3 +188,11 @@ def test_our_retry_strategy_decides_each_scenario(template: str) -> None:
         assert strategy.allows(attempt, 0) is scenario.retry, scenario.label
     oom = Attempt("Failed", 137, "main: OOMKilled (exit code 137)", 0.0, 1.0)
     assert strategy.allows(oom, 0) is False
+
+
+def test_unreadable_bound_in_the_exit_handler_is_a_finding_not_a_crash(manifests: Path) -> None:
+    _edit(manifests, "templates.yaml", lambda d: _template(d, "record-outcome").update(timeout="ten minutes"))
+    _assert_findings(manifests, [(
+        "argo/templates.yaml", f"spec.templates[{_index(manifests, 'record-outcome')}]",
+        ("template 'record-outcome': not a duration", "'ten minutes'"),
+    )])

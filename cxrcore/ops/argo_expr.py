@@ -33,6 +33,7 @@ __all__ = [
     "DependsExpression",
     "ExpressionError",
     "evaluate",
+    "evaluate_when",
     "parse_depends",
     "parse_duration",
     "substitute",
@@ -510,3 +511,16 @@ def evaluate(expression: str, variables: Mapping[str, Any] | None = None, *, bar
     if not str(expression).strip():
         raise ExpressionError("empty expression")
     return _Parser(str(expression), variables or {}, bare_words=bare_words).parse()
+
+
+def evaluate_when(expression: str) -> bool:
+    """A substituted ``when`` (a task's, or a metric's) as the controller reads it: govaluate with bare words as
+    strings, and the result must be a boolean.
+
+    Raises:
+        ExpressionError: Syntax outside the subset, or a result that is not a boolean.
+    """
+    value = evaluate(expression, bare_words=True)
+    if not isinstance(value, bool):
+        raise ExpressionError(f"when {expression!r} does not give a boolean (got {value!r})")
+    return value

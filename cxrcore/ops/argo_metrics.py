@@ -134,7 +134,7 @@ class MetricsRecorder:
     def _observe(self, metric: Mapping[str, Any], scope: Mapping[str, Any]) -> None:
         name = str(argo_expr.substitute(metric["name"], scope))
         when = metric.get("when")
-        if when and not argo_expr.evaluate(str(argo_expr.substitute(when, scope)), bare_words=True):
+        if when and not argo_expr.evaluate_when(str(argo_expr.substitute(when, scope))):
             return
         labels = tuple(
             (str(label["key"]), str(argo_expr.substitute(str(label["value"]), scope)))

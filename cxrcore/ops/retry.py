@@ -243,7 +243,7 @@ class StepBounds:
             ads_raw = template.get("activeDeadlineSeconds")
             ads = parse_duration(ads_raw) if ads_raw not in (None, "") else None
         except ExpressionError as exc:
-            raise ValueError(f"template {template.get('name')!r}: {exc}") from exc
+            raise ValueError(str(exc)) from exc  # callers name the template
         return cls(timeout, ads)
 
     @property

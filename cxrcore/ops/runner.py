@@ -179,12 +179,9 @@ def evaluate_depends(expression: str, statuses: Mapping[str, NodeResult]) -> boo
 def _evaluate_when(expression: str) -> bool:
     """Evaluates a substituted ``when`` as the controller does (govaluate; bare words are strings)."""
     try:
-        value = argo_expr.evaluate(expression, bare_words=True)
+        return argo_expr.evaluate_when(expression)
     except ExpressionError as exc:
         raise WorkflowError(f"cannot evaluate when {expression!r}: {exc}") from exc
-    if not isinstance(value, bool):
-        raise WorkflowError(f"when {expression!r} does not give a boolean (got {value!r})")
-    return value
 
 
 # ---------------------------------------------------------------------------------------------- execution

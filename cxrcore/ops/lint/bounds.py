@@ -65,12 +65,12 @@ RETRY_SCENARIOS = (
     Scenario("bad settings (exit 2)", "Failed", 2, "main: Error (exit code 2)", False),
     Scenario("a step past its own deadline", "Failed", 143, DEADLINE_MESSAGE, False),
 )
-_POD_KINDS = ("container", "script", "containerSet", "resource", "data", "http", "plugin")
-_NO_POD = ("data", "http", "plugin")  # run by the agent or controller: no pod of their own
+#: Template kinds that run a pod of their own (data, http and plugin templates run in the agent or controller).
+_POD_KINDS = ("container", "script", "containerSet", "resource")
 
 
 def _pod_template(template: Mapping[str, Any]) -> bool:
-    return any(isinstance(template.get(kind), Mapping) for kind in _POD_KINDS if kind not in _NO_POD)
+    return any(isinstance(template.get(kind), Mapping) for kind in _POD_KINDS)
 
 
 def _holds_lock(template: Mapping[str, Any]) -> bool:
@@ -133,7 +133,11 @@ def _check_exit_handler(
     if not isinstance(handler, str) or handler not in templates:
         return
     for name, path, template in _pod_templates_under(templates[handler][1], templates[handler][0], resolve):
-        if StepBounds.from_template(template).timeout_seconds is None:
+        try:
+            timeout = StepBounds.from_template(template).timeout_seconds
+        except ValueError:
+            continue  # an unreadable bound is reported by the template's own check
+        if timeout is None:
             emit(
                 f"{path}.timeout",
                 f"template '{name}' runs in the exit handler '{handler}', which the workflow's "
