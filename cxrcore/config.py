@@ -25,9 +25,16 @@ from __future__ import annotations
 import json
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, CliSuppress, SettingsConfigDict
 
 from cxrcore.vocab import (
     BACKBONE_NAMES,
@@ -36,6 +43,8 @@ from cxrcore.vocab import (
     DATASET_NAME_PATTERN,
     DATASET_VERSION_PATTERN,
     DEFAULT_DATASET_NAME,
+    DICOM_DEFAULT_VIEWS,
+    GAN_AUGMENT_POLICIES,
     INCOMING_PREFIX,
     MODEL_NAMES,
     OPTIMIZERS,
@@ -59,11 +68,13 @@ from cxrcore.settings_support import (  # re-exported: config is where every set
     IDENTITY_KEY,
     IDENTITY_MARKS,
     SettingsError,
+    check_patient_salt,
     check_store_uri,
     format_validation_error,
     identity,
     identity_mark,
     parse_batches,
+    parse_dicom_views,
     parse_settings,
     validate_batch_name,
 )
@@ -87,6 +98,7 @@ __all__ = [
     "S3Settings",
     "SettingsError",
     "external_sources",
+    "parse_dicom_views",
     "format_validation_error",
     "identity",
     "identity_mark",
@@ -97,6 +109,7 @@ __all__ = [
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
+
 def _allows_none(field: FieldInfo) -> bool:
     """Whether ``None`` is a valid value of ``field`` (an optional count)."""
     return field.default is None or "None" in str(field.annotation)
@@ -106,9 +119,13 @@ class S3Settings(BaseModel):
     """How to reach S3 or MinIO. Credentials come from the AWS default chain, never from here."""
 
     endpoint_url: str | None = Field(
-        default=None, description="S3 endpoint (MinIO: http://minio:9000). Default: AWS_ENDPOINT_URL or AWS."
+        default=None,
+        description="S3 endpoint (MinIO: http://minio:9000). Default: AWS_ENDPOINT_URL or AWS.",
     )
-    region: str | None = Field(default=None, description="Region name; default from AWS_REGION/AWS_DEFAULT_REGION.")
+    region: str | None = Field(
+        default=None,
+        description="Region name; default from AWS_REGION/AWS_DEFAULT_REGION.",
+    )
     addressing_style: Literal["auto", "path", "virtual"] = Field(
         default="auto", description="'path' for MinIO and most on-prem S3."
     )
@@ -159,13 +176,19 @@ class JobSettings(BaseSettings):
     )
     s3: S3Settings = Field(default_factory=S3Settings, json_schema_extra={"identity": False})
     io_workers: int = Field(
-        default=8, ge=1, le=256, description="Threads for store uploads/downloads.", json_schema_extra={"identity": False}
+        default=8,
+        ge=1,
+        le=256,
+        description="Threads for store uploads/downloads.",
+        json_schema_extra={"identity": False},
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", json_schema_extra={"identity": False}
     )
     log_format: Literal["auto", "json", "console"] = Field(
-        default="auto", description="auto: JSON when stderr is not a terminal.", json_schema_extra={"identity": False}
+        default="auto",
+        description="auto: JSON when stderr is not a terminal.",
+        json_schema_extra={"identity": False},
     )
     result_dir: str | None = Field(
         default=None,
@@ -183,11 +206,19 @@ class JobSettings(BaseSettings):
         """Opens the configured store (``cxrcore.storage.Store``)."""
         from cxrcore.storage import open_store
 
-        return open_store(self.store, s3=self.s3.as_options(self.io_workers), max_workers=self.io_workers)
+        return open_store(
+            self.store,
+            s3=self.s3.as_options(self.io_workers),
+            max_workers=self.io_workers,
+        )
 
 
 class PrepareSettings(JobSettings):
     """``cxr-prepare`` / ``cxr data import``: import a source into an immutable dataset version."""
+
+    # A validation error's text never quotes an input: the patient salt is a secret (format_validation_error
+    # still names each bad value, the salt as its length only).
+    model_config = SettingsConfigDict(**JobSettings.model_config, hide_input_in_errors=True)
 
     source: str = Field(
         description="Kaggle chest_xray/ folder, its zip, an s3:// prefix, or NORMAL/ PNEUMONIA/.",
@@ -200,7 +231,11 @@ class PrepareSettings(JobSettings):
         json_schema_extra={"identity": True},
     )
     image_size: int = Field(
-        default=224, ge=16, le=2048, description="Stored resolution (square, pixels).", json_schema_extra={"identity": True}
+        default=224,
+        ge=16,
+        le=2048,
+        description="Stored resolution (square, pixels).",
+        json_schema_extra={"identity": True},
     )
     split: Literal[SPLIT_STRATEGIES] = Field(
         default="patient",
@@ -208,17 +243,33 @@ class PrepareSettings(JobSettings):
         "official: the source's train/test folders.",
         json_schema_extra={"identity": True},
     )
-    test_fraction: float = Field(default=PAPER_TEST_FRACTION, gt=0.0, lt=1.0, json_schema_extra={"identity": True})
+    test_fraction: float = Field(
+        default=PAPER_TEST_FRACTION,
+        gt=0.0,
+        lt=1.0,
+        json_schema_extra={"identity": True},
+    )
     seed: int = Field(default=42, ge=0, json_schema_extra={"identity": True})
     shard_size: int = Field(
-        default=1024, ge=1, le=100_000, description="Images per shard object.", json_schema_extra={"identity": True}
+        default=1024,
+        ge=1,
+        le=100_000,
+        description="Images per shard object.",
+        json_schema_extra={"identity": True},
     )
     max_image_pixels: int = Field(
-        default=50_000_000, ge=1_000_000, description="Decompression-bomb limit.", json_schema_extra={"identity": True}
+        default=50_000_000,
+        ge=1_000_000,
+        description="Decompression-bomb limit.",
+        json_schema_extra={"identity": True},
     )
     max_file_mb: int = Field(default=64, ge=1, json_schema_extra={"identity": True})
     decode_workers: int = Field(
-        default=0, ge=0, le=256, description="Decode threads (0: one per CPU).", json_schema_extra={"identity": False}
+        default=0,
+        ge=0,
+        le=256,
+        description="Decode threads (0: one per CPU).",
+        json_schema_extra={"identity": False},
     )
     base_version: str = Field(
         default="",
@@ -232,6 +283,41 @@ class PrepareSettings(JobSettings):
         "_SUCCESS object) and record the batches in registry/<name>/ledger.json after the commit.",
         json_schema_extra={"identity": "resolved"},  # the parsed list
     )
+    dicom_views: str = Field(
+        default=",".join(DICOM_DEFAULT_VIEWS),
+        description="DICOM files: the ViewPosition values imported, comma-separated (UNKNOWN: empty or missing; "
+        "*: every view); files of other views are rejected (view-filtered).",
+        # Acts only through which images are imported, which the version id hashes.
+        json_schema_extra={"identity": "resolved"},
+    )
+    # Not a flag in --help (a secret on a command line reaches `ps` and shell histories): the environment only.
+    patient_salt: CliSuppress[SecretStr | None] = Field(
+        default=None,
+        description="Secret key (16+ characters) of the patient ids made from DICOM PatientID/StudyInstanceUID "
+        "(HMAC-SHA256). Set it through the environment (CXR_PATIENT_SALT, from a Secret) and keep it for every "
+        "import of a dataset; required when a DICOM file carries an identifier.",
+        # Acts only through the hashed patient ids, which the version id hashes; never recorded itself.
+        json_schema_extra={"identity": "resolved"},
+    )
+
+    @field_validator("patient_salt", mode="before")
+    @classmethod
+    def _patient_salt(cls, value: Any) -> Any:
+        return check_patient_salt(value)  # "" (Argo, an unset optional Secret) is no salt
+
+    @field_validator("dicom_views")
+    @classmethod
+    def _dicom_views(cls, value: str) -> str:
+        views = parse_dicom_views(value)
+        return "*" if views is None else ",".join(views)
+
+    def allowed_views(self) -> tuple[str, ...] | None:
+        """The DICOM views imported (``UNKNOWN`` for an empty ``ViewPosition``), ``None`` for every view."""
+        return parse_dicom_views(self.dicom_views)
+
+    def salt_bytes(self) -> bytes | None:
+        """The patient salt as the key of :func:`cxrcore.data.dicom.patient_key`, ``None`` when unset."""
+        return None if self.patient_salt is None else self.patient_salt.get_secret_value().encode("utf-8")
 
     @field_validator("base_version")
     @classmethod
@@ -261,11 +347,20 @@ def _zero_or_empty_is_unset(value: Any) -> Any:
 class RunSettings(JobSettings):
     """Settings of the jobs that belong to one run (``runs/<run_id>/``) of one dataset version.
 
-    Optional counts (``epochs``, ``num_images``, ``max_steps_per_epoch``) also accept ``0`` meaning "unset",
+    Optional counts (``epochs``, ``num_images``, ``max_steps_per_epoch``, ``steps``) also accept ``0`` meaning "unset",
     because Argo parameters are strings and cannot be null.
     """
 
-    @field_validator("epochs", "num_images", "max_steps_per_epoch", mode="before", check_fields=False)
+    @field_validator(
+        "epochs",
+        "num_images",
+        "max_steps_per_epoch",
+        "steps",
+        "d_learning_rate",
+        "g_learning_rate",
+        mode="before",
+        check_fields=False,
+    )
     @classmethod
     def _optional_counts(cls, value: Any, info: ValidationInfo) -> Any:
         field = cls.model_fields.get(info.field_name or "")
@@ -322,24 +417,115 @@ class GanTrainSettings(RunSettings):
     )
     latent_dim: int = Field(default=PAPER_LATENT_DIM, ge=1, json_schema_extra={"identity": True})
     width_multiplier: float = Field(
-        default=1.0, gt=0.0, le=4.0, description="Filter scale (paper: 1.0).", json_schema_extra={"identity": True}
+        default=1.0,
+        gt=0.0,
+        le=4.0,
+        description="Filter scale (paper: 1.0).",
+        json_schema_extra={"identity": True},
     )
     batch_size: int = Field(default=32, ge=1, json_schema_extra={"identity": True})
     learning_rate: float = Field(default=PAPER_LEARNING_RATE, gt=0.0, json_schema_extra={"identity": True})
+    steps: int | None = Field(
+        default=None,
+        ge=1,
+        description="Step budget: train ceil(steps / steps per epoch) epochs instead of `epochs` (CPU profiles).",
+        json_schema_extra={"identity": True},
+    )
+    beta_1: float = Field(
+        default=0.9,
+        ge=0.0,
+        lt=1.0,
+        description="Adam beta_1 of both networks (paper / Keras-io: 0.9; DCGAN paper: 0.5).",
+        json_schema_extra={"identity": True},
+    )
+    d_learning_rate: float | None = Field(
+        default=None,
+        gt=0.0,
+        description="Discriminator learning rate (TTUR); default `learning_rate`.",
+        json_schema_extra={"identity": True},
+    )
+    g_learning_rate: float | None = Field(
+        default=None,
+        gt=0.0,
+        description="Generator learning rate (TTUR); default `learning_rate`.",
+        json_schema_extra={"identity": True},
+    )
+    label_smoothing: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=0.5,
+        description="One-sided label smoothing of the real targets (paper: 0).",
+        json_schema_extra={"identity": True},
+    )
+    diff_augment: str = Field(
+        default="none",
+        description="DiffAugment policies for the discriminator, comma-separated from "
+        f"{','.join(GAN_AUGMENT_POLICIES)}, or 'none' (paper).",
+        json_schema_extra={"identity": True},
+    )
+    instance_noise: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="Std of Gaussian instance noise on discriminator inputs, annealed to 0 over training (paper: 0).",
+        json_schema_extra={"identity": True},
+    )
+    quality_every: int = Field(
+        default=500,
+        ge=1,
+        description="Steps between quality measurements (KID, two-sample test, sample statistics).",
+        json_schema_extra={"identity": False},
+    )
     checkpoint_every: int = Field(
-        default=5, ge=1, description="Epochs between checkpoints in the store.", json_schema_extra={"identity": False}
+        default=5,
+        ge=1,
+        description="Epochs between checkpoints in the store.",
+        json_schema_extra={"identity": False},
     )
     max_steps_per_epoch: int | None = Field(
-        default=None, ge=1, description="Cap steps (smoke tests).", json_schema_extra={"identity": True}
+        default=None,
+        ge=1,
+        description="Cap steps (smoke tests).",
+        json_schema_extra={"identity": True},
     )
     mixed_precision: bool = Field(
-        default=False, description="mixed_float16 (GPU only).", json_schema_extra={"identity": True}
+        default=False,
+        description="mixed_float16 (GPU only).",
+        json_schema_extra={"identity": True},
     )
-    xla: bool = Field(default=False, description="jit_compile the train step (GPU).", json_schema_extra={"identity": True})
+    xla: bool = Field(
+        default=False,
+        description="jit_compile the train step (GPU).",
+        json_schema_extra={"identity": True},
+    )
 
-    def resolved_epochs(self) -> int:
-        """The epoch count: the flag, else the paper's per-class value."""
+    @field_validator("diff_augment")
+    @classmethod
+    def _check_diff_augment(cls, value: str) -> str:
+        names = [] if value.strip().lower() in ("", "none") else [part.strip() for part in value.split(",")]
+        unknown = [name for name in names if name not in GAN_AUGMENT_POLICIES]
+        if unknown:
+            raise ValueError(
+                f"unknown DiffAugment policy {unknown[0]!r}; use 'none' or a comma-separated subset of "
+                f"{','.join(GAN_AUGMENT_POLICIES)}. Received: diff_augment={value!r}"
+            )
+        return ",".join(name for name in GAN_AUGMENT_POLICIES if name in names) or "none"
+
+    def resolved_epochs(self) -> int | None:
+        """The epoch count: ``None`` under a step budget (epochs follow from it), else the flag or the paper's."""
+        if self.steps is not None:
+            return None
         return self.epochs if self.epochs is not None else PAPER_GAN_EPOCHS[self.class_name]
+
+    def epochs_for(self, steps_per_epoch: int) -> int:
+        """The epochs to train at ``steps_per_epoch``: enough to cover ``steps``, else :meth:`resolved_epochs`."""
+        if self.steps is not None:
+            return max(1, -(-self.steps // steps_per_epoch))
+        return self.resolved_epochs()
+
+    def augment_policies(self) -> tuple[str, ...]:
+        """The DiffAugment policy names (empty for 'none')."""
+        return () if self.diff_augment == "none" else tuple(self.diff_augment.split(","))
 
 
 class SynthesizeSettings(RunSettings):
@@ -349,8 +535,7 @@ class SynthesizeSettings(RunSettings):
     num_images: int | None = Field(
         default=None,
         ge=1,
-        description=f"Default: the paper's {PAPER_GENERATED_IMAGES['PNEUMONIA']} / "
-        f"{PAPER_GENERATED_IMAGES['NORMAL']}.",
+        description=f"Default: the paper's {PAPER_GENERATED_IMAGES['PNEUMONIA']} / {PAPER_GENERATED_IMAGES['NORMAL']}.",
         json_schema_extra={"identity": True},
     )
     output_size: int = Field(
@@ -387,6 +572,12 @@ class SynthesizeSettings(RunSettings):
         description="Drop flagged (memorized) images from the kept set instead of only reporting them.",
         json_schema_extra={"identity": True},
     )
+    flagged_gan: Literal["refuse", "use"] = Field(
+        default="refuse",
+        description="What to do when cxr-gan-train flagged the GAN as failed (gan.json quality): refuse (exit 1) "
+        "or use its images anyway (recorded in selection.json and shown in the report).",
+        json_schema_extra={"identity": False},
+    )
     batch_size: int = Field(default=64, ge=1, json_schema_extra={"identity": False})
 
     def resolved_num_images(self) -> int:
@@ -402,7 +593,8 @@ class TrainClassifierSettings(RunSettings):
         json_schema_extra={"identity": True},
     )
     condition: Literal[CONDITIONS] = Field(
-        description="baseline: real only; augmented: + synthetic.", json_schema_extra={"identity": True}
+        description="baseline: real only; augmented: + synthetic.",
+        json_schema_extra={"identity": True},
     )
     epochs: int = Field(
         default=PAPER_CLASSIFIER_EPOCHS,
@@ -441,10 +633,16 @@ class TrainClassifierSettings(RunSettings):
         json_schema_extra={"identity": True},
     )
     checkpoint_every: int = Field(
-        default=1, ge=1, description="Epochs between checkpoints.", json_schema_extra={"identity": False}
+        default=1,
+        ge=1,
+        description="Epochs between checkpoints.",
+        json_schema_extra={"identity": False},
     )
     max_steps_per_epoch: int | None = Field(
-        default=None, ge=1, description="Cap steps (smoke tests).", json_schema_extra={"identity": True}
+        default=None,
+        ge=1,
+        description="Cap steps (smoke tests).",
+        json_schema_extra={"identity": True},
     )
     mixed_precision: bool = Field(default=False, json_schema_extra={"identity": True})
     class_weight: Literal["none", "balanced"] = Field(
@@ -482,6 +680,16 @@ class TrainClassifierSettings(RunSettings):
         "whose validation sensitivity reaches this (metrics at 0.5 keep their names).",
         json_schema_extra={"identity": True},
     )
+    # Not identity: the panel explains the model, it does not change it, its metrics or its predictions. An output
+    # already committed is kept as it is (a re-run with another value changes nothing).
+    explain_examples: int = Field(
+        default=2,
+        ge=0,
+        le=8,
+        description="Grad-CAM examples per outcome (true/false positive/negative, the most confident test images) "
+        "committed as gradcam.png and gradcam.json and shown in the report; 0: none.",
+        json_schema_extra={"identity": False},
+    )
 
     @model_validator(mode="after")
     def _recipe_needs_validation(self) -> TrainClassifierSettings:
@@ -508,7 +716,8 @@ class ReportSettings(RunSettings):
     # The report covers every seed of the run: the inherited setting changes nothing here.
     seed: int = Field(default=0, ge=0, json_schema_extra={"identity": False})
     title: str = Field(
-        default="cxr-gan: DCGAN augmentation for chest X-ray classification", json_schema_extra={"identity": True}
+        default="cxr-gan: DCGAN augmentation for chest X-ray classification",
+        json_schema_extra={"identity": True},
     )
     export_dir: str | None = Field(
         default=None,
@@ -580,7 +789,10 @@ class PromoteSettings(RunSettings):
         json_schema_extra={"identity": True},
     )
     batch_size: int = Field(
-        default=64, ge=1, description="Images per forward pass.", json_schema_extra={"identity": False}
+        default=64,
+        ge=1,
+        description="Images per forward pass.",
+        json_schema_extra={"identity": False},
     )
 
 
@@ -602,7 +814,10 @@ class ExternalTestSettings(RunSettings):
         json_schema_extra={"identity": True},
     )
     batch_size: int = Field(
-        default=64, ge=1, description="Images per forward pass.", json_schema_extra={"identity": False}
+        default=64,
+        ge=1,
+        description="Images per forward pass.",
+        json_schema_extra={"identity": False},
     )
 
     @field_validator("source")
@@ -639,10 +854,13 @@ class MatrixSettings(JobSettings):
     """``cxr matrix``: the classifier fan-out of a workflow as JSON lists (Argo ``withParam`` input)."""
 
     models: str = Field(
-        description='JSON list of model names, e.g. ["custom_cnn", "vgg16"].', json_schema_extra={"identity": True}
+        description='JSON list of model names, e.g. ["custom_cnn", "vgg16"].',
+        json_schema_extra={"identity": True},
     )
     seeds: str = Field(
-        default="[0]", description="JSON list of non-negative integer seeds.", json_schema_extra={"identity": True}
+        default="[0]",
+        description="JSON list of non-negative integer seeds.",
+        json_schema_extra={"identity": True},
     )
 
     @field_validator("models")
@@ -668,8 +886,11 @@ class OutcomeSettings(JobSettings):
 
     run_id: str = Field(pattern=RUN_ID_PATTERN.pattern, json_schema_extra={"identity": False})
     status: str = Field(
-        description="{{workflow.status}}: Succeeded, Failed or Error.", json_schema_extra={"identity": True}
+        description="{{workflow.status}}: Succeeded, Failed or Error.",
+        json_schema_extra={"identity": True},
     )
     failures: str = Field(
-        default="[]", description="{{workflow.failures}} (JSON list).", json_schema_extra={"identity": True}
+        default="[]",
+        description="{{workflow.failures}} (JSON list).",
+        json_schema_extra={"identity": True},
     )

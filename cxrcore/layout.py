@@ -9,7 +9,7 @@
     runs/<run_id>/synthetic/<CLASS>/           manifest.csv shards/ selection.json samples.png
     runs/<run_id>/classifiers/<condition>/<model>/seed-<seed>/
                                                model.keras history.csv metrics.json predictions.csv
-                                               checkpoints/ (own markers)
+                                               gradcam.png gradcam.json (optional) checkpoints/ (own markers)
     runs/<run_id>/external/<dataset>/<condition>/<model>/seed-<seed>/
                                                metrics.json predictions.csv (one classifier on an external set)
     runs/<run_id>/report/                      index.html report.md tables.csv metrics.json figures/*.png
@@ -50,6 +50,8 @@ __all__ = [
     "CLASS_NAMES",
     "CONDITIONS",
     "DECISIONS_DIR",
+    "GRADCAM_INFO_FILE",
+    "GRADCAM_PANEL_FILE",
     "LEDGER_FILE",
     "REGISTRY_ROOT",
     "ClassifierOutput",
@@ -153,6 +155,13 @@ def dataset_prefix(name: str, version: str) -> str:
 def latest_key(name: str) -> str:
     """``datasets/<name>/latest.json``: the pointer to a dataset's newest version."""
     return join_key("datasets", _check_dataset_name(name), "latest.json")
+
+
+# ------------------------------------------------------------------------------------------- classifier files
+#: A classifier output's Grad-CAM panel of a few test images per outcome (absent when disabled or older).
+GRADCAM_PANEL_FILE = "gradcam.png"
+#: What the panel shows, cell by cell (:mod:`cxrcore.training.classifier_explain`).
+GRADCAM_INFO_FILE = "gradcam.json"
 
 
 # ------------------------------------------------------------------------------------------- registry records

@@ -23,7 +23,7 @@ T = TypeVar("T")
 REDACTED = "***"
 _SECRET_KEY_NAMES = re.compile(
     r"(secret|password|passwd|token|credential|authorization|api[_-]?key|access[_-]?key|session[_-]?key|"
-    r"private[_-]?key|bearer)",
+    r"private[_-]?key|bearer|salt)",
     re.IGNORECASE,
 )
 _SECRET_VALUE_PATTERNS = [
@@ -46,7 +46,7 @@ _SECRET_VALUE_PATTERNS = [
 
 
 def _secret_values_from_env() -> list[str]:
-    names = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "ARGO_TOKEN", "CXR_ARGO_TOKEN")
+    names = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "ARGO_TOKEN", "CXR_ARGO_TOKEN", "CXR_PATIENT_SALT")
     return [value for name in names if len(value := os.environ.get(name, "")) >= 8]
 
 

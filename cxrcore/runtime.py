@@ -64,6 +64,9 @@ def run_job(
     except TransientStoreError as exc:
         log.error("job_failed_transient", error=str(exc), seconds=round(time.monotonic() - started, 2))
         return EXIT_TRANSIENT
+    except SettingsError as exc:  # a setting the work itself needs and lacks (the patient salt of DICOM files)
+        log.error("job_failed_settings", error=str(exc), seconds=round(time.monotonic() - started, 2))
+        return EXIT_BAD_SETTINGS
     except (OSError, ValueError, RuntimeError) as exc:
         log.error("job_failed", error=f"{type(exc).__name__}: {exc}", seconds=round(time.monotonic() - started, 2))
         return EXIT_FAILED

@@ -5,8 +5,8 @@
   bad field (:func:`format_validation_error`, credentials redacted);
 * :func:`identity` / :func:`identity_mark`: the fields that decide whether a committed output can be reused
   (docs/architecture.md#identity);
-* :func:`check_store_uri`, :func:`validate_batch_name`, :func:`parse_batches`: validators shared by several
-  Settings classes.
+* :func:`check_store_uri`, :func:`validate_batch_name`, :func:`parse_batches`, :func:`parse_dicom_views`,
+  :func:`check_patient_salt`: validators of Settings fields.
 """
 
 from __future__ import annotations
@@ -17,22 +17,24 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, CliSettingsSource
 from pydantic_settings import SettingsError as PydanticSettingsError
 
-from cxrcore.vocab import BATCH_NAME_PATTERN
+from cxrcore.vocab import BATCH_NAME_PATTERN, DICOM_OTHER, DICOM_UNKNOWN_VIEW, DICOM_VIEWS, MIN_PATIENT_SALT_LENGTH
 
 __all__ = [
     "IDENTITY_KEY",
     "IDENTITY_MARKS",
     "SettingsError",
+    "check_patient_salt",
     "check_store_uri",
     "format_validation_error",
     "identity",
     "identity_mark",
     "parse_batches",
+    "parse_dicom_views",
     "parse_settings",
     "validate_batch_name",
 ]
@@ -50,7 +52,9 @@ class SettingsError(ValueError):
 
 
 #: Field names whose values are never shown in a settings error.
-_SECRET_FIELD = re.compile(r"(secret|password|passwd|token|credential|api[_-]?key|access[_-]?key)", re.IGNORECASE)
+_SECRET_FIELD = re.compile(
+    r"(secret|password|passwd|token|credential|api[_-]?key|access[_-]?key|salt)", re.IGNORECASE
+)
 #: ``scheme:`` at the start of a store setting (two letters or more, so no drive letter).
 _URI_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
 
@@ -115,6 +119,43 @@ def parse_batches(text: str) -> list[str]:
     if len(set(batches)) != len(batches):
         raise ValueError(f"batches must not repeat a name. Received: batches={text!r}")
     return list(batches)
+
+
+def parse_dicom_views(text: str) -> tuple[str, ...] | None:
+    """The views a ``dicom_views`` setting names: ``("PA", "AP")`` for ``"pa, AP"``; ``None`` for ``"*"``.
+
+    Entries: :data:`cxrcore.vocab.DICOM_VIEWS`, ``UNKNOWN`` (no ``ViewPosition``) and ``OTHER`` (any other value).
+
+    Raises:
+        ValueError: An empty list or an unknown entry.
+    """
+    if text.strip() == "*":
+        return None
+    views = tuple(dict.fromkeys(" ".join(part.split()).upper() for part in text.split(",")))
+    known = (*DICOM_VIEWS, DICOM_UNKNOWN_VIEW, DICOM_OTHER)
+    if not views or not all(view in known for view in views):
+        raise ValueError(
+            f"must be '*' or a comma-separated list of DICOM ViewPosition values ({', '.join(known)}). "
+            f"Received: dicom_views={text!r}"
+        )
+    return views
+
+
+def check_patient_salt(value: Any) -> Any:
+    """``None`` for an unset salt (``None``, ``""``), else ``value`` when it holds 16+ characters.
+
+    Raises:
+        ValueError: A shorter salt (named by its length only: the value is a secret).
+    """
+    text = value.get_secret_value() if isinstance(value, SecretStr) else value
+    if text in (None, ""):
+        return None
+    if isinstance(text, str) and len(text) < MIN_PATIENT_SALT_LENGTH:
+        raise ValueError(
+            f"must hold at least {MIN_PATIENT_SALT_LENGTH} characters (a short key can be guessed). "
+            f"Received: patient_salt=<{len(text)} characters>"
+        )
+    return text
 
 
 def identity_mark(settings_cls: type[BaseModel], name: str) -> bool | str:

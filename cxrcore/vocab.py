@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 __all__ = [
+    "GAN_AUGMENT_POLICIES",
     "BACKBONE_NAMES",
     "BATCH_NAME_PATTERN",
     "CHECKPOINT_NAME_PATTERN",
@@ -26,10 +27,17 @@ __all__ = [
     "DATASET_VERSION_PATTERN",
     "DEFAULT_DATASET_NAME",
     "DEMO_FILENAME_PATTERN",
+    "DICOM_DEFAULT_VIEWS",
+    "DICOM_MODALITIES",
+    "DICOM_OTHER",
+    "DICOM_PHOTOMETRICS",
+    "DICOM_UNKNOWN_VIEW",
+    "DICOM_VIEWS",
     "INCOMING_PREFIX",
     "KAGGLE_IM_PATTERN",
     "KAGGLE_PERSON_PATTERN",
     "KEY_COMPONENT_PATTERN",
+    "MIN_PATIENT_SALT_LENGTH",
     "MODEL_DIRECTORY_PATTERN",
     "MODEL_DISPLAY_NAMES",
     "MODEL_NAMES",
@@ -85,6 +93,8 @@ CONDITIONS: tuple[str, str] = ("baseline", "augmented")
 #: stratified 80/20, the source's own folders.
 SPLIT_STRATEGIES: tuple[str, ...] = ("patient", "paper", "official")
 #: How synthetic images are kept: the paper's last generated share, then our alternatives.
+#: DiffAugment transformations of the DCGAN discriminator, in application order (cxrcore.models.gan_augment).
+GAN_AUGMENT_POLICIES: tuple[str, ...] = ("brightness", "contrast", "translation", "cutout")
 SELECTION_STRATEGIES: tuple[str, ...] = ("last-fraction", "discriminator", "confidence", "diversity")
 #: Where synthetic images go: the training split only, or merged before splitting as the paper did.
 PROTOCOLS: tuple[str, ...] = ("clean", "paper-merge")
@@ -121,6 +131,32 @@ DEMO_FILENAME_PATTERN = re.compile(r"^(?P<prefix>PHANTOM[NP])-IM-(?P<patient>\d{
 DEFAULT_DATASET_NAME = "chest-xray"
 #: Store-relative prefix producers upload new batches to (``incoming/<batch>/``).
 INCOMING_PREFIX = "incoming"
+
+#: DICOM ``ViewPosition`` values a manifest records (the radiography defined terms and those found in public chest
+#: X-ray sets); any other value is recorded, filtered and reported as :data:`DICOM_OTHER`, so a free-text value
+#: never reaches a store object.
+DICOM_VIEWS: tuple[str, ...] = (
+    "PA", "AP", "LL", "RL", "LLD", "RLD", "LLO", "RLO", "LAO", "RAO", "LPO", "RPO", "LATERAL", "LAT", "AP AXIAL",
+    "AP LLD", "AP RLD", "PA LLD", "PA RLD", "XTABLE LATERAL", "SWIMMERS", "OBLIQUE",
+)
+#: DICOM ``Modality`` values a manifest records (others: :data:`DICOM_OTHER`).
+DICOM_MODALITIES: tuple[str, ...] = (
+    "CR", "DX", "RG", "DR", "OT", "CT", "MR", "US", "NM", "PT", "XA", "RF", "MG", "IO", "PX", "SC", "DOC", "SR", "PR",
+    "KO", "SEG", "REG",
+)
+#: DICOM ``PhotometricInterpretation`` values (PS3.3 C.7.6.3.1.2); only the two MONOCHROME ones are read.
+DICOM_PHOTOMETRICS: tuple[str, ...] = (
+    "MONOCHROME1", "MONOCHROME2", "PALETTE COLOR", "RGB", "YBR_FULL", "YBR_FULL_422", "YBR_PARTIAL_420", "YBR_ICT",
+    "YBR_RCT", "HSV", "ARGB", "CMYK", "XYB",
+)
+#: A coded DICOM value outside the lists above.
+DICOM_OTHER = "OTHER"
+#: DICOM ``ViewPosition`` values imported unless told otherwise (frontal views; laterals ``LL``/``RL`` are not).
+DICOM_DEFAULT_VIEWS: tuple[str, ...] = ("PA", "AP")
+#: How the view filter names a DICOM file without a ``ViewPosition`` (or an empty one).
+DICOM_UNKNOWN_VIEW = "UNKNOWN"
+#: Shortest accepted patient salt (the key of the hashed DICOM patient ids), in characters.
+MIN_PATIENT_SALT_LENGTH = 16
 
 # ---------------------------------------------------------------------------------------------------- the paper
 #: Learning rate of every model in the paper (Section 4.2), DCGAN included.

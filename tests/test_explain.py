@@ -20,9 +20,22 @@ keras = pytest.importorskip("keras")
 
 from cxrcore import cli
 from cxrcore.data.images import REJECTION_REASONS, decode_image
-from cxrcore.explain import grad_cam, jet_colors, overlay, render_explanation
+from cxrcore.explain import (
+    OUTCOMES,
+    PANEL_TILE,
+    cell_positions,
+    explained_layer,
+    grad_cam,
+    jet_colors,
+    overlay,
+    panel_size,
+    render_explanation,
+    render_panel,
+    select_examples,
+)
 from cxrcore.inference import predict_pixels
-from cxrcore.models import build_classifier
+from cxrcore.models import build_classifier, classifier_min_input_size
+from cxrcore.vocab import MODEL_NAMES
 
 SIZE = 32
 CORNER = 10
@@ -116,3 +129,84 @@ def test_cxr_predict_explain_writes_one_png_per_readable_image(
     for line in lines[2:]:
         assert line["probability"] is None
         assert line["error"].split(":")[0] in {*REJECTION_REASONS, "unreadable"}
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_every_classifier_is_explained_at_its_last_convolutional_block(name: str) -> None:
+    # As cxr-train-classifier builds them with weights=none: backbones trained end to end (from_scratch).
+    size = classifier_min_input_size(name)
+    keras.utils.set_random_seed(0)
+    model = build_classifier(name, input_size=size, from_scratch=name != "custom_cnn")
+    expected = "conv_3" if name == "custom_cnn" else next(
+        layer.name for layer in model.layers if isinstance(layer, keras.Model)
+    )
+    assert explained_layer(model) == expected
+    pixels = np.random.default_rng(2).integers(0, 256, size=(2, size, size), dtype=np.uint8)
+    heatmaps = grad_cam(model, pixels)
+    assert heatmaps.shape == pixels.shape and np.isfinite(heatmaps).all()
+    assert heatmaps.min() >= 0.0 and heatmaps.max() <= 1.0
+    keras.backend.clear_session()
+
+
+def test_a_model_without_a_convolutional_block_is_refused() -> None:
+    inputs = keras.Input((SIZE, SIZE, 3))
+    outputs = keras.layers.Dense(1, activation="sigmoid")(keras.layers.GlobalAveragePooling2D()(inputs))
+    with pytest.raises(ValueError, match="no convolutional layer"):
+        explained_layer(keras.Model(inputs, outputs))
+
+
+def test_examples_are_the_most_confident_of_each_outcome() -> None:
+    ids = ["e", "d", "c", "b", "a", "f", "g", "h", "i"]
+    labels = np.array([1, 1, 1, 0, 0, 0, 1, 0, 1])
+    probabilities = np.array([0.9, 0.99, 0.9, 0.2, 0.01, 0.7, 0.1, 0.5, 0.3])
+    examples = select_examples(ids, labels, probabilities, per_outcome=2)
+    assert [(example.outcome, example.image_id) for example in examples] == [
+        ("true_positive", "d"), ("true_positive", "c"),  # 0.99, then the tie 0.9 by image id
+        ("true_negative", "a"), ("true_negative", "b"),
+        ("false_positive", "f"), ("false_positive", "h"),  # 0.5 is at the threshold: predicted PNEUMONIA
+        ("false_negative", "g"), ("false_negative", "i"),
+    ]
+    assert examples[0].index == 1 and examples[0].label == 1 and examples[0].probability == 0.99
+    assert cell_positions(examples) == [(row, column) for row in range(4) for column in range(2)]
+    assert [example.outcome for example in select_examples(ids, labels, probabilities, per_outcome=1)] == list(OUTCOMES)
+    assert select_examples(ids, labels, probabilities, per_outcome=0) == []
+    at_08 = select_examples(ids, labels, probabilities, per_outcome=5, threshold=0.8)
+    assert {example.image_id for example in at_08 if example.outcome == "false_negative"} == {"g", "i"}
+    for bad, match in (
+        ({"labels": np.array([2] * 9)}, "labels must be 0 or 1"),
+        ({"probabilities": np.full(9, 1.5)}, "probabilities must be finite"),
+        ({"image_ids": ids[:3]}, "one entry per image"),
+        ({"per_outcome": -1}, "per_outcome=-1"),
+        ({"threshold": 1.0}, "threshold=1.0"),
+    ):
+        arguments = {"image_ids": ids, "labels": labels, "probabilities": probabilities, "per_outcome": 2, **bad}
+        with pytest.raises(ValueError, match=match):
+            select_examples(**arguments)
+
+
+def test_panel_has_a_row_per_outcome_and_an_xray_beside_each_overlay() -> None:
+    labels = np.array([1, 0, 0, 1, 1])
+    probabilities = np.array([0.8, 0.3, 0.1, 0.95, 0.6])
+    examples = select_examples([f"id{index}" for index in range(5)], labels, probabilities, per_outcome=2)
+    assert [example.outcome for example in examples] == ["true_positive", "true_positive", "true_negative",
+                                                        "true_negative"]  # no wrong prediction: two empty rows
+    pixels = np.stack([gradient(SIZE, SIZE).astype(np.uint8)] * len(examples))
+    heatmaps = np.zeros(pixels.shape, dtype=np.float32)
+    heatmaps[:, :8, :8] = 1.0
+    png = render_panel(pixels, heatmaps, examples, per_outcome=2)
+    image = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    width, height = panel_size(2)
+    assert image.shape == (height, width, 3) and (width, height) == (8 + 2 * (2 * PANEL_TILE + 8), 20 + 4 * 176)
+    # The first cell: the X-ray (gray) at the left, its overlay (red where the heatmap is hot) beside it.
+    top, left = 20 + 18, 8
+    xray = image[top : top + PANEL_TILE, left : left + PANEL_TILE].astype(int)
+    heat = image[top : top + PANEL_TILE, left + PANEL_TILE : left + 2 * PANEL_TILE].astype(int)
+    assert (xray[..., 0] == xray[..., 1]).all() and (xray[..., 1] == xray[..., 2]).all()
+    assert heat[2, 2, 0] > heat[2, 2, 2] + 50 and heat[-3, -3, 2] > heat[-3, -3, 0]
+    # Rows without examples hold no tile (only their title and a "none" line: few lit pixels).
+    false_positive_row = image[20 + 2 * 176 + 18 : 20 + 2 * 176 + 18 + PANEL_TILE]
+    assert (false_positive_row.max(axis=-1) > 0).mean() < 0.05
+    with pytest.raises(ValueError, match="more than per_outcome"):
+        render_panel(pixels, heatmaps, examples, per_outcome=1)
+    with pytest.raises(ValueError, match="one image per example"):
+        render_panel(pixels[:2], heatmaps[:2], examples, per_outcome=2)

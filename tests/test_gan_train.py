@@ -106,6 +106,12 @@ def test_gan_train_publishes_every_output_and_skips_identical_rerun(store, tmp_p
     assert info["model"]["generator_parameters"] > 0 and info["model"]["discriminator_parameters"] > 0
     assert info["device"]["replicas"] == 1 and "tensorflow" in info["device"]
     assert info["settings"]["width_multiplier"] == 0.125
+    assert info["training"]["stabilisers"]["paper_settings"] is True and info["training"]["steps"] == 4
+    quality = info["quality"]
+    assert [row["step"] for row in quality["trajectory"]] == [0, 4]  # untrained, then the published generator
+    assert quality["status"] in ("ok", "flagged") and quality["final"] == quality["trajectory"][-1]
+    assert quality["feature_extractor"] == "cxr-pixstat-v1" and summary["quality_status"] == quality["status"]
+    assert all(0.0 <= row["two_sample_accuracy"] <= 1.0 for row in quality["trajectory"])
 
     losses = _losses(store, prefix)
     assert list(losses.columns[:4]) == ["epoch", "d_loss", "g_loss", "seconds"]
@@ -175,6 +181,8 @@ def test_gan_train_resumes_exactly_after_a_kill(store, tmp_path, shrunk_settings
     assert info["training"]["checkpoints_written"] == [3, 4]
     losses = _losses(store, prefix)
     assert losses["epoch"].tolist() == [1, 2, 3, 4]
+    # The step-0 measurement came back with the checkpoint (not taken again on resume); the final one follows.
+    assert [row["epoch"] for row in info["quality"]["trajectory"]] == [0, 4]
     marker = store.require_committed(prefix)
     assert {f"samples/epoch-{epoch:04d}.png" for epoch in (1, 2, 3, 4)} <= set(marker.outputs)
     # Only the newest two checkpoints remain.
@@ -189,6 +197,27 @@ def test_gan_train_resumes_exactly_after_a_kill(store, tmp_path, shrunk_settings
         np.testing.assert_allclose(
             losses[["d_loss", "g_loss"]].to_numpy(), reference[["d_loss", "g_loss"]].to_numpy(), rtol=1e-5, atol=1e-6
         )
+
+
+def test_gan_train_step_budget_with_stabilisers(tmp_path, file_store, shrunk_settings):
+    """steps=5 at 2 steps per epoch trains 3 epochs; the stabilisers are used and recorded beside the paper's."""
+    store = file_store
+    make_demo_dataset(store, tmp_path)
+    settings = _settings(
+        shrunk_settings, store, run_id="budget", class_name="PNEUMONIA", steps=5, beta_1=0.5, d_learning_rate=4e-4,
+        label_smoothing=0.1, diff_augment="translation,cutout", instance_noise=0.1, quality_every=2,
+    )
+    summary = gan_train.run(settings)
+    info = store.get_json(f"{gan_prefix('budget', 'PNEUMONIA')}/gan.json")
+    training = info["training"]
+    assert summary["epochs"] == training["epochs"] == 3 and (training["step_budget"], training["steps"]) == (5, 6)
+    assert [row["step"] for row in info["quality"]["trajectory"]] == [0, 2, 4, 6]
+    stabilisers = training["stabilisers"]
+    assert stabilisers["paper_settings"] is False and stabilisers["beta_1"] == {"value": 0.5, "paper": 0.9}
+    assert stabilisers["d_learning_rate"]["value"] == 4e-4 and stabilisers["diff_augment"]["value"] == "translation,cutout"
+    # A longer budget of the same trajectory resumes from the committed epoch-3 checkpoint.
+    longer = gan_train.run(settings.model_copy(update={"steps": 8}))
+    assert longer["resumed_from_epoch"] == 3 and longer["epochs"] == 4
 
 
 def test_gan_train_refuses_a_class_without_training_images(tmp_path, file_store):

@@ -10,6 +10,10 @@ Changed on purpose: train-classifier (``TRAINING_FORMAT`` 1 -> 2). Backbones wit
 to end instead of freezing random features (a different model for the same settings), and the generalisation
 recipe's settings (``validation_fraction``, ``early_stopping_patience``, ``lr_schedule``, ``target_sensitivity``)
 joined the identity; every committed classifier output retrains once.
+
+Changed on purpose: gan-train (``OUTPUT_FORMAT`` 1 -> 2). gan.json gained the quality measurements and the
+flag that cxr-synthesize acts on, and the DCGAN stabilisers (``steps``, ``beta_1``, TTUR learning rates, label
+smoothing, DiffAugment, instance noise) joined the identity; every committed GAN retrains once.
 """
 
 from __future__ import annotations
@@ -131,6 +135,13 @@ GOLDEN_IDENTITY = {
         "width_multiplier": 1.0,
         "batch_size": 32,
         "learning_rate": 1e-4,
+        "steps": None,
+        "beta_1": 0.9,
+        "d_learning_rate": None,
+        "g_learning_rate": None,
+        "label_smoothing": 0.0,
+        "diff_augment": "none",
+        "instance_noise": 0.0,
         "max_steps_per_epoch": None,
         "mixed_precision": False,
         "xla": False,
@@ -242,8 +253,8 @@ def test_prepare_inputs_and_version_ids_are_golden(
     [
         (
             {"run_id": "r1", "class_name": "NORMAL"},
-            "b84fbffa59aedfe0ee757bcc5befe99e83d53e94dcb8341d78b596fdb047dc13",
-            "1622cc99e7d2aade91ddf328603b27ec61cd03ad5a6972be97719ed2660895f5",
+            "dacc2751a02d4e36f31c0fb162a5bd57632ecb4e545aaf1affd3f0fc698500fc",
+            "6bced7ef52ce546734821eb103d17cfd1f88b07cef4cb94975fbcc11c67bb3b4",
         ),
         (
             {
@@ -262,11 +273,27 @@ def test_prepare_inputs_and_version_ids_are_golden(
                 "seed": 3,
                 "dataset": "other",
             },
-            "2cb6e9589f92542372a047deaa4939e316e549cbb54b235314e8419fd93aa456",
-            "61467e35d42438c603382fb51b4de97d51293886317147dfdeaa0c1960f14145",
+            "9d98ee5fa1817f62bd6c6ad563cd9b5bee839e860758607017b589ea4015a349",
+            "dc9bb8492149543ae6bbc94016520811e36bbb1d9c1484c11ef532345753c155",
+        ),
+        (
+            {
+                "run_id": "r1",
+                "class_name": "NORMAL",
+                "steps": 2000,
+                "beta_1": 0.5,
+                "d_learning_rate": 2e-4,
+                "g_learning_rate": 1e-4,
+                "label_smoothing": 0.1,
+                "diff_augment": "translation,cutout",
+                "instance_noise": 0.1,
+                "quality_every": 100,
+            },
+            "1e3cb6f88f5886c0528fe806579f074cd698425a8e323ec143e697aa5d22a73c",
+            "bcb882ffc08e4ed24098af61a7084b576b0bc9a689bdac1b83058c647e3d2211",
         ),
     ],
-    ids=["default", "custom"],
+    ids=["default", "custom", "stabilised"],
 )
 def test_gan_train_inputs_are_golden(settings, inputs_hash, trajectory_hash):
     from cxrcore import gan_train

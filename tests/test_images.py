@@ -173,7 +173,8 @@ def test_only_pixels_are_returned() -> None:
     buffer = io.BytesIO()
     Image.fromarray(gradient(32, 32)).save(buffer, format="JPEG", exif=exif.tobytes())
     decoded = decode_image(buffer.getvalue(), size=32)
-    assert set(vars(decoded)) == {"pixels", "orig_width", "orig_height", "orig_mode", "format"}
+    assert set(vars(decoded)) == {"pixels", "orig_width", "orig_height", "orig_mode", "format", "dicom"}
+    assert decoded.dicom is None  # DICOM facts only for DICOM files (tests/test_dicom.py)
     with Image.open(io.BytesIO(encode_png(decoded.pixels))) as again:
         assert not again.getexif()
         assert "exif" not in again.info

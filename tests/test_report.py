@@ -339,6 +339,38 @@ def test_baseline_only_run_says_not_run(store: Store, fast_figures: None) -> Non
     low, high = planted[0]["metrics"]["accuracy_ci95"]
     assert f"{100 * accuracy:.2f}" in table_2 and f"[{100 * low:.2f}, {100 * high:.2f}]" in table_2
     assert "figures/confusion_custom_cnn.png" in outputs and "figures/roc_augmented.png" not in outputs
+    # Outputs without Grad-CAM panels (older, or explain_examples=0): said, not fatal.
+    explanations = page.split('<section id="explanations">')[1].split("</section>")[0]
+    assert "Grad-CAM panels not available" in explanations and "<img" not in explanations
+    assert "Grad-CAM panels not available" in markdown and metrics["explanations"] == []
+
+
+@pytest.mark.parametrize("store", ["file"], indirect=True)
+def test_flagged_gan_and_stabilisers_are_reported(store: Store, fast_figures: None) -> None:
+    """A flagged GAN whose images were used anyway is a warning naming why; stabilisers are listed vs the paper."""
+    _plant_dataset(store)
+    _plant_gan(store)
+    _plant_classifier(store, "baseline", "custom_cnn", 0)
+    quality = {"status": "flagged", "reasons": ["near-constant samples: mean per-image std 0.0010 < 0.02"],
+               "trajectory": [{"step": 0, "kid": 9.1}, {"step": 40, "kid": 9.0}],
+               "final": {"step": 40, "kid": 9.0, "two_sample_accuracy": 1.0}}
+    stabilisers = {"beta_1": {"value": 0.5, "paper": 0.9}, "label_smoothing": {"value": 0.1, "paper": 0.0},
+                   "paper_settings": False}
+    with store.commit(gan_prefix(RUN_ID, "NORMAL"), inputs={"planted": "flagged"}) as tx:
+        tx.put_json("gan.json", {"training": {"epochs": 2, "steps": 40, "stabilisers": stabilisers},
+                                 "quality": quality})
+    selection = store.get_json(join_key(synthetic_prefix(RUN_ID, "NORMAL"), "selection.json"))
+    selection["gan"] = {"quality": {"status": "flagged"}, "flagged_gan": "use"}
+    selection["quality"]["two_sample_accuracy_kept"] = 0.97
+    with store.commit(synthetic_prefix(RUN_ID, "NORMAL"), inputs={"planted": "flagged"}) as tx:
+        tx.put_json("selection.json", selection)
+    build_report(store, RUN_ID, dataset=DATASET)
+    page, markdown, _, _ = _read_report(store)
+    gan = page.split('<section id="gan">')[1].split("</section>")[0]
+    assert "GAN FLAGGED (NORMAL): near-constant samples" in gan and "WERE USED anyway (flagged_gan=use)" in gan
+    assert "FLAGGED" in markdown and "9.1 -&gt; 9" in gan and "1; 0.97" in gan
+    assert "beyond the paper&#x27;s: beta_1 0.5 (paper 0.9), label_smoothing 0.1 (paper 0.0)" in gan
+    assert "GAN FLAGGED (PNEUMONIA)" not in gan  # the planted PNEUMONIA GAN has no quality record
 
 
 @pytest.mark.parametrize("store", ["file"], indirect=True)
@@ -413,23 +445,79 @@ def test_unusable_committed_output_is_listed_not_fatal(file_store: Store, fast_f
     assert metrics["dataset"]["problem"]  # no dataset version in this store: said, not fatal
 
 
+def _plant_gradcam(store: Store, condition: str, model: str, seed: int, *, panel: bytes | None = None) -> dict:
+    """Re-commits a planted classifier output with a Grad-CAM panel and its gradcam.json, as the job writes them."""
+    from cxrcore.explain import render_panel, select_examples
+    from cxrcore.training.classifier_explain import gradcam_info
+
+    planted = _plant_classifier(store, condition, model, seed)
+    image_ids, labels = _labels()
+    examples = select_examples(image_ids, labels, planted["probabilities"], per_outcome=1)
+    pixels = np.random.default_rng(seed).integers(0, 256, (len(examples), 32, 32), dtype=np.uint8)
+    heatmaps = np.random.default_rng(seed).random(pixels.shape).astype(np.float32)
+    info = gradcam_info(examples, layer="conv_3", threshold=0.5, per_outcome=1, image_size=32)
+    prefix = classifier_prefix(RUN_ID, condition, model, seed)
+    objects = {name: store.get_bytes(join_key(prefix, name)) for name in ("metrics.json", "predictions.csv")}
+    with store.commit(prefix, inputs={"planted": True, "gradcam": True}) as tx:
+        for name, data in objects.items():
+            tx.put_bytes(name, data)
+        tx.put_bytes("gradcam.png", panel or render_panel(pixels, heatmaps, examples, per_outcome=1))
+        tx.put_json("gradcam.json", info)
+    return info
+
+
+@pytest.mark.parametrize("store", ["file"], indirect=True)
+def test_gradcam_panels_are_shown_and_missing_ones_said(store: Store, fast_figures: None) -> None:
+    _plant_dataset(store)
+    info = _plant_gradcam(store, "baseline", "custom_cnn", 0)
+    _plant_gradcam(store, "baseline", "custom_cnn", 1)
+    _plant_classifier(store, "baseline", "resnet50", 0)  # no panel: explain_examples=0, or an older output
+    _plant_gradcam(store, "augmented", "custom_cnn", 0, panel=b"not a png")  # unusable: a warning
+    result = build_report(store, RUN_ID, dataset=DATASET)
+    page, markdown, metrics, outputs = _read_report(store)
+
+    figure = "figures/gradcam_baseline_custom_cnn_seed-0.png"
+    assert figure[len("figures/"):] in result["figures"]
+    assert {figure, "figures/gradcam_baseline_custom_cnn_seed-1.png"} <= set(outputs)
+    panel = store.get_bytes(join_key(classifier_prefix(RUN_ID, "baseline", "custom_cnn", 0), "gradcam.png"))
+    assert store.get_bytes(join_key(report_prefix(RUN_ID), figure)) == panel
+    section = page.split('<section id="explanations">')[1].split("</section>")[0]
+    assert section.count("<img") == 1  # one panel per condition and model: the lowest seed's
+    assert "Custom CNN, baseline, seed 0: Grad-CAM at conv_3, 4 test images (1 TP, 1 TN, 1 FP, 1 FN)" in section
+    assert "Seeds 1 have their own panel" in section and "warm (red, yellow)" in section
+    assert "not available for: ResNet50 (baseline), Custom CNN (augmented)" in section
+    markdown_section = markdown.split("## Explanations (Grad-CAM)")[1].split("\n## ")[0]
+    assert f"]({figure})" in markdown_section and "not available for: ResNet50 (baseline)" in markdown_section
+    assert any("gradcam.png is not a PNG image" in warning for warning in metrics["warnings"])
+    listed = {(entry["condition"], entry["model"], entry["seed"]): entry for entry in metrics["explanations"]}
+    assert set(listed) == {("baseline", "custom_cnn", 0), ("baseline", "custom_cnn", 1)}
+    entry = listed[("baseline", "custom_cnn", 0)]
+    assert entry["figure"] == figure and entry["cells"] == info["cells"] and entry["threshold"] == 0.5
+    assert [cell["outcome"] for cell in entry["cells"]] == ["true_positive", "true_negative", "false_positive",
+                                                           "false_negative"]
+
+
 #: The report files whose bytes :func:`test_report_bytes_are_pinned` pins.
 GOLDEN_FILES = ("index.html", "report.md", "tables.csv", "metrics.json")
 #: sha256 of each report file built from the fixed stores below (figures drawn as a stand-in PNG, the store's
 #: URI, which names pytest's temporary folder, replaced by ``<store>``). A different digest is a different report:
 #: change it on purpose only, then copy the digests the failure prints.
+#: Changed on purpose: REPORT_FORMAT 2 added the "Explanations (Grad-CAM)" section (not available here: no output
+#: holds a panel) and metrics.json ``explanations`` (empty); tables.csv did not change.
+#: Changed on purpose ("full"): the DCGAN table gained GAN quality, the GAN's KID (step 0 -> final) and two-sample
+#: columns ("not measured" for these planted GANs without a quality record), metrics.json the matching keys.
 GOLDEN_DIGESTS: dict[str, dict[str, str]] = {
     "full": {
-        "index.html": "46f2138b72225b821761a1cdc144186af588de299ab150281c7429c4c8608e05",
-        "report.md": "4aa0abf80e922395fba450492fa05e66c62c4cdca04247fb91d8bd63c02dbec0",
+        "index.html": "3a8b9c3bcc4c0ac960081a1e74d13e90f7a83a615f8dc39041eb1bd26012d502",
+        "report.md": "93dafe74c3a5c8af7e01bdad7ee669294cd8e64ca2cd0ee3457a65a49c2a1532",
         "tables.csv": "563a4e7eaf886db7f0fdbe52770468776483b906a364bb34cdcc5195a9a9e821",
-        "metrics.json": "36789a1bd0683c9cb7c6dac58d9d2352ca2ba5eb6d84e027a278f4a61981e1cd",
+        "metrics.json": "838ff4912138ca0cd4ccfc855870aa1919d5de319f1e479964e20ee2df3cc0c4",
     },
     "partial": {
-        "index.html": "18abcea62012f1cf421cd101b037896ac1d81b01cb6666c0ddfe38c7e81e2928",
-        "report.md": "4cb8493db00f3f34fead73ec58530ada51edbf230268b8fe637a542a763049c2",
+        "index.html": "2a3d1fb7a87624eea852ab04af67a7b73044d40a4b4ab9ae9ddf37bec8ec2b4d",
+        "report.md": "a8e5e70c4395983a49d826a9ee832398f7cf96b1901766ec52aade9a2acd2f48",
         "tables.csv": "6a4f9cf7d0df6b072fdab94477cb29416df6925633238681fe82b0b74ee4af26",
-        "metrics.json": "e1a7448813cc801983595b3d73d24bef6af69cbcfa9d82444cac9dc7208706a0",
+        "metrics.json": "aae10bbeac2779f5e1ed553aba401fef2e70cd18cb7119f34993effb419dc5b5",
     },
 }
 

@@ -48,7 +48,9 @@ KEEP_FRACTION = 0.1
 #: sha256 of the dataset part of a synthetic output (see test_committed_dataset_bytes_are_pinned).
 PINNED_SYNTHETIC_DIGESTS = {
     "dataset.json": "c983262b57f009b7d3ecb03f6a4e838cad03eb73dd03b67922e63624b2525f2b",
-    "manifest.csv": "eca8f171a7048cd58bea3fd3642c5c8f6f5958652e0813156fbe7de92dc5f7b4",
+    # Re-pinned when the manifest gained the DICOM columns modality/view/photometric (empty here); without
+    # them the file hashes to the previous pin, eca8f171a7048cd58bea3fd3642c5c8f6f5958652e0813156fbe7de92dc5f7b4.
+    "manifest.csv": "a3714ba850615db44752dbe3529ce4b54f0b32a10acdb83d00a095264306e638",
     "shards/shard-00000.npy": "9fd6da66980981891be570fa6debbfe9b069b6f403ddfeec00fe5f32bd7cd044",
 }
 
@@ -84,18 +86,19 @@ def model_files(tmp_path_factory: pytest.TempPathFactory) -> ModelFiles:
     return files
 
 
-def commit_gan(store: Store, run_id: str, class_name: str, generator: Path, discriminator: Path) -> None:
+def commit_gan(
+    store: Store, run_id: str, class_name: str, generator: Path, discriminator: Path, quality: dict | None = None
+) -> None:
     """Publishes a fake ``gan-train`` output the way the real job does (models + gan.json + _SUCCESS)."""
+    info = {
+        "dataset": {"name": "demo", "version": resolve_version(store, "demo")},
+        "model": {"image_size": GAN_SIZE, "latent_dim": LATENT_DIM},
+        "quality": quality or {"status": "ok", "reasons": []},
+    }
     with store.commit(gan_prefix(run_id, class_name), inputs={"test": run_id}) as tx:
         tx.put_file("generator.keras", generator)
         tx.put_file("discriminator.keras", discriminator)
-        tx.put_json(
-            "gan.json",
-            {
-                "dataset": {"name": "demo", "version": resolve_version(store, "demo")},
-                "model": {"image_size": GAN_SIZE, "latent_dim": LATENT_DIM},
-            },
-        )
+        tx.put_json("gan.json", info)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -395,3 +398,26 @@ def test_committed_dataset_bytes_are_pinned(file_world, model_files):
                if name == "manifest.csv" or name.startswith("shards/")}
     digests["dataset.json"] = sha256_bytes(json.dumps(info, indent=2, sort_keys=True).encode())
     assert digests == PINNED_SYNTHETIC_DIGESTS
+
+
+def test_flagged_gan_is_refused_unless_used_on_purpose(file_world, model_files, capsys):
+    """A GAN that cxr-gan-train flagged: exit 1 naming the reasons; with flagged_gan=use the output records it."""
+    store, run_id = file_world.store, "run-flagged"
+    reason = "near-constant samples: mean per-image std 0.0010 < 0.02"
+    commit_gan(store, run_id, "PNEUMONIA", model_files.generator, model_files.discriminator,
+               quality={"status": "flagged", "reasons": [reason]})
+    with pytest.raises(synthesize.SynthesizeError, match="flagged as failed.*near-constant.*--flagged-gan use"):
+        synthesize.run(make_settings(file_world, run_id))
+    assert not store.is_committed(synthetic_prefix(run_id, "PNEUMONIA"))
+    code = job_main(["--store", store.uri, "--run-id", run_id, "--dataset", "demo", "--class-name", "PNEUMONIA",
+                     "--num-images", str(NUM_IMAGES), "--output-size", str(OUTPUT_SIZE)])
+    assert code == 1 and "flagged as failed" in capsys.readouterr().err
+
+    result = synthesize.run(make_settings(file_world, run_id, flagged_gan="use"))
+    assert result["status"] == "created"
+    selection = store.get_json(f"{synthetic_prefix(run_id, 'PNEUMONIA')}/selection.json")
+    assert selection["gan"]["quality"] == {"status": "flagged", "reasons": [reason]}
+    assert selection["gan"]["flagged_gan"] == "use"
+    accuracy = selection["quality"]["two_sample_accuracy_kept"]
+    assert accuracy is None or 0.0 <= accuracy <= 1.0
+    assert selection["quality"]["kept_statistics"]["image_std"] >= 0.0

@@ -20,9 +20,10 @@ import pandas as pd
 import pytest
 import structlog
 
-from cxrcore.config import TrainClassifierSettings
+from cxrcore.config import ReportSettings, TrainClassifierSettings
 from cxrcore.data.dataset import CLASS_NAMES, DatasetError, encode_shard, load_dataset, manifest_to_csv
-from cxrcore.layout import classifier_prefix, synthetic_prefix
+from cxrcore.explain import OUTCOMES, PANEL_TILE, panel_size, select_examples
+from cxrcore.layout import GRADCAM_INFO_FILE, GRADCAM_PANEL_FILE, classifier_prefix, report_prefix, synthetic_prefix
 from cxrcore.storage import S3Store, Store, join_key, sha256_bytes
 from cxrcore.training import classifier_recipe as recipe
 from cxrcore.training.classifier_data import carve_validation
@@ -37,6 +38,7 @@ from cxrcore.evaluate import load_model_uri, predict_pixels  # noqa: E402
 SIZE = 32
 SYNTHETIC_PER_CLASS = 4
 OUTPUTS = {"model.keras", "history.csv", "metrics.json", "predictions.csv"}
+GRADCAM_OUTPUTS = {GRADCAM_PANEL_FILE, GRADCAM_INFO_FILE}
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
@@ -99,6 +101,33 @@ def _committed_outputs(store: Store, prefix: str) -> dict:
     for name, entry in marker.outputs.items():
         assert sha256_bytes(store.get_bytes(join_key(prefix, name))) == entry["sha256"]
     return marker.outputs
+
+
+def _check_gradcam(store: Store, prefix: str, predictions: pd.DataFrame, *, per_outcome: int, layer: str) -> dict:
+    """The committed Grad-CAM panel and its description match the committed predictions; returns the description."""
+    from PIL import Image
+
+    marker = store.require_committed(prefix)
+    assert GRADCAM_OUTPUTS <= set(marker.outputs)
+    info = store.get_json(join_key(prefix, GRADCAM_INFO_FILE))
+    labels, probabilities = predictions["label"].to_numpy(), predictions["probability"].to_numpy()
+    expected = select_examples(predictions["image_id"].tolist(), labels, probabilities, per_outcome=per_outcome)
+    assert [(cell["outcome"], cell["image_id"]) for cell in info["cells"]] == [
+        (example.outcome, example.image_id) for example in expected
+    ]
+    by_id = predictions.set_index("image_id")
+    for cell in info["cells"]:
+        assert cell["probability"] == pytest.approx(by_id.loc[cell["image_id"], "probability"], abs=1e-9)
+        assert cell["label"] == CLASS_NAMES[int(by_id.loc[cell["image_id"], "label"])]
+        assert cell["predicted"] == CLASS_NAMES[int(cell["outcome"] in ("true_positive", "false_positive"))]
+        assert set(cell) == {"row", "column", "outcome", "image_id", "label", "predicted", "probability"}
+        assert cell["row"] == OUTCOMES.index(cell["outcome"]) and cell["column"] < per_outcome
+    assert info["layer"] == layer and info["threshold"] == 0.5 and info["per_outcome"] == per_outcome
+    assert info["method"] == "grad-cam" and info["image_size"] == SIZE and info["panel"]["tile"] == PANEL_TILE
+    panel = Image.open(io.BytesIO(store.get_bytes(join_key(prefix, GRADCAM_PANEL_FILE))))
+    assert panel.format == "PNG" and panel.mode == "RGB"
+    assert panel.size == panel_size(per_outcome) == (info["panel"]["width"], info["panel"]["height"])
+    return info
 
 
 def _real_test_pixels(store: Store) -> tuple[list[str], np.ndarray]:
@@ -165,6 +194,9 @@ def test_baseline_and_augmented_share_the_real_test_set(
             [int(((labels == 1) & (predicted == 0)).sum()), int(((labels == 1) & (predicted == 1)).sum())],
         ]
 
+        # Grad-CAM of the most confident test images per outcome (explain_examples defaults to 2).
+        _check_gradcam(store, prefix, predictions, per_outcome=2, layer="conv_3")
+
         # model.keras loads with cxrcore.models alone and reproduces predictions.csv.
         model = load_model_uri(store.url(prefix), s3=s3_options_for(store))
         np.testing.assert_allclose(predict_pixels(model, test_pixels), probabilities, atol=1e-5)
@@ -222,6 +254,7 @@ def test_backbone_with_weights_from_a_uri(demo: Store, tmp_path: Path, shrunk_se
     assert metrics["params_total"] > metrics["params_trainable"] > 0  # the base is frozen
     assert metrics["weights_sha256"] == sha256_bytes(weights_file.read_bytes())
     assert metrics["optimizer"] == "paper" and metrics["image_size"] == SIZE
+    _check_gradcam(store, prefix, _read_csv(store, join_key(prefix, "predictions.csv")), per_outcome=2, layer="vgg16")
 
 
 @pytest.mark.parametrize(
@@ -332,6 +365,44 @@ def test_collapsed_model_is_flagged_and_logged(
     warnings = [entry for entry in logs if entry["event"] == "model_collapsed"]
     assert len(warnings) == 1 and warnings[0]["log_level"] == "warning"
     assert warnings[0]["collapsed_to"] == "PNEUMONIA"
+    # No convolutional block to explain: committed without a Grad-CAM panel, and said so.
+    marker = store.require_committed(classifier_prefix("r1", "baseline", "custom_cnn", 0))
+    assert not GRADCAM_OUTPUTS & set(marker.outputs)
+    skipped = [entry for entry in logs if entry["event"] == "gradcam_skipped"]
+    assert len(skipped) == 1 and "no convolutional layer" in skipped[0]["reason"]
+
+
+def test_gradcam_panels_reach_the_report(
+    tmp_path: Path, file_store: Store, shrunk_settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cxrcore.report import figures
+    from cxrcore.report.job import run as report
+
+    store = file_store
+    make_demo_dataset(store, tmp_path, per_class=16, size=SIZE)
+    train_classifier.run(_settings(shrunk_settings, store, explain_examples=1))
+    train_classifier.run(_settings(shrunk_settings, store, model="vgg16", explain_examples=0))
+    explained = classifier_prefix("r1", "baseline", "custom_cnn", 0)
+    predictions = _read_csv(store, join_key(explained, "predictions.csv"))
+    info = _check_gradcam(store, explained, predictions, per_outcome=1, layer="conv_3")
+    assert not GRADCAM_OUTPUTS & set(store.require_committed(classifier_prefix("r1", "baseline", "vgg16", 0)).outputs)
+
+    monkeypatch.setattr(figures, "_png", lambda figure: b"\x89PNG\r\n\x1a\n stand-in")  # only the panels matter
+    assert report(shrunk_settings(ReportSettings, store=store))["status"] == "created"
+    prefix = report_prefix("r1")
+    figure = "figures/gradcam_baseline_custom_cnn_seed-0.png"
+    assert store.get_bytes(join_key(prefix, figure)) == store.get_bytes(join_key(explained, GRADCAM_PANEL_FILE))
+    page = store.get_bytes(join_key(prefix, "index.html")).decode()
+    markdown = store.get_bytes(join_key(prefix, "report.md")).decode()
+    section = page.split('<section id="explanations">')[1].split("</section>")[0]
+    assert "<h2>Explanations (Grad-CAM)</h2>" in section and "warm (red, yellow)" in section
+    assert section.count("<img") == 1 and "data:image/png;base64," in section
+    assert "gradcam_baseline_custom_cnn_seed-0.png" in section and "Grad-CAM at conv_3" in section
+    assert "not available for: VGG16 (baseline)" in section
+    assert "## Explanations (Grad-CAM)" in markdown and f"]({figure})" in markdown
+    assert "not available for: VGG16 (baseline)" in markdown
+    (entry,) = store.get_json(join_key(prefix, "metrics.json"))["explanations"]
+    assert entry["figure"] == figure and entry["cells"] == info["cells"] and entry["layer"] == "conv_3"
 
 
 def test_pure_helpers() -> None:

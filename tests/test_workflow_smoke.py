@@ -36,11 +36,14 @@ def _check_run(store, run_id: str) -> dict:
     report = store.require_committed(report_prefix(run_id))
     assert {"index.html", "report.md", "tables.csv", "metrics.json"} <= set(report.outputs)
     page = store.get_bytes(f"{report_prefix(run_id)}/index.html").decode()
-    for section in ("Table 2", "Table 3", "McNemar", "Paper vs ours", "SYNTHETIC DEMO DATA", "Confusion matrices"):
+    for section in ("Table 2", "Table 3", "McNemar", "Paper vs ours", "SYNTHETIC DEMO DATA", "Confusion matrices",
+                    "Explanations (Grad-CAM)"):
         assert section in page, section
     for condition in ("baseline", "augmented"):
         for model in ("custom_cnn", "vgg16"):
-            store.require_committed(f"{run_prefix(run_id)}/classifiers/{condition}/{model}/seed-0")
+            classifier = store.require_committed(f"{run_prefix(run_id)}/classifiers/{condition}/{model}/seed-0")
+            assert {"gradcam.png", "gradcam.json"} <= set(classifier.outputs)  # clf-explain defaults to 2
+            assert f"figures/gradcam_{condition}_{model}_seed-0.png" in report.outputs
     for class_name in ("NORMAL", "PNEUMONIA"):
         store.require_committed(f"{run_prefix(run_id)}/gan/{class_name}")
         store.require_committed(f"{run_prefix(run_id)}/synthetic/{class_name}")

@@ -36,6 +36,7 @@ __all__ = [
     "CLASS_NAMES",
     "DATASET_FORMAT",
     "MANIFEST_COLUMNS",
+    "OPTIONAL_MANIFEST_COLUMNS",
     "Dataset",
     "DatasetError",
     "dataset_prefix",
@@ -70,7 +71,13 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
     "height",
     "shard",
     "shard_index",
+    "modality",
+    "view",
+    "photometric",
 )
+#: Columns added after the format's first release (DICOM facts; ``""`` for other images): a manifest written
+#: without them reads, and writes, with them empty.
+OPTIONAL_MANIFEST_COLUMNS: tuple[str, ...] = ("modality", "view", "photometric")
 
 
 class DatasetError(ValueError):
@@ -97,8 +104,15 @@ def decode_shard(data: bytes, *, key: str) -> np.ndarray:
     return array
 
 
+def _with_optional_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every :data:`OPTIONAL_MANIFEST_COLUMNS` it lacks added, empty."""
+    absent = [column for column in OPTIONAL_MANIFEST_COLUMNS if column not in frame.columns]
+    return frame.assign(**{column: "" for column in absent}) if absent else frame
+
+
 def manifest_to_csv(frame: pd.DataFrame) -> bytes:
-    """Manifest rows as CSV bytes, columns in :data:`MANIFEST_COLUMNS` order."""
+    """Manifest rows as CSV bytes, columns in :data:`MANIFEST_COLUMNS` order (optional ones empty when absent)."""
+    frame = _with_optional_columns(frame)
     missing = [column for column in MANIFEST_COLUMNS if column not in frame.columns]
     if missing:
         raise ValueError(f"Manifest lacks columns {missing}")
@@ -123,11 +137,15 @@ def manifest_from_csv(data: bytes, *, key: str) -> pd.DataFrame:
                 "orig_mode": str,
                 "orig_format": str,
                 "shard": str,
+                "modality": str,
+                "view": str,
+                "photometric": str,
             },
             keep_default_na=False,
         )
     except (ValueError, pd.errors.ParserError) as exc:
         raise DatasetError(f"Manifest {key} is not valid CSV: {exc}") from exc
+    frame = _with_optional_columns(frame)
     missing = [column for column in MANIFEST_COLUMNS if column not in frame.columns]
     if missing:
         raise DatasetError(f"Manifest {key} lacks columns {missing}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import urllib.parse
 import uuid
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ __all__ = [
     "README_NAME",
     "SPLIT_NAMES",
     "generate_phantom",
+    "parse_demo_uri",
     "write_demo_dataset",
 ]
 
@@ -203,6 +205,36 @@ def _existing_summary(out_dir: Path, parameters: dict[str, Any]) -> dict[str, An
                     f"images, its {MANIFEST_NAME} says {expected}. Delete it and generate it again."
                 )
     return _summary(out_dir, manifest)
+
+
+def parse_demo_uri(uri: str) -> dict[str, Any]:
+    """Parses ``demo://?per_class=200&size=128&seed=0&test_fraction=0.2`` into :func:`write_demo_dataset` arguments.
+
+    The demo source lets a workflow run without any data: phantoms are generated inside the prepare job
+    (:mod:`cxrcore.data.ingest`).
+
+    Args:
+        uri: The ``demo://`` source.
+
+    Returns:
+        The options given, by name (``per_class``, ``size``, ``seed``, ``test_fraction``).
+
+    Raises:
+        ValueError: Not a ``demo://?...`` URI, an unknown option, or a value that is not a number.
+    """
+    parsed = urllib.parse.urlsplit(uri)
+    if parsed.scheme != "demo" or parsed.netloc or parsed.path not in ("", "/"):
+        raise ValueError(f"Demo source must look like demo://?per_class=200&size=128&seed=0. Received: source={uri!r}")
+    kinds = {"per_class": int, "size": int, "seed": int, "test_fraction": float}
+    options: dict[str, Any] = {}
+    for name, value in urllib.parse.parse_qsl(parsed.query, keep_blank_values=True, strict_parsing=False):
+        if name not in kinds:
+            raise ValueError(f"Unknown demo source option {name!r} (use {sorted(kinds)}). Received: source={uri!r}")
+        try:
+            options[name] = kinds[name](value)
+        except ValueError as exc:
+            raise ValueError(f"Demo source option {name} must be a number. Received: {name}={value!r}") from exc
+    return options
 
 
 def write_demo_dataset(

@@ -12,7 +12,13 @@ Every image that enters a dataset goes through :func:`decode_image`. It is a pur
 * the EXIF orientation is applied, every pixel mode is mapped to 8-bit grayscale, and the result is squashed
   to ``(size, size)`` as the paper did (it resized every image to 128x128).
 
-Metadata (EXIF, ICC profiles, text chunks) never leaves this module: only pixels are returned.
+DICOM files (recognised by content, :func:`cxrcore.data.dicom.is_dicom`: the ``DICM`` preamble or a raw data set,
+whatever the file's name) are read by :func:`cxrcore.data.dicom.read_dicom` (Modality LUT, VOI LUT or window,
+``MONOCHROME1`` inverted) and then take the same resize as every other image; the result also carries
+:class:`cxrcore.data.dicom.DicomFacts` (modality, view, photometric interpretation, a keyed hash of the patient),
+never a PHI value.
+
+Metadata (EXIF, ICC profiles, text chunks, DICOM elements) never leaves this module: only pixels are returned.
 
 Failures raise :class:`ImageRejected` with a short machine-readable ``reason`` for manifests and reports.
 """
@@ -24,6 +30,8 @@ import io
 
 import numpy as np
 from PIL import Image, ImageOps
+
+from cxrcore.data.dicom import DICOM_REJECTION_REASONS, DicomFacts, DicomRejected, is_dicom, read_dicom
 
 __all__ = [
     "ALLOWED_FORMATS",
@@ -54,6 +62,7 @@ REJECTION_REASONS: tuple[str, ...] = (
     "too-large-file",
     "unsupported-format",
     "corrupt",
+    *DICOM_REJECTION_REASONS,
 )
 
 DEFAULT_MAX_PIXELS = 50_000_000
@@ -101,8 +110,10 @@ class DecodedImage:
         pixels: ``np.uint8`` array of shape ``(size, size)``, 8-bit grayscale.
         orig_width: Width declared by the file header (before EXIF orientation and resizing).
         orig_height: Height declared by the file header (before EXIF orientation and resizing).
-        orig_mode: Pillow mode of the stored image, e.g. ``"RGB"``, ``"L"``, ``"I;16"``.
-        format: Pillow format name, e.g. ``"JPEG"``, ``"PNG"``.
+        orig_mode: Pillow mode of the stored image, e.g. ``"RGB"``, ``"L"``, ``"I;16"`` (for DICOM the mode that
+            holds its stored samples: ``L``, ``I;16`` or ``I``).
+        format: Pillow format name, e.g. ``"JPEG"``, ``"PNG"``, or ``"DICOM"``.
+        dicom: What a DICOM file says about itself (no PHI); ``None`` for other formats.
     """
 
     pixels: np.ndarray
@@ -110,6 +121,7 @@ class DecodedImage:
     orig_height: int
     orig_mode: str
     format: str
+    dicom: DicomFacts | None = None
 
 
 def _validate_positive_int(name: str, value: object) -> None:
@@ -215,6 +227,7 @@ def decode_image(
     size: int,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    patient_salt: bytes | None = None,
 ) -> DecodedImage:
     """Decodes untrusted image bytes into a ``(size, size)`` 8-bit grayscale array.
 
@@ -231,24 +244,31 @@ def decode_image(
     * ``I;16``/``I;16B``/``I``/``F``: scaled linearly from the image's own min..max to 0..255, so a 12-bit
       X-ray stored in a 16-bit container uses the full 8-bit range (a constant image becomes zeros).
 
-    GIF, TIFF and WEBP files with several frames contribute their first frame.
+    GIF, TIFF and WEBP files with several frames contribute their first frame. DICOM files are read by
+    :func:`cxrcore.data.dicom.read_dicom` (single-frame grayscale only) and then resized the same way.
 
     Args:
         data: The file's bytes.
         size: Output side length in pixels (16..2048); the image is squashed, not cropped.
         max_pixels: Largest accepted ``width * height`` as declared by the header.
-        max_bytes: Largest accepted input length in bytes.
+        max_bytes: Largest accepted input length in bytes (also bounds an inflated DICOM data set).
+        patient_salt: Key of the patient hash of DICOM files (:func:`cxrcore.data.dicom.patient_key`); without
+            it ``dicom.patient_key`` is ``""``. Other formats ignore it.
 
     Returns:
         A :class:`DecodedImage` holding only pixels and a few header facts (no metadata).
 
     Raises:
         ImageRejected: If the bytes are empty, too large, not an image, of a format outside
-            :data:`ALLOWED_FORMATS`, truncated, corrupt, or declare more than ``max_pixels`` pixels.
+            :data:`ALLOWED_FORMATS`, truncated, corrupt, or declare more than ``max_pixels`` pixels; or a DICOM
+            file that is not a single-frame grayscale image or cannot be decoded (reasons in
+            :data:`cxrcore.data.dicom.DICOM_REJECTION_REASONS`).
         ValueError: If ``size``, ``max_pixels`` or ``max_bytes`` is invalid.
         TypeError: If ``data`` is not bytes-like.
     """
     data = _checked_bytes(data, size=size, max_pixels=max_pixels, max_bytes=max_bytes)
+    if is_dicom(data):
+        return _decode_dicom(data, size=size, max_pixels=max_pixels, max_bytes=max_bytes, patient_salt=patient_salt)
     img = _open(data)
     try:
         image_format = img.format or "unknown"
@@ -268,6 +288,34 @@ def decode_image(
         orig_mode=orig_mode,
         format=image_format,
     )
+
+
+def _decode_dicom(
+    data: bytes, *, size: int, max_pixels: int, max_bytes: int, patient_salt: bytes | None
+) -> DecodedImage:
+    """A DICOM file's display-ready pixels through the same resize as every other image."""
+    try:
+        full, facts = read_dicom(data, max_pixels=max_pixels, max_bytes=max_bytes, patient_salt=patient_salt)
+    except DicomRejected as exc:
+        raise ImageRejected(exc.reason, exc.detail) from None
+    height, width = full.shape
+    with Image.fromarray(full) as img:
+        pixels = _to_pixels(img, size)
+    return DecodedImage(
+        pixels=pixels,
+        orig_width=int(width),
+        orig_height=int(height),
+        orig_mode=_dicom_mode(facts),
+        format="DICOM",
+        dicom=facts,
+    )
+
+
+def _dicom_mode(facts: DicomFacts) -> str:
+    """The Pillow mode that holds a DICOM file's stored samples: ``L`` up to 8 bits, ``I;16`` up to 16, else ``I``."""
+    if facts.bits_stored <= 8:
+        return "L"
+    return "I;16" if facts.bits_stored <= 16 else "I"
 
 
 def _checked_bytes(data: object, *, size: object, max_pixels: object, max_bytes: int) -> bytes:

@@ -3,6 +3,8 @@
 Sources: the Kaggle ``chest_xray/`` folder (``train/ test/ val/`` with ``NORMAL/ PNEUMONIA/``), its zip, a plain
 ``NORMAL/ PNEUMONIA/`` folder, or an ``s3://`` prefix. Every file is read once, hashed (sha256 of its bytes),
 decoded in any mode to 8-bit grayscale at the dataset's stored resolution, and written into a few large shards.
+DICOM files (any name, :mod:`cxrcore.data.dicom`) mix with the others: views outside ``dicom_views`` are rejected,
+their patient is a keyed hash of ``PatientID`` (``patient_salt``, required then), and no other tag is kept.
 Byte-identical copies are dropped and reported; bad files (empty, truncated, not an image, decompression bomb,
 outside a class folder, unsafe archive member) are listed with their reason and the import goes on.
 
@@ -30,7 +32,6 @@ import os
 import posixpath
 import tempfile
 import time
-import urllib.parse
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,11 +39,19 @@ from typing import Any
 import pandas as pd
 
 from cxrcore import __version__
-from cxrcore.config import PrepareSettings, identity, parse_batches
+from cxrcore.config import PrepareSettings, SettingsError, identity, parse_batches
 from cxrcore.data.dataset import DATASET_FORMAT, DatasetError, manifest_from_csv, resolve_version
-from cxrcore.data.demo import write_demo_dataset
+from cxrcore.data.demo import parse_demo_uri, write_demo_dataset
+from cxrcore.data.dicom import view_problem
 from cxrcore.data.images import DecodedImage, ImageRejected, decode_image
-from cxrcore.data.sources import SourceFile, SourceRejection, classify_path, open_source, parse_patient_id
+from cxrcore.data.sources import (
+    PatientId,
+    SourceFile,
+    SourceRejection,
+    classify_path,
+    open_source,
+    parse_patient_id,
+)
 from cxrcore.data.splits import assign_split, patients_on_both_sides
 from cxrcore.data.writer import SHARDS_DIR, DatasetWriter, ImageRecord, dataset_info, listed_shards, shard_names
 from cxrcore.layout import dataset_prefix, latest_key
@@ -145,17 +154,25 @@ def _process(file: SourceFile, settings: PrepareSettings) -> _Decoded:
             size=settings.image_size,
             max_pixels=settings.max_image_pixels,
             max_bytes=settings.max_file_mb * 2**20,
+            patient_salt=settings.salt_bytes(),
         )
     except ImageRejected as exc:
         item.reason, item.detail = exc.reason, exc.detail
+        return item
+    problem = view_problem(item.image.dicom, settings.allowed_views())
+    if problem is not None:
+        item.reason, item.detail, item.image = "view-filtered", f"{problem} (setting dicom_views)", None
     return item
 
 
 def _decode_all(files: list[SourceFile], settings: PrepareSettings) -> Iterator[_Decoded]:
     workers = settings.decode_workers or max(1, os.cpu_count() or 1)
-    with cf.ThreadPoolExecutor(max_workers=workers) as pool:
+    pool = cf.ThreadPoolExecutor(max_workers=workers)
+    try:
         # pool.map keeps the (sorted) path order, so the first copy of a duplicate is always the same file.
         yield from pool.map(lambda f: _process(f, settings), files, chunksize=1)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # a failed import decodes no further
 
 
 def _version_id(rows: list[dict[str, Any]], settings: PrepareSettings, base_version: str | None = None) -> str:
@@ -384,26 +401,6 @@ def _batch_counts(
     }
 
 
-def parse_demo_uri(uri: str) -> dict[str, Any]:
-    """Parses ``demo://?per_class=200&size=128&seed=0&test_fraction=0.2`` into demo-data arguments.
-
-    The demo source lets a workflow run without any data: phantoms are generated inside the prepare job.
-    """
-    parsed = urllib.parse.urlsplit(uri)
-    if parsed.scheme != "demo" or parsed.netloc or parsed.path not in ("", "/"):
-        raise ValueError(f"Demo source must look like demo://?per_class=200&size=128&seed=0. Received: source={uri!r}")
-    kinds = {"per_class": int, "size": int, "seed": int, "test_fraction": float}
-    options: dict[str, Any] = {}
-    for name, value in urllib.parse.parse_qsl(parsed.query, keep_blank_values=True, strict_parsing=False):
-        if name not in kinds:
-            raise ValueError(f"Unknown demo source option {name!r} (use {sorted(kinds)}). Received: source={uri!r}")
-        try:
-            options[name] = kinds[name](value)
-        except ValueError as exc:
-            raise ValueError(f"Demo source option {name} must be a number. Received: {name}={value!r}") from exc
-    return options
-
-
 @dataclasses.dataclass
 class _Scan:
     """What a source holds before any image is decoded.
@@ -455,8 +452,12 @@ def _scan(source: Any, batches: tuple[str, ...]) -> _Scan:
 
 
 def _image_record(item: _Decoded, origin: str) -> ImageRecord:
-    """The provenance of one decoded, new image."""
-    patient = parse_patient_id(posixpath.basename(item.file.path))
+    """The provenance of one decoded, new image: a DICOM file's patient is its hashed identifier."""
+    facts = item.image.dicom
+    if facts is not None and facts.patient_key:
+        patient = PatientId(facts.patient_key, True)
+    else:
+        patient = parse_patient_id(posixpath.basename(item.file.path))
     return ImageRecord(
         sha256=item.sha256,
         class_name=item.class_name,
@@ -469,7 +470,21 @@ def _image_record(item: _Decoded, origin: str) -> ImageRecord:
         orig_height=item.image.orig_height,
         orig_mode=item.image.orig_mode,
         orig_format=item.image.format,
+        modality="" if facts is None else facts.modality,
+        view="" if facts is None else facts.view,
+        photometric="" if facts is None else facts.photometric,
     )
+
+
+def _require_salt(item: _Decoded) -> None:
+    """Fails the import when a DICOM file names its patient but no salt keys the hash (exit 2: a setting)."""
+    facts = item.image.dicom
+    if facts is not None and facts.patient_key_from and not facts.patient_key:
+        raise SettingsError(
+            f"{item.file.path} is a DICOM file with a {facts.patient_key_from}: patient ids are stored only as a "
+            "keyed hash, and no key is set. Set CXR_PATIENT_SALT (a secret of 16+ characters, the same for every "
+            "import of this dataset). Received: patient_salt=<unset>"
+        )
 
 
 def _collect(scan: _Scan, settings: PrepareSettings, writer: DatasetWriter, base: _Base | None) -> list[dict[str, str]]:
@@ -489,6 +504,7 @@ def _collect(scan: _Scan, settings: PrepareSettings, writer: DatasetWriter, base
         if item.reason is not None:
             scan.rejects.append({"path": item.file.path, "reason": item.reason, "detail": item.detail or ""})
             continue
+        _require_salt(item)
         first = first_by_hash.get(item.sha256)
         if first is not None:
             duplicates.append(

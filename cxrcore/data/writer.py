@@ -88,8 +88,11 @@ class ImageRecord:
         orig_width: Width before resizing.
         orig_height: Height before resizing.
         orig_mode: Pillow mode of the original (``L``, ``RGB``, ``I;16``, ...).
-        orig_format: Its format (``JPEG``, ``PNG``, ``GAN``, ...).
+        orig_format: Its format (``JPEG``, ``PNG``, ``DICOM``, ``GAN``, ...).
         split: ``train``/``test``/``val``, or ``None`` when the producer assigns splits after every row exists.
+        modality: DICOM ``Modality`` (``CR``, ``DX``, ...), ``""`` for other images.
+        view: DICOM ``ViewPosition`` (``PA``, ``AP``, ...), ``""`` for other images or when the file has none.
+        photometric: DICOM ``PhotometricInterpretation`` (``MONOCHROME1``, ``MONOCHROME2``), ``""`` for others.
     """
 
     sha256: str
@@ -104,6 +107,9 @@ class ImageRecord:
     orig_mode: str
     orig_format: str
     split: str | None = None
+    modality: str = ""
+    view: str = ""
+    photometric: str = ""
 
 
 class DatasetWriter:
@@ -175,6 +181,9 @@ class DatasetWriter:
             "height": self.image_size,
             "shard": shard_name(len(self.shard_names)),
             "shard_index": len(self._buffer),
+            "modality": record.modality,
+            "view": record.view,
+            "photometric": record.photometric,
         }
         self.rows.append(row)
         self._buffer.append(pixels)

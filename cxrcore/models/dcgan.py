@@ -63,7 +63,12 @@ import tensorflow as tf
 from keras import layers, ops
 from PIL import Image
 
-from cxrcore.vocab import PAPER_DISCRIMINATOR_PARAMS, PAPER_GENERATOR_PARAMS, PAPER_LEARNING_RATE
+from cxrcore.models.gan_augment import diff_augment, validate_policies
+from cxrcore.vocab import (
+    PAPER_DISCRIMINATOR_PARAMS,
+    PAPER_GENERATOR_PARAMS,
+    PAPER_LEARNING_RATE,
+)
 
 __all__ = [
     "DCGAN",
@@ -95,9 +100,7 @@ def _scaled(filters: int, width_multiplier: float) -> int:
 
 def _validate_width(width_multiplier: float) -> None:
     if not width_multiplier > 0:
-        raise ValueError(
-            f"`width_multiplier` must be > 0. Received: width_multiplier={width_multiplier}"
-        )
+        raise ValueError(f"`width_multiplier` must be > 0. Received: width_multiplier={width_multiplier}")
 
 
 def _validate_channels(channels: int) -> None:
@@ -286,6 +289,13 @@ class DCGAN(keras.Model):
             whole run reproducible also call `keras.utils.set_random_seed` before
             building the networks (weight initialisation and dropout).
         label_noise: Maximum jitter added to the targets, in [0, 0.5).
+        label_smoothing: One-sided label smoothing: real targets become `1 - label_smoothing` (Salimans et al.
+            2016), in [0, 0.5). 0 (the paper) leaves them at 1.
+        augment_policies: DiffAugment transformations applied to every image the discriminator sees, real and
+            generated alike (:mod:`cxrcore.models.gan_augment`). Empty (the paper): none.
+        instance_noise: Standard deviation of Gaussian noise added to every discriminator input at step 0.
+            0 (the paper): none.
+        instance_noise_steps: Steps over which `instance_noise` decays linearly to 0; `None` keeps it constant.
     """
 
     def __init__(
@@ -296,6 +306,10 @@ class DCGAN(keras.Model):
         seed: int | None = None,
         *,
         label_noise: float = 0.05,
+        label_smoothing: float = 0.0,
+        augment_policies: tuple[str, ...] | list[str] = (),
+        instance_noise: float = 0.0,
+        instance_noise_steps: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -311,6 +325,18 @@ class DCGAN(keras.Model):
         self.generator = generator
         self.latent_dim = int(latent_dim)
         self.label_noise = float(label_noise)
+        if not 0.0 <= label_smoothing < 0.5:
+            raise ValueError(f"`label_smoothing` must be in [0, 0.5). Received: label_smoothing={label_smoothing}")
+        if not instance_noise >= 0.0:
+            raise ValueError(f"`instance_noise` must be >= 0. Received: instance_noise={instance_noise}")
+        if instance_noise_steps is not None and instance_noise_steps < 1:
+            raise ValueError(
+                f"`instance_noise_steps` must be >= 1 or None. Received: instance_noise_steps={instance_noise_steps}"
+            )
+        self.label_smoothing = float(label_smoothing)
+        self.augment_policies = validate_policies(augment_policies)
+        self.instance_noise = float(instance_noise)
+        self.instance_noise_steps = instance_noise_steps
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed, name="gan_seed_generator")
         self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
@@ -399,6 +425,18 @@ class DCGAN(keras.Model):
     def _noise(self, batch_size: Any) -> Any:
         return tf.random.stateless_normal((batch_size, self.latent_dim), seed=self._replica_seed())
 
+    def _discriminator_view(self, images: Any) -> Any:
+        """What the discriminator sees in training: DiffAugment, then annealed instance noise (no-ops by default)."""
+        if self.augment_policies:
+            images = diff_augment(images, self.augment_policies, self._replica_seed())
+        if self.instance_noise > 0.0:
+            std = tf.constant(self.instance_noise, tf.float32)
+            if self.instance_noise_steps is not None:
+                done = tf.cast(self.d_optimizer.iterations, tf.float32) / float(self.instance_noise_steps)
+                std = std * tf.maximum(0.0, 1.0 - done)
+            images = images + std * tf.random.stateless_normal(tf.shape(images), seed=self._replica_seed())
+        return images
+
     def train_step(self, data: Any) -> dict[str, Any]:
         if self.d_optimizer is None or self.g_optimizer is None or self.loss_fn is None:
             raise ValueError("Call `DCGAN.compile()` before `fit()`. Received: optimizers=None")
@@ -408,18 +446,12 @@ class DCGAN(keras.Model):
 
         # Discriminator update: one forward pass over [generated; real].
         generated_images = self.generator(self._noise(batch_size), training=True)
-        combined_images = ops.concatenate(
-            [ops.cast(generated_images, "float32"), real_images], axis=0
-        )
-        jitter = self.label_noise * tf.random.stateless_uniform(
-            (2 * batch_size, 1), seed=self._replica_seed()
-        )
-        targets = ops.concatenate(
-            [ops.zeros((batch_size, 1)), ops.ones((batch_size, 1))], axis=0
-        )
-        targets = targets + jitter * (1.0 - 2.0 * targets)
+        combined_images = ops.concatenate([ops.cast(generated_images, "float32"), real_images], axis=0)
+        jitter = self.label_noise * tf.random.stateless_uniform((2 * batch_size, 1), seed=self._replica_seed())
+        targets = ops.concatenate([ops.zeros((batch_size, 1)), ops.ones((batch_size, 1))], axis=0)
+        targets = targets + jitter * (1.0 - 2.0 * targets) - self.label_smoothing * targets
         with tf.GradientTape() as tape:
-            logits = self.discriminator(combined_images, training=True)
+            logits = self.discriminator(self._discriminator_view(combined_images), training=True)
             d_loss = self.loss_fn(targets, logits)
             scaled_d_loss = self.d_optimizer.scale_loss(d_loss)
         d_weights = self.discriminator.trainable_weights
@@ -429,9 +461,8 @@ class DCGAN(keras.Model):
         # Generator update: fresh noise, targets "real".
         misleading_targets = ops.ones((batch_size, 1))
         with tf.GradientTape() as tape:
-            fake_logits = self.discriminator(
-                self.generator(self._noise(batch_size), training=True), training=True
-            )
+            fake_images = ops.cast(self.generator(self._noise(batch_size), training=True), "float32")
+            fake_logits = self.discriminator(self._discriminator_view(fake_images), training=True)
             g_loss = self.loss_fn(misleading_targets, fake_logits)
             scaled_g_loss = self.g_optimizer.scale_loss(g_loss)
         g_weights = self.generator.trainable_weights
@@ -443,12 +474,8 @@ class DCGAN(keras.Model):
         self.d_loss_tracker.update_state(d_loss * replicas)
         self.g_loss_tracker.update_state(g_loss * replicas)
         logits = ops.cast(logits, "float32")
-        self.d_fake_accuracy_tracker.update_state(
-            ops.mean(ops.cast(logits[:batch_size] < 0.0, "float32"))
-        )
-        self.d_real_accuracy_tracker.update_state(
-            ops.mean(ops.cast(logits[batch_size:] > 0.0, "float32"))
-        )
+        self.d_fake_accuracy_tracker.update_state(ops.mean(ops.cast(logits[:batch_size] < 0.0, "float32")))
+        self.d_real_accuracy_tracker.update_state(ops.mean(ops.cast(logits[batch_size:] > 0.0, "float32")))
         return {metric.name: metric.result() for metric in self.metrics}
 
     def generate(
@@ -506,9 +533,7 @@ class DCGAN(keras.Model):
             images = images.astype(np.float32) / 255.0
         images = images.astype(np.float32)
         probabilities = [
-            ops.convert_to_numpy(
-                ops.sigmoid(self.discriminator(images[start : start + batch_size], training=False))
-            )
+            ops.convert_to_numpy(ops.sigmoid(self.discriminator(images[start : start + batch_size], training=False)))
             for start in range(0, len(images), batch_size)
         ]
         if not probabilities:
@@ -531,9 +556,7 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
     return np.round(np.clip(images.astype(np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def make_grid(
-    images: np.ndarray, columns: int, *, padding: int = 2, pad_value: int = 0
-) -> np.ndarray:
+def make_grid(images: np.ndarray, columns: int, *, padding: int = 2, pad_value: int = 0) -> np.ndarray:
     """Tiles a batch of images into one RGB grid image.
 
     Args:
@@ -599,8 +622,7 @@ def encode_png(array: np.ndarray) -> bytes:
         array = array[..., 0]
     if not (array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (3, 4))):
         raise ValueError(
-            "`array` must be shaped (h, w), (h, w, 1), (h, w, 3) or (h, w, 4). "
-            f"Received: array.shape={array.shape}"
+            f"`array` must be shaped (h, w), (h, w, 1), (h, w, 3) or (h, w, 4). Received: array.shape={array.shape}"
         )
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG")

@@ -91,6 +91,8 @@ class JobTemplate:
         resources: The container size of a CPU template.
         comment: Comment lines written under the template's name.
         section: A section heading written above the template.
+        secret_env: ``(variable, Secret)`` pairs: environment variables read from the key of the same name in
+            an optional Secret, for this template only (the patient salt of the templates that import images).
     """
 
     name: str
@@ -112,10 +114,13 @@ class JobTemplate:
     resources: Resources | None = None
     comment: tuple[str, ...] = ()
     section: str | None = None
+    secret_env: tuple[tuple[str, str], ...] = ()
 
 
 _RUN = (Parameter("run_id"), Parameter("dataset"), Parameter("dataset_version"))
 _SMALL = Resources(cpu="100m", memory="256Mi", memory_limit="512Mi")
+#: The key of the hashed DICOM patient ids (PrepareSettings.patient_salt), for the templates that import images.
+_PATIENT_SALT = (("CXR_PATIENT_SALT", "cxr-patient-salt"),)
 
 #: The job templates, in file order.
 TEMPLATES: tuple[JobTemplate, ...] = (
@@ -140,8 +145,14 @@ TEMPLATES: tuple[JobTemplate, ...] = (
                 ),
             ),
             Parameter("batches"),
+            Parameter(
+                "dicom_views",
+                comment=("DICOM files: the ViewPosition values imported (comma-separated; UNKNOWN: none; *: all).",),
+            ),
         ),
-        internal=("shard_size", "max_image_pixels", "max_file_mb", "decode_workers"),
+        # patient_salt: from the Secret cxr-patient-salt (secret_env), never a parameter.
+        internal=("shard_size", "max_image_pixels", "max_file_mb", "decode_workers", "patient_salt"),
+        secret_env=_PATIENT_SALT,
         outputs=("version", "status"),
         timeout="5h",
         resources=Resources(cpu="2", memory="4Gi", memory_limit="8Gi"),
@@ -200,11 +211,18 @@ TEMPLATES: tuple[JobTemplate, ...] = (
             Parameter("width_multiplier"),
             Parameter("batch_size"),
             Parameter("max_steps_per_epoch"),
+            Parameter("steps"),
+            Parameter("beta_1"),
+            Parameter("d_learning_rate"),
+            Parameter("g_learning_rate"),
+            Parameter("label_smoothing"),
+            Parameter("diff_augment"),
+            Parameter("instance_noise"),
             Parameter("seed"),
             Parameter("mixed_precision"),
             Parameter("xla"),
         ),
-        internal=("latent_dim", "learning_rate", "checkpoint_every"),
+        internal=("latent_dim", "learning_rate", "checkpoint_every", "quality_every"),
         gpu=True,
         active_deadline_seconds=43200,
     ),
@@ -220,6 +238,7 @@ TEMPLATES: tuple[JobTemplate, ...] = (
             Parameter("output_size"),
             Parameter("selection"),
             Parameter("keep_fraction"),
+            Parameter("flagged_gan"),
             Parameter("seed"),
         ),
         internal=("confidence_model", "memorization_threshold", "drop_memorized", "batch_size"),
@@ -256,6 +275,10 @@ TEMPLATES: tuple[JobTemplate, ...] = (
             Parameter("lr_schedule"),
             Parameter("target_sensitivity"),
             Parameter("mixed_precision"),
+            Parameter(
+                "explain_examples",
+                comment=("Grad-CAM panel of this many test images per outcome (gradcam.png, in the report); 0: none.",),
+            ),
         ),
         internal=("optimizer", "checkpoint_every"),
         # Test metrics of the trained (or already committed) model: the Prometheus gauges read them.
@@ -315,6 +338,7 @@ TEMPLATES: tuple[JobTemplate, ...] = (
         settings="ExternalTestSettings",
         parameters=(*_RUN, Parameter("source"), Parameter("image_size")),
         internal=("seed", "batch_size"),
+        secret_env=_PATIENT_SALT,  # DICOM external sets: the import hashes patient ids with the same key
         # Inference only: the CPU pool (the TensorFlow image runs without a GPU), bounded like prepare.
         timeout="5h",
         resources=Resources(cpu="2", memory="4Gi", memory_limit="8Gi"),

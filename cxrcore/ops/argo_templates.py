@@ -278,6 +278,14 @@ def _bounds_and_scheduling(template: JobTemplate, shared: dict[str, Anchor]) -> 
     return body
 
 
+def _secret_env(template: JobTemplate) -> list[dict[str, Any]]:
+    """The template's own environment variables from optional Secrets (the key is the variable's name)."""
+    return [
+        {"name": variable, "valueFrom": Flow({"secretKeyRef": {"name": secret, "key": variable, "optional": True}})}
+        for variable, secret in template.secret_env
+    ]
+
+
 def _container(
     template: JobTemplate, parameters: list[Parameter], shared: dict[str, Anchor]
 ) -> dict[str, Any]:
@@ -293,6 +301,8 @@ def _container(
     }
     if template.uses_store:
         container["env"] = shared["env"]
+        if template.secret_env:  # the shared variables, then this template's own Secrets (no anchor then)
+            container["env"] = [*shared["env"].value, *_secret_env(template)]
     if template.gpu:
         container["resources"] = shared["gpu-resources"]
     elif template.resources is not None:

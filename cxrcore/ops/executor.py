@@ -166,7 +166,7 @@ class StepExecutor:
         passthrough = [
             name
             for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION",
-                         "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL")
+                         "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "CXR_PATIENT_SALT")
             if name in os.environ
         ]
         env_flags = [flag for name, value in env.items() for flag in ("-e", f"{name}={value}")]

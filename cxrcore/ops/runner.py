@@ -17,8 +17,8 @@ Executors: ``subprocess`` (this environment's console scripts), ``image-env`` (a
 holding exactly what its Dockerfile installs: :mod:`cxrcore.ops.images`) and ``docker``.
 
 What is deliberately not emulated: pod scheduling fields (nodeSelector, podSpecPatch, tolerations, resources,
-semaphores, priority), secrets (the local environment's AWS variables are used instead of ``secretKeyRef``), and
-``{{=expr}}`` templates (none of our manifests use them).
+semaphores, priority), secrets (the local environment's AWS variables and ``CXR_PATIENT_SALT`` are used instead
+of ``secretKeyRef``), and ``{{=expr}}`` templates (none of our manifests use them).
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ Figure names (``figures/<name>`` in the report):
 - ``gan_losses.png`` — discriminator and generator losses per class.
 - ``gan_samples_<CLASS>.png`` and ``synthetic_samples_<CLASS>.png`` — the PNGs the GAN and synthesize jobs
   stored, copied unchanged.
+- ``gradcam_<condition>_<model>_seed-<seed>.png`` — each classifier output's Grad-CAM panel (``gradcam.png``),
+  copied unchanged (:func:`gradcam_figure`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ __all__ = [
     "all_figures",
     "confusion_figure",
     "gan_loss_figure",
+    "gradcam_figure",
     "history_figure",
     "roc_figure",
 ]
@@ -295,6 +298,11 @@ def gan_loss_figure(data: RunData) -> bytes | None:
     return _png(figure)
 
 
+def gradcam_figure(key: ClassifierKey) -> str:
+    """The report's figure name of a classifier output's Grad-CAM panel."""
+    return f"gradcam_{key.condition}_{key.model}_seed-{key.seed}.png"
+
+
 def all_figures(data: RunData, summary: pd.DataFrame) -> dict[str, bytes]:
     """Every figure of the report, keyed by file name (see the module docstring)."""
     figures = _confusion_figures(data)
@@ -315,4 +323,6 @@ def all_figures(data: RunData, summary: pd.DataFrame) -> dict[str, bytes]:
     for class_name, synthetic in sorted(data.synthetic.items()):
         if synthetic.samples_png is not None:
             figures[f"synthetic_samples_{class_name}.png"] = synthetic.samples_png
+    for key, explanation in sorted(data.explanations.items()):
+        figures[gradcam_figure(key)] = explanation.panel_png
     return figures

@@ -6,7 +6,8 @@ Output (``runs/<run_id>/report/``, one committed prefix)::
     report.md       the same sections in Markdown, figures linked from figures/
     tables.csv      every table in one tidy long frame (table, condition, model, seed, statistic, metric, value)
     metrics.json    everything machine-readable: per-seed metrics, summaries, McNemar tests, paper numbers, ...
-    figures/*.png   confusion matrices, ROC curves, accuracy comparison, training curves, GAN losses and samples
+    figures/*.png   confusion matrices, ROC curves, accuracy comparison, training curves, GAN losses and samples,
+                    each classifier's Grad-CAM panel (gradcam_<condition>_<model>_seed-<n>.png, where committed)
 
 The report's inputs are the marker digests of every committed classifier, GAN and synthetic-set output of the
 run and of the evaluated dataset version, plus the incomplete and unusable prefixes; a report committed from the
@@ -30,7 +31,7 @@ from cxrcore.layout import classifiers_root, report_prefix
 from cxrcore.logging import get_logger
 from cxrcore.metrics import COLLAPSE_SHARE
 from cxrcore.report.collect import Inventory, RunData, describe_run_root, discover, load
-from cxrcore.report.figures import all_figures
+from cxrcore.report.figures import all_figures, gradcam_figure
 from cxrcore.report.paper import (
     PAPER_CITATION,
     PAPER_NOTES,
@@ -54,7 +55,8 @@ __all__ = [
 ]
 
 #: Version of the report's layout; part of its inputs, so a new layout rebuilds old reports.
-REPORT_FORMAT = 1
+#: 2: the "Explanations (Grad-CAM)" section and metrics.json ``explanations``.
+REPORT_FORMAT = 2
 
 log = get_logger(__name__)
 
@@ -317,6 +319,7 @@ def _metrics_json(
                 name: {"prefix": synthetic.prefix, "selection": synthetic.selection, "summary": synthetic.summary()}
                 for name, synthetic in sorted(data.synthetic.items())
             },
+            "explanations": _explanations(data),
             "incomplete": [
                 {"kind": item.kind, "prefix": item.prefix, "reason": item.reason} for item in data.incomplete
             ],
@@ -325,6 +328,22 @@ def _metrics_json(
             "inputs": dict(inputs),
         }
     )
+
+
+def _explanations(data: RunData) -> list[dict[str, Any]]:
+    """Every committed Grad-CAM panel: its output, its figure, and each cell from its ``gradcam.json``."""
+    return [
+        {
+            "condition": key.condition,
+            "model": key.model,
+            "seed": key.seed,
+            "prefix": explanation.prefix,
+            "figure": f"figures/{gradcam_figure(key)}",
+            **{name: explanation.info.get(name) for name in ("layer", "threshold", "per_outcome")},
+            "cells": explanation.cells(),
+        }
+        for key, explanation in sorted(data.explanations.items())
+    ]
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:

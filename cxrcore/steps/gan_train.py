@@ -11,7 +11,10 @@ a dataset version (test images never reach the GAN) and publishes it under ``run
         samples.png                               grid of the last epoch (fixed, seeded noise)
         samples/epoch-NNNN.png                    one grid per epoch
         gan.json                                  settings, parameter counts, dataset version and digest,
-                                                  train image count, epochs, resume point, wall time, device
+                                                  train image count, epochs/steps, stabilisers, resume point,
+                                                  wall time, device, and ``quality``: the measurements
+                                                  every ``quality_every`` steps and the verdict (``ok`` or
+                                                  ``flagged`` with reasons; cxrcore.synthesis.gan_quality)
         _SUCCESS                                  marker (written last)
         checkpoints/epoch-NNNN/                   each its own committed output (:mod:`cxrcore.training.gan_state`)
 
@@ -61,13 +64,23 @@ from cxrcore.storage import (
     hash_inputs,
     join_key,
 )
+from cxrcore.synthesis.gan_quality import THUMBNAIL_SIZE, judge
+from cxrcore.synthesis.kid import FEATURE_EXTRACTOR_NAME
 from cxrcore.training.gan import CHANNELS, GanTraining, train_gan
 
-__all__ = ["JOB_NAME", "OUTPUT_FORMAT", "checkpoint_prefix", "gan_info", "job_inputs", "run", "trajectory_inputs"]
+__all__ = [
+    "JOB_NAME",
+    "OUTPUT_FORMAT",
+    "checkpoint_prefix",
+    "gan_info",
+    "job_inputs",
+    "run",
+    "trajectory_inputs",
+]
 
 JOB_NAME = "cxr-gan-train"
 #: Version of the output layout written by this step (part of the inputs: a layout change retrains).
-OUTPUT_FORMAT = 1
+OUTPUT_FORMAT = 2  # 2: quality measurements and the flag in gan.json (quality.csv), stabiliser settings
 _INFO_FILE = "gan.json"
 
 log = get_logger(__name__)
@@ -90,7 +103,10 @@ def trajectory_inputs(settings: GanTrainSettings, dataset_marker: Marker, datase
         A JSON-ready dict.
     """
     recorded = identity(settings)
-    del recorded["epochs"]  # in job_inputs only
+    del (
+        recorded["epochs"],
+        recorded["steps"],
+    )  # in job_inputs only: a longer budget passes the same states
     return {
         "job": "gan-train",
         "format": OUTPUT_FORMAT,
@@ -104,10 +120,12 @@ def trajectory_inputs(settings: GanTrainSettings, dataset_marker: Marker, datase
 
 
 def job_inputs(settings: GanTrainSettings, dataset_marker: Marker, dataset_version: str) -> dict[str, Any]:
-    """The ``inputs`` of the GAN prefix's marker: the trajectory plus the number of epochs."""
+    """The ``inputs`` of the GAN prefix's marker: the trajectory plus the epoch count or the step budget."""
+    recorded = identity(settings)
+    budget = {"epochs": recorded["epochs"]} if recorded["steps"] is None else {"steps": recorded["steps"]}
     return {
         "trajectory": trajectory_inputs(settings, dataset_marker, dataset_version),
-        "epochs": identity(settings)["epochs"],
+        **budget,
     }
 
 
@@ -150,17 +168,20 @@ def gan_info(
     dataset_version: str,
     dataset_digest: str,
     train_images: int,
-    epochs: int,
     device: dict[str, Any],
     wall_seconds: float,
 ) -> dict[str, Any]:
     """The content of ``gan.json`` (pure)."""
     last = training.record.losses[-1]
+    epochs = training.epochs
     return {
         "format": OUTPUT_FORMAT,
         "job": JOB_NAME,
         "cxrcore_version": __version__,
-        "settings": settings.model_dump(mode="json", exclude={"s3", "store", "io_workers", "log_level", "log_format"}),
+        "settings": settings.model_dump(
+            mode="json",
+            exclude={"s3", "store", "io_workers", "log_level", "log_format"},
+        ),
         "dataset": {
             "name": settings.dataset,
             "version": dataset_version,
@@ -182,11 +203,14 @@ def gan_info(
         },
         "training": {
             "epochs": epochs,
+            "step_budget": settings.steps,
+            "steps": epochs * training.plan.steps_per_epoch,
             "steps_per_epoch": training.plan.steps_per_epoch,
             "batch_size": training.plan.batch_size,
             "requested_batch_size": settings.batch_size,
             "learning_rate": settings.learning_rate,
             "optimizer": "Adam (discriminator and generator)",
+            "stabilisers": stabilisers(settings),
             "loss": "BinaryCrossentropy(from_logits=True)",
             "resumed_from_epoch": training.initial_epoch,
             "resumed_from": training.resumed_from,
@@ -198,7 +222,53 @@ def gan_info(
             "final_d_loss": last["d_loss"],
             "final_g_loss": last["g_loss"],
         },
+        "quality": quality_section(training.record.quality),
         "device": device,
+    }
+
+
+def stabilisers(settings: GanTrainSettings) -> dict[str, Any]:
+    """The training settings beyond the paper's, each with the paper's value beside it (pure)."""
+    return {
+        "beta_1": {"value": settings.beta_1, "paper": 0.9},
+        "d_learning_rate": {
+            "value": settings.d_learning_rate or settings.learning_rate,
+            "paper": settings.learning_rate,
+        },
+        "g_learning_rate": {
+            "value": settings.g_learning_rate or settings.learning_rate,
+            "paper": settings.learning_rate,
+        },
+        "label_smoothing": {"value": settings.label_smoothing, "paper": 0.0},
+        "diff_augment": {"value": settings.diff_augment, "paper": "none"},
+        "instance_noise": {
+            "value": settings.instance_noise,
+            "paper": 0.0,
+            "annealed_to_zero": True,
+        },
+        "paper_settings": (
+            settings.beta_1 == 0.9
+            and settings.d_learning_rate in (None, settings.learning_rate)
+            and settings.g_learning_rate in (None, settings.learning_rate)
+            and settings.label_smoothing == 0.0
+            and settings.diff_augment == "none"
+            and settings.instance_noise == 0.0
+        ),
+    }
+
+
+def quality_section(trajectory: list[dict[str, Any]]) -> dict[str, Any]:
+    """``gan.json``'s ``quality``: the verdict (:func:`cxrcore.synthesis.gan_quality.judge`), final and best rows."""
+    verdict = judge(trajectory)
+    scored = [row for row in trajectory if row.get("kid") is not None]
+    return {
+        **verdict,
+        "feature_extractor": FEATURE_EXTRACTOR_NAME,
+        "two_sample_test": f"5-fold logistic regression on {THUMBNAIL_SIZE}x{THUMBNAIL_SIZE} thumbnails, "
+        "generated vs real training images (0.5 = indistinguishable)",
+        "final": trajectory[-1],
+        "best_kid": min(scored, key=lambda row: row["kid"]) if scored else None,
+        "trajectory": trajectory,
     }
 
 
@@ -221,6 +291,8 @@ def _summary(store: Store, prefix: str, info: dict[str, Any], *, status: str, ma
         "wall_seconds": training["wall_seconds"],
         "generator_parameters": info["model"]["generator_parameters"],
         "discriminator_parameters": info["model"]["discriminator_parameters"],
+        "quality_status": info["quality"]["status"],
+        "quality_reasons": info["quality"]["reasons"],
         "marker_digest": marker.digest,
     }
 
@@ -234,13 +306,21 @@ def _existing_summary(store: Store, prefix: str, marker: Marker) -> dict[str, An
 
 
 def _publish(
-    store: Store, prefix: str, training: GanTraining, info: dict[str, Any], inputs: dict[str, Any], work_dir: Path
+    store: Store,
+    prefix: str,
+    training: GanTraining,
+    info: dict[str, Any],
+    inputs: dict[str, Any],
+    work_dir: Path,
 ) -> Marker:
     """Saves both networks (verified) and commits the GAN prefix, leaving its checkpoints in place."""
     generator = save_model(training.model.generator, work_dir / "models" / "generator.keras")
     discriminator = save_model(training.model.discriminator, work_dir / "models" / "discriminator.keras")
     with store.commit(
-        prefix, inputs=inputs, producer=f"{JOB_NAME} {__version__}", preserve=(CHECKPOINTS_DIR,)
+        prefix,
+        inputs=inputs,
+        producer=f"{JOB_NAME} {__version__}",
+        preserve=(CHECKPOINTS_DIR,),
     ) as transaction:
         put_verified(transaction, "generator.keras", generator)
         put_verified(transaction, "discriminator.keras", discriminator)
@@ -281,15 +361,21 @@ def run(settings: GanTrainSettings) -> dict[str, Any]:
     dataset_marker = store.require_committed(dataset_prefix(settings.dataset, version))
     trajectory = trajectory_inputs(settings, dataset_marker, version)
     inputs = job_inputs(settings, dataset_marker, version)
-    epochs = settings.resolved_epochs()
+    budget = {"epochs": settings.resolved_epochs(), "steps": settings.steps}
 
     marker = store.read_marker(prefix)
     if marker is not None and marker.inputs_hash == hash_inputs(inputs):
-        logger.info("gan_unchanged", uri=store.url(prefix), epochs=epochs, dataset_version=version)
+        logger.info("gan_unchanged", uri=store.url(prefix), dataset_version=version, **budget)
         return _existing_summary(store, prefix, marker)
 
     images = _train_images(store, settings, version)
-    logger.info("gan_data", dataset=settings.dataset, dataset_version=version, train_images=len(images), epochs=epochs)
+    logger.info(
+        "gan_data",
+        dataset=settings.dataset,
+        dataset_version=version,
+        train_images=len(images),
+        **budget,
+    )
     store.clean_staging(prefix)
     devices: Devices = configure_devices(mixed_precision=settings.mixed_precision, xla=settings.xla, logger=logger)
     device = devices.describe()
@@ -301,7 +387,6 @@ def run(settings: GanTrainSettings) -> dict[str, Any]:
             images=images,
             series=_checkpoint_series(store, prefix, trajectory),
             devices=devices,
-            epochs=epochs,
             work_dir=work_dir,
             logger=logger,
         )
@@ -311,17 +396,22 @@ def run(settings: GanTrainSettings) -> dict[str, Any]:
             dataset_version=version,
             dataset_digest=dataset_marker.digest,
             train_images=len(images),
-            epochs=epochs,
             device=device,
             wall_seconds=time.monotonic() - started,
         )
         committed = _publish(store, prefix, training, info, inputs, work_dir)
     last = training.record.losses[-1]
+    if info["quality"]["status"] == "flagged":
+        logger.warning("gan_flagged", uri=store.url(prefix), reasons=info["quality"]["reasons"])
     logger.info(
         "gan_committed",
         uri=store.url(prefix),
-        epochs=epochs,
+        epochs=training.epochs,
+        steps=info["training"]["steps"],
         resumed_from_epoch=training.initial_epoch,
+        quality=info["quality"]["status"],
+        kid=info["quality"]["final"]["kid"],
+        two_sample_accuracy=info["quality"]["final"]["two_sample_accuracy"],
         final_d_loss=round(last["d_loss"], 5),
         final_g_loss=round(last["g_loss"], 5),
         wall_seconds=info["training"]["wall_seconds"],

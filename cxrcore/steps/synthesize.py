@@ -46,6 +46,7 @@ from cxrcore.storage import (
 )
 from cxrcore.synthesis.generation import Candidates, candidate_confidence, generate
 from cxrcore.synthesis.images import diversity_features
+from cxrcore.synthesis.gan_quality import THUMBNAIL_SIZE, sample_statistics, two_sample_accuracy
 from cxrcore.synthesis.kid import pixel_statistics_features, quality_report
 from cxrcore.synthesis.outputs import (
     SAMPLE_TILES,
@@ -143,6 +144,35 @@ def _dataset_version(store: Store, settings: SynthesizeSettings, gan_info: dict[
     return version
 
 
+def gan_quality(gan_info: dict[str, Any]) -> dict[str, Any]:
+    """The GAN's verdict from ``gan.json``: ``{"status": "ok" | "flagged" | "unknown", "reasons": [...]}``."""
+    quality = gan_info.get("quality")
+    if not isinstance(quality, dict) or quality.get("status") not in ("ok", "flagged"):
+        return {"status": "unknown", "reasons": ["gan.json has no quality verdict (written before format 2)"]}
+    return {"status": quality["status"], "reasons": list(quality.get("reasons", []))}
+
+
+def _check_gan_quality(settings: SynthesizeSettings, gan_uri: str, gan_info: dict[str, Any], logger: Any) -> None:
+    """Refuses a GAN that ``cxr-gan-train`` flagged, unless ``flagged_gan=use``; either way it is logged.
+
+    Raises:
+        SynthesizeError: The GAN is flagged and ``flagged_gan`` is ``refuse``.
+    """
+    verdict = gan_quality(gan_info)
+    if verdict["status"] == "ok":
+        return
+    if verdict["status"] == "unknown":
+        logger.warning("synthesize_gan_quality_unknown", gan=gan_uri, reasons=verdict["reasons"])
+        return
+    if settings.flagged_gan == "refuse":
+        raise SynthesizeError(
+            f"The GAN at {gan_uri} was flagged as failed by cxr-gan-train: {'; '.join(verdict['reasons'])}. Its "
+            "images are not used: train it longer or with the stabilisers (README 'GAN quality'), or pass "
+            f"--flagged-gan use to use them anyway (the report marks them). Received: flagged_gan={settings.flagged_gan}"
+        )
+    logger.warning("synthesize_flagged_gan_used", gan=gan_uri, reasons=verdict["reasons"])
+
+
 def _plan(settings: SynthesizeSettings, logger: Any) -> _Plan:
     """Validates the settings and resolves the GAN and dataset markers (no model or image is read)."""
     if settings.selection == "confidence" and not settings.confidence_model:
@@ -163,6 +193,7 @@ def _plan(settings: SynthesizeSettings, logger: Any) -> _Plan:
         ) from exc
     gan_info = store.get_json(join_key(source, "gan.json")) if "gan.json" in gan_marker.outputs else {}
     gan_info = gan_info if isinstance(gan_info, dict) else {}
+    _check_gan_quality(settings, store.url(source), gan_info, logger)
     version = _dataset_version(store, settings, gan_info, logger)
     num_images = settings.resolved_num_images()
     return _Plan(
@@ -432,6 +463,9 @@ def _commit(
         "image_size": models.gan_size,
         "latent_dim": models.latent_dim,
         "epochs": plan.gan_info.get("training", {}).get("epochs"),
+        "steps": plan.gan_info.get("training", {}).get("steps"),
+        "quality": gan_quality(plan.gan_info),
+        "flagged_gan": settings.flagged_gan,
     }
     selection = selection_record(
         settings,
@@ -511,9 +545,18 @@ def run(settings: SynthesizeSettings) -> dict[str, Any]:
             features = pixel_statistics_features(candidates.final)
             quality = quality_report(features, choice.kept, pixel_statistics_features(real.images), real.reference,
                                      settings.seed)
+            quality["kept_statistics"] = sample_statistics(candidates.final[choice.kept])
+            quality["two_sample_accuracy_kept"] = two_sample_accuracy(
+                real.images, candidates.final[choice.kept], seed=settings.seed
+            )
+            quality["two_sample_test"] = (
+                f"5-fold logistic regression on {THUMBNAIL_SIZE}x{THUMBNAIL_SIZE} thumbnails, kept synthetic vs "
+                "real training images (0.5 = indistinguishable)"
+            )
         shards = Path(tmp) / "synthetic-shards"
         shards.mkdir()
         selection = _commit(plan, settings, inputs, models, candidates, choice, real, quality, timer, shards)
     log.info("synthesize_committed", uri=plan.output_uri, kept=selection["num_kept"],
-             memorized=choice.memorization["flagged_count"], kid_kept=quality["kept"]["kid"])
+             memorized=choice.memorization["flagged_count"], kid_kept=quality["kept"]["kid"],
+             two_sample_accuracy_kept=quality["two_sample_accuracy_kept"])
     return summary("created", plan.output_uri, selection)

@@ -21,7 +21,11 @@ Outputs, committed under ``runs/<run_id>/classifiers/<condition>/<model>/seed-<s
   ``import cxrcore.models``); the probabilities below are its own;
 * ``history.csv``: ``epoch, loss, accuracy, seconds`` per epoch;
 * ``metrics.json``: :func:`cxrcore.training.classifier.build_metrics`;
-* ``predictions.csv``: ``image_id, label, probability`` of every test image, sorted by ``image_id``.
+* ``predictions.csv``: ``image_id, label, probability`` of every test image, sorted by ``image_id``;
+* ``gradcam.png`` and ``gradcam.json`` (unless ``explain_examples=0`` or the model has no convolutional block):
+  Grad-CAM heatmaps of up to ``explain_examples`` test images per outcome (true/false positive/negative at the
+  threshold of ``metrics.json``, the most confident of each), drawn from the probabilities above
+  (:mod:`cxrcore.training.classifier_explain`); the report shows them.
 
 Checkpoints (``checkpoints/epoch-NNNN/``) are committed every ``checkpoint_every`` epochs under their own
 markers, with the output's inputs; a restarted job resumes from the newest one (:mod:`cxrcore.ml.checkpoints`).
@@ -48,7 +52,7 @@ from cxrcore.data.dataset import (
     resolve_version,
 )
 from cxrcore.inference import MODEL_FILE, fetch_file
-from cxrcore.layout import classifier_prefix, synthetic_prefix
+from cxrcore.layout import GRADCAM_INFO_FILE, GRADCAM_PANEL_FILE, classifier_prefix, synthetic_prefix
 from cxrcore.logging import get_logger
 from cxrcore.ml.checkpoints import CHECKPOINTS_DIR, CheckpointSeries
 from cxrcore.ml.devices import Devices, configure_devices, dtype_policy
@@ -63,6 +67,7 @@ from cxrcore.training.classifier import (
     train_epochs,
 )
 from cxrcore.training.classifier_data import TrainingData, assemble_training_data
+from cxrcore.training.classifier_explain import GradCamExamples, gradcam_examples
 from cxrcore.vocab import CLASS_NAMES
 
 __all__ = ["PRODUCER", "TRAINING_FORMAT", "run", "training_inputs"]
@@ -207,13 +212,14 @@ def _training_data(store: Store, settings: TrainClassifierSettings, version: str
 # ---------------------------------------------------------------------------------------------------- compute
 @dataclasses.dataclass
 class _Trained:
-    """The inference copy of the trained model, its history and its scores."""
+    """The inference copy of the trained model, its history, its scores and its Grad-CAM examples (if any)."""
 
     model: Any
     history: list[dict[str, float]]
     train_time_s: float
     test_probabilities: np.ndarray
     metrics: dict[str, Any]
+    explanations: GradCamExamples | None = None
 
 
 def _train_and_score(
@@ -226,7 +232,7 @@ def _train_and_score(
     work_dir: Path,
     logger: Any,
 ) -> _Trained:
-    """Builds, trains (resuming from the series) and scores the classifier; returns what is committed."""
+    """Builds, trains (resuming from the series), scores and explains the classifier; returns what is committed."""
     import keras
 
     from cxrcore.models import model_summary_counts
@@ -254,7 +260,15 @@ def _train_and_score(
         device=devices.describe(),
         validation_probabilities=validation_probabilities,
     )
-    return _Trained(inference, history, train_time_s, test_probabilities, metrics)
+    explanations = gradcam_examples(
+        inference,
+        data,
+        test_probabilities,
+        per_outcome=settings.explain_examples,
+        threshold=float(metrics["threshold"]),
+        logger=logger,
+    )
+    return _Trained(inference, history, train_time_s, test_probabilities, metrics, explanations)
 
 
 def _commit(
@@ -266,6 +280,9 @@ def _commit(
         transaction.put_bytes("history.csv", history_csv(trained.history))
         transaction.put_bytes("predictions.csv", predictions_csv(data, trained.test_probabilities))
         transaction.put_json(_METRICS_FILE, trained.metrics)
+        if trained.explanations is not None:
+            transaction.put_bytes(GRADCAM_PANEL_FILE, trained.explanations.panel_png)
+            transaction.put_json(GRADCAM_INFO_FILE, trained.explanations.info)
 
 
 def _summary(status: str, uri: str, metrics: Mapping[str, Any]) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from cxrcore.models.dcgan import (
     default_gan_optimizers,
 )
 from cxrcore.storage import StoreError, TransientStoreError
+from cxrcore.synthesis.gan_quality import QualityProbe
 from cxrcore.training.gan_state import (
     TrainingRecord,
     assign_optimizer_arrays,
@@ -48,6 +49,7 @@ __all__ = [
     "BatchPlan",
     "EpochLog",
     "GanTraining",
+    "QualityMonitor",
     "StoreCheckpoint",
     "build_dcgan",
     "plan_batches",
@@ -60,6 +62,10 @@ CHANNELS = 3
 #: Images in every sample grid (4 x 4), drawn from fixed noise seeded by ``settings.seed``.
 SAMPLE_GRID_IMAGES = 16
 SAMPLE_GRID_COLUMNS = 4
+#: Generated images per quality measurement, and real images in its fixed reference.
+QUALITY_IMAGES = 256
+#: Offset of the quality noise seed from ``settings.seed`` (distinct from the sample grid's noise).
+QUALITY_NOISE_OFFSET = 7919
 
 
 class EpochLog(keras.callbacks.Callback):
@@ -97,7 +103,12 @@ class EpochLog(keras.callbacks.Callback):
         }
         self.record.losses.append(row)
         if not (math.isfinite(row["d_loss"]) and math.isfinite(row["g_loss"])):
-            self.logger.warning("gan_loss_not_finite", epoch=epoch + 1, d_loss=row["d_loss"], g_loss=row["g_loss"])
+            self.logger.warning(
+                "gan_loss_not_finite",
+                epoch=epoch + 1,
+                d_loss=row["d_loss"],
+                g_loss=row["g_loss"],
+            )
         self.logger.info(
             "gan_epoch",
             epoch=epoch + 1,
@@ -109,6 +120,81 @@ class EpochLog(keras.callbacks.Callback):
             seconds=round(seconds, 3),
             images_per_s=row["images_per_second"],
         )
+
+
+class QualityMonitor(keras.callbacks.Callback):
+    """Measures the generator on fixed noise against a fixed real sample, every ``every`` steps.
+
+    A measurement (:meth:`cxrcore.synthesis.gan_quality.QualityProbe.measure`: sample statistics, KID, two-sample
+    accuracy) is taken before the first step of a fresh run (step 0: the untrained generator), at the end of
+    every epoch that crosses a multiple of ``every`` steps, and after the last epoch. Rows are appended to the
+    :class:`TrainingRecord` (so checkpoints carry them) and logged as ``gan_quality``. The noise comes from a
+    NumPy generator of its own, so measuring never changes the training's random streams.
+
+    Args:
+        record: The shared training record.
+        probe: The fixed real reference.
+        every: Steps between measurements.
+        steps_per_epoch: Steps of every epoch.
+        epochs: Total epochs of the run.
+        num_images: Generated images per measurement.
+        seed: Seed of the fixed noise.
+        logger: structlog logger.
+    """
+
+    def __init__(
+        self,
+        record: TrainingRecord,
+        probe: QualityProbe,
+        *,
+        every: int,
+        steps_per_epoch: int,
+        epochs: int,
+        num_images: int,
+        seed: int,
+        logger: Any,
+    ) -> None:
+        super().__init__()
+        self.record = record
+        self.probe = probe
+        self.every = every
+        self.steps_per_epoch = steps_per_epoch
+        self.epochs = epochs
+        self.num_images = num_images
+        self.seed = seed
+        self.logger = logger
+
+    def _measure(self, epoch: int) -> None:
+        started = time.monotonic()
+        generated = self.model.generate(self.num_images, seed=self.seed)
+        row = {
+            "step": epoch * self.steps_per_epoch,
+            "epoch": epoch,
+            **self.probe.measure(generated),
+        }
+        row["seconds"] = round(time.monotonic() - started, 3)
+        self.record.quality.append(row)
+        self.logger.info(
+            "gan_quality",
+            step=row["step"],
+            epoch=epoch,
+            kid=row["kid"],
+            two_sample_accuracy=row["two_sample_accuracy"],
+            mean=row["mean"],
+            image_std=row["image_std"],
+            sample_std=row["sample_std"],
+            seconds=row["seconds"],
+        )
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        if not self.record.quality and not self.record.losses:
+            self._measure(0)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        done = epoch + 1
+        step = done * self.steps_per_epoch
+        if done == self.epochs or step // self.every > (step - self.steps_per_epoch) // self.every:
+            self._measure(done)
 
 
 class StoreCheckpoint(keras.callbacks.Callback):
@@ -162,7 +248,11 @@ class StoreCheckpoint(keras.callbacks.Callback):
         self.wait()
         started = time.monotonic()
         local, saved = stage_checkpoint(self.staging_dir, self.model, done, self.record, self.extra_state)
-        self.logger.info("gan_checkpoint_staged", epoch=done, seconds=round(time.monotonic() - started, 3))
+        self.logger.info(
+            "gan_checkpoint_staged",
+            epoch=done,
+            seconds=round(time.monotonic() - started, 3),
+        )
         self._pending = self._executor.submit(self._upload, local, saved, done)
 
     def _upload(self, local: Path, saved: dict[str, Any], epoch: int) -> None:
@@ -173,7 +263,11 @@ class StoreCheckpoint(keras.callbacks.Callback):
             shutil.rmtree(local, ignore_errors=True)
         self.written.append(epoch)
         self.logger.info(
-            "gan_checkpoint", epoch=epoch, key=key, pruned=removed, seconds=round(time.monotonic() - started, 3)
+            "gan_checkpoint",
+            epoch=epoch,
+            key=key,
+            pruned=removed,
+            seconds=round(time.monotonic() - started, 3),
         )
 
     def wait(self) -> None:
@@ -213,7 +307,10 @@ def plan_batches(settings: GanTrainSettings, train_images: int, replicas: int, l
     if train_images < batch_size:
         batch_size = train_images - train_images % replicas
         logger.warning(
-            "gan_batch_reduced", requested=settings.batch_size, effective=batch_size, train_images=train_images
+            "gan_batch_reduced",
+            requested=settings.batch_size,
+            effective=batch_size,
+            train_images=train_images,
         )
     steps_per_epoch = train_images // batch_size
     if settings.max_steps_per_epoch is not None:
@@ -221,8 +318,13 @@ def plan_batches(settings: GanTrainSettings, train_images: int, replicas: int, l
     return BatchPlan(batch_size=batch_size, steps_per_epoch=steps_per_epoch)
 
 
-def build_dcgan(settings: GanTrainSettings, devices: Devices) -> DCGAN:
-    """A fresh, compiled Table 1 DCGAN, seeded by ``settings.seed``, built under the devices' strategy and policy."""
+def build_dcgan(settings: GanTrainSettings, devices: Devices, *, total_steps: int | None = None) -> DCGAN:
+    """A fresh, compiled Table 1 DCGAN, seeded by ``settings.seed``, built under the devices' strategy and policy.
+
+    The stabilisers of the settings (Adam ``beta_1``, TTUR learning rates, one-sided label smoothing,
+    DiffAugment, instance noise annealed over ``total_steps``) go to the model and its optimizers; at their
+    defaults the model is the paper's.
+    """
     keras.backend.clear_session()
     keras.utils.set_random_seed(settings.seed)
     with dtype_policy(devices.mixed_precision), devices.strategy.scope():
@@ -233,10 +335,22 @@ def build_dcgan(settings: GanTrainSettings, devices: Devices) -> DCGAN:
             channels=CHANNELS,
         )
         discriminator = build_discriminator(
-            input_size=settings.image_size, channels=CHANNELS, width_multiplier=settings.width_multiplier
+            input_size=settings.image_size,
+            channels=CHANNELS,
+            width_multiplier=settings.width_multiplier,
         )
-        model = DCGAN(discriminator, generator, latent_dim=settings.latent_dim, seed=settings.seed)
-        d_optimizer, g_optimizer = default_gan_optimizers(settings.learning_rate)
+        model = DCGAN(
+            discriminator,
+            generator,
+            latent_dim=settings.latent_dim,
+            seed=settings.seed,
+            label_smoothing=settings.label_smoothing,
+            augment_policies=settings.augment_policies(),
+            instance_noise=settings.instance_noise,
+            instance_noise_steps=total_steps,
+        )
+        d_optimizer, _ = default_gan_optimizers(settings.d_learning_rate or settings.learning_rate, settings.beta_1)
+        _, g_optimizer = default_gan_optimizers(settings.g_learning_rate or settings.learning_rate, settings.beta_1)
         model.compile(
             d_optimizer=d_optimizer,
             g_optimizer=g_optimizer,
@@ -247,7 +361,13 @@ def build_dcgan(settings: GanTrainSettings, devices: Devices) -> DCGAN:
 
 
 def resume(
-    series: CheckpointSeries, model: DCGAN, record: TrainingRecord, *, epochs: int, work_dir: Path, logger: Any
+    series: CheckpointSeries,
+    model: DCGAN,
+    record: TrainingRecord,
+    *,
+    epochs: int,
+    work_dir: Path,
+    logger: Any,
 ) -> tuple[int, str | None]:
     """Restores the newest usable checkpoint of the series with at most ``epochs`` epochs.
 
@@ -260,19 +380,32 @@ def resume(
     fresh_state = None
     for candidate in series.resume_candidates(epochs):
         if fresh_state is None:
-            fresh_state = (model.generator.get_weights(), model.discriminator.get_weights(), optimizer_arrays(model))
+            fresh_state = (
+                model.generator.get_weights(),
+                model.discriminator.get_weights(),
+                optimizer_arrays(model),
+            )
         try:
             restore_checkpoint(series.store, candidate, model, record, work_dir)
         except TransientStoreError:
             raise  # an outage is not a bad checkpoint: exit 75 and resume from it on the retry
         except (ValueError, OSError, StoreError) as exc:
-            logger.warning("gan_checkpoint_unusable", key=candidate.key, error=f"{type(exc).__name__}: {exc}")
+            logger.warning(
+                "gan_checkpoint_unusable",
+                key=candidate.key,
+                error=f"{type(exc).__name__}: {exc}",
+            )
             model.generator.set_weights(fresh_state[0])
             model.discriminator.set_weights(fresh_state[1])
             assign_optimizer_arrays(model, fresh_state[2])
             record.reset()
             continue
-        logger.info("gan_resume", key=candidate.key, resumed_from_epoch=candidate.epoch, epochs=epochs)
+        logger.info(
+            "gan_resume",
+            key=candidate.key,
+            resumed_from_epoch=candidate.epoch,
+            epochs=epochs,
+        )
         return candidate.epoch, candidate.key
     return 0, None
 
@@ -299,6 +432,7 @@ class GanTraining:
 
     Attributes:
         model: The trained :class:`cxrcore.models.dcgan.DCGAN`.
+        epochs: Epochs trained in all (``settings.epochs_for(plan.steps_per_epoch)``).
         record: Losses of every epoch and the staged sample grids.
         plan: The effective batch size and steps per epoch.
         initial_epoch: Epochs restored from a checkpoint (0 for a fresh run).
@@ -308,6 +442,7 @@ class GanTraining:
     """
 
     model: DCGAN
+    epochs: int
     record: TrainingRecord
     plan: BatchPlan
     initial_epoch: int
@@ -357,18 +492,21 @@ def train_gan(
     images: np.ndarray,
     series: CheckpointSeries,
     devices: Devices,
-    epochs: int,
     work_dir: Path,
     logger: Any,
 ) -> GanTraining:
-    """Builds the DCGAN, resumes from the series, trains to ``epochs`` and checkpoints along the way.
+    """Builds the DCGAN, resumes from the series, trains and checkpoints along the way.
+
+    The epoch count is ``settings.epochs_for(steps per epoch)``: the step budget when one is set, else the
+    epochs. Quality is measured along the way (:class:`QualityMonitor`).
 
     Raises:
         ValueError: Fewer training images than replicas.
         RuntimeError: Training ended without a loss row for every epoch or without a sample grid.
     """
     plan = plan_batches(settings, len(images), devices.replicas, logger)
-    model = build_dcgan(settings, devices)
+    epochs = settings.epochs_for(plan.steps_per_epoch)
+    model = build_dcgan(settings, devices, total_steps=epochs * plan.steps_per_epoch)
     record = TrainingRecord(samples_dir=work_dir / "samples")
     initial_epoch, resumed_from = resume(series, model, record, epochs=epochs, work_dir=work_dir, logger=logger)
     data = _training_batches(images, settings, plan, initial_epoch)
@@ -386,9 +524,27 @@ def train_gan(
         logger=logger,
     )
     callbacks = [
-        EpochLog(record, epochs=epochs, images_per_epoch=plan.steps_per_epoch * plan.batch_size, logger=logger),
+        EpochLog(
+            record,
+            epochs=epochs,
+            images_per_epoch=plan.steps_per_epoch * plan.batch_size,
+            logger=logger,
+        ),
         GANSampleGrid(
-            record.write_grid, num_images=SAMPLE_GRID_IMAGES, columns=SAMPLE_GRID_COLUMNS, seed=settings.seed
+            record.write_grid,
+            num_images=SAMPLE_GRID_IMAGES,
+            columns=SAMPLE_GRID_COLUMNS,
+            seed=settings.seed,
+        ),
+        QualityMonitor(
+            record,
+            QualityProbe(images, reference_size=QUALITY_IMAGES, seed=settings.seed),
+            every=settings.quality_every,
+            steps_per_epoch=plan.steps_per_epoch,
+            epochs=epochs,
+            num_images=QUALITY_IMAGES,
+            seed=settings.seed + QUALITY_NOISE_OFFSET,
+            logger=logger,
         ),
     ]
     logger.info(
@@ -416,6 +572,7 @@ def train_gan(
         )
     return GanTraining(
         model=model,
+        epochs=epochs,
         record=record,
         plan=plan,
         initial_epoch=initial_epoch,

@@ -5,7 +5,8 @@ See docs/architecture.md#store-layout. A checkpoint ``checkpoints/epoch-NNNN/`` 
     generator.weights.h5  discriminator.weights.h5
     optimizers.npz        every variable of both optimizers (Adam moments, iteration counters, loss-scale
                           state) and every seed-generator state (training noise, Dropout masks)
-    state.json            epoch, losses so far, train image count, steps per epoch, batch size
+    state.json            epoch, losses and quality measurements so far, train image count, steps per epoch,
+                          batch size
     samples/epoch-NNNN.png  every grid so far (so a resumed run still publishes all)
 
 ``save_weights`` stores weights only; the seed states decide the next noise and dropout masks, so the
@@ -44,7 +45,15 @@ _OPTIMIZERS = "optimizers.npz"
 CHECKPOINT_FILES = (_GENERATOR_WEIGHTS, _DISCRIMINATOR_WEIGHTS, _OPTIMIZERS, STATE_FILE)
 _SAMPLES = "samples"
 #: Columns of ``losses.csv`` (the first four are the contract; the rest are diagnostics).
-LOSS_COLUMNS = ("epoch", "d_loss", "g_loss", "seconds", "d_real_accuracy", "d_fake_accuracy", "images_per_second")
+LOSS_COLUMNS = (
+    "epoch",
+    "d_loss",
+    "g_loss",
+    "seconds",
+    "d_real_accuracy",
+    "d_fake_accuracy",
+    "images_per_second",
+)
 
 
 @dataclasses.dataclass
@@ -55,11 +64,14 @@ class TrainingRecord:
         samples_dir: Local directory holding ``epoch-NNNN.png`` grids.
         losses: One dict per completed epoch (keys: :data:`LOSS_COLUMNS`), oldest first.
         last_grid: PNG bytes of the newest grid, or ``None`` before the first epoch.
+        quality: Quality measurements (:meth:`cxrcore.synthesis.gan_quality.QualityProbe.measure` rows with
+            ``step`` and ``epoch``), oldest first.
     """
 
     samples_dir: Path
     losses: list[dict[str, float]] = dataclasses.field(default_factory=list)
     last_grid: bytes | None = None
+    quality: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def write_grid(self, epoch_index: int, png: bytes) -> None:
         """Sink of ``GANSampleGrid``: stages the grid of Keras epoch ``epoch_index`` (0-based)."""
@@ -74,6 +86,7 @@ class TrainingRecord:
     def reset(self) -> None:
         """Forgets every epoch (after a failed restore)."""
         self.losses.clear()
+        self.quality.clear()
         self.last_grid = None
         for path in self.grids():
             path.unlink()
@@ -81,7 +94,12 @@ class TrainingRecord:
     def losses_csv(self) -> bytes:
         """The loss history as CSV bytes with :data:`LOSS_COLUMNS`."""
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(LOSS_COLUMNS), lineterminator="\n", extrasaction="ignore")
+        writer = csv.DictWriter(
+            buffer,
+            fieldnames=list(LOSS_COLUMNS),
+            lineterminator="\n",
+            extrasaction="ignore",
+        )
         writer.writeheader()
         for row in self.losses:
             writer.writerow(row)
@@ -113,7 +131,11 @@ def assign_optimizer_arrays(model: Any, arrays: dict[str, np.ndarray], key: str 
         ValueError: A count or shape differs from the model's (nothing is assigned then).
     """
     pairs = []
-    groups = (("d", model.d_optimizer.variables), ("g", model.g_optimizer.variables), ("s", _seed_states(model)))
+    groups = (
+        ("d", model.d_optimizer.variables),
+        ("g", model.g_optimizer.variables),
+        ("s", _seed_states(model)),
+    )
     for tag, variables in groups:
         saved = sorted(name for name in arrays if name.startswith(f"{tag}_"))
         if len(saved) != len(variables):
@@ -134,7 +156,11 @@ def assign_optimizer_arrays(model: Any, arrays: dict[str, np.ndarray], key: str 
 
 
 def stage_checkpoint(
-    staging_dir: Path, model: Any, epoch: int, record: TrainingRecord, extra_state: dict[str, Any]
+    staging_dir: Path,
+    model: Any,
+    epoch: int,
+    record: TrainingRecord,
+    extra_state: dict[str, Any],
 ) -> tuple[Path, dict[str, SavedFile]]:
     """Writes the checkpoint of ``epoch`` to a fresh local directory (nothing shared with training).
 
@@ -149,14 +175,27 @@ def stage_checkpoint(
         _DISCRIMINATOR_WEIGHTS: save_model(model.discriminator, local / _DISCRIMINATOR_WEIGHTS, weights_only=True),
     }
     np.savez(local / _OPTIMIZERS, **optimizer_arrays(model))
-    write_state(local, {"epoch": epoch, "losses": record.losses[:epoch], **extra_state})
+    quality = [row for row in record.quality if row["epoch"] <= epoch]
+    write_state(
+        local,
+        {
+            "epoch": epoch,
+            "losses": record.losses[:epoch],
+            "quality": quality,
+            **extra_state,
+        },
+    )
     for grid in record.grids():
         shutil.copyfile(grid, local / _SAMPLES / grid.name)
     return local, saved
 
 
 def restore_checkpoint(
-    store: Store, checkpoint: Checkpoint, model: Any, record: TrainingRecord, work_dir: Path
+    store: Store,
+    checkpoint: Checkpoint,
+    model: Any,
+    record: TrainingRecord,
+    work_dir: Path,
 ) -> dict[str, Any]:
     """Loads a checkpoint into ``model`` and ``record``; returns its state.
 
@@ -167,7 +206,12 @@ def restore_checkpoint(
         cxrcore.storage.StoreError: A download failed or an object does not match its recorded sha256.
     """
     local = work_dir / f"resume-{checkpoint.epoch:04d}"
-    fetch_verified(store, checkpoint.key, checkpoint.marker, {name: local / name for name in CHECKPOINT_FILES})
+    fetch_verified(
+        store,
+        checkpoint.key,
+        checkpoint.marker,
+        {name: local / name for name in CHECKPOINT_FILES},
+    )
     state = read_state(local)
     if state.get("epoch") != checkpoint.epoch or len(state.get("losses", [])) != checkpoint.epoch:
         raise ValueError(f"Checkpoint {checkpoint.key} state.json does not describe epoch {checkpoint.epoch}")
@@ -183,6 +227,7 @@ def restore_checkpoint(
     }
     fetch_verified(store, checkpoint.key, checkpoint.marker, grids)
     record.losses[:] = state["losses"]
+    record.quality[:] = state.get("quality", [])
     staged = record.grids()
     record.last_grid = staged[-1].read_bytes() if staged else None
     return state

@@ -37,7 +37,7 @@ __all__ = [
 
 _POD_TEMPLATE_TYPES = ("container", "script", "containerSet")
 _CREDENTIAL_NAME = re.compile(
-    r"secret|password|passwd|token|access_?key|api_?key|private_?key|credential", re.IGNORECASE
+    r"secret|password|passwd|token|access_?key|api_?key|private_?key|credential|salt", re.IGNORECASE
 )
 #: Seccomp profile types that confine a container (``Unconfined`` does not).
 _CONFINED_SECCOMP = ("RuntimeDefault", "Localhost")

@@ -14,7 +14,7 @@ Two phases, so an up-to-date report costs only a listing and a few marker reads 
    to the incomplete list with the reason, never silently dropped.
 
 The records themselves are in :mod:`~cxrcore.report.collect.records`. Images are never loaded: the sample grids
-are the PNGs the GAN and synthesize jobs stored.
+and Grad-CAM panels are the PNGs the GAN, synthesize and classifier jobs stored.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from cxrcore.report.collect.records import (
     RESULT_COLUMNS,
     ClassifierKey,
     DatasetSummary,
+    Explanation,
     ExternalKey,
     GanOutput,
     Incomplete,
@@ -39,6 +40,7 @@ __all__ = [
     "RESULT_COLUMNS",
     "ClassifierKey",
     "DatasetSummary",
+    "Explanation",
     "ExternalKey",
     "GanOutput",
     "Incomplete",

@@ -1,8 +1,8 @@
 """Phase 2 of collecting a run: read every committed output the inventory lists into a :class:`RunData`.
 
-One row per classifier output in :attr:`RunData.results`, and the predictions, training histories, GAN losses
-and synthetic-set selection reports beside it; an output that cannot be used is listed with the reason
-(docs/architecture.md, "Store layout").
+One row per classifier output in :attr:`RunData.results`, and the predictions, training histories, Grad-CAM
+panels, GAN losses and synthetic-set selection reports beside it; an output that cannot be used is listed with the
+reason (docs/architecture.md, "Store layout").
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from cxrcore.layout import GRADCAM_INFO_FILE, GRADCAM_PANEL_FILE
 from cxrcore.logging import get_logger
 from cxrcore.report.collect.discovery import discover
 from cxrcore.report.collect.files import (
@@ -31,6 +32,7 @@ from cxrcore.report.collect.records import (
     RESULT_COLUMNS,
     ClassifierKey,
     DatasetSummary,
+    Explanation,
     ExternalKey,
     GanOutput,
     Incomplete,
@@ -87,6 +89,7 @@ def load(store: Store, inventory: Inventory, *, dataset: str, dataset_version: s
         inputs=inventory.input_digests(),
         external_metrics=external_metrics,
         external_predictions=external_predictions,
+        explanations=classifiers.explanations,
     )
 
 
@@ -97,13 +100,15 @@ def collect_run(store: Store, run_id: str, *, dataset: str = "chest-xray", datas
 
 
 class _ClassifierOutputs:
-    """The classifier outputs read so far: result rows and, keyed like them, predictions, histories, metrics."""
+    """The classifier outputs read so far: result rows and, keyed like them, predictions, histories, metrics and
+    Grad-CAM panels."""
 
     def __init__(self) -> None:
         self.rows: list[dict[str, Any]] = []
         self.predictions: dict[ClassifierKey, pd.DataFrame] = {}
         self.histories: dict[ClassifierKey, pd.DataFrame] = {}
         self.metrics: dict[ClassifierKey, dict[str, Any]] = {}
+        self.explanations: dict[ClassifierKey, Explanation] = {}
 
     def add(self, store: Store, key: ClassifierKey, prefix: str, marker: Marker, warnings: list[str]) -> None:
         """Reads one committed classifier output; raises before recording anything when it is unusable."""
@@ -120,6 +125,24 @@ class _ClassifierOutputs:
         self.rows.append(result_row(key, prefix, marker, metrics))
         self.predictions[key] = frame
         self.metrics[key] = metrics
+        self._add_explanation(store, key, prefix, marker, warnings)
+
+    def _add_explanation(
+        self, store: Store, key: ClassifierKey, prefix: str, marker: Marker, warnings: list[str]
+    ) -> None:
+        """Reads the output's Grad-CAM panel when its marker lists one; an unusable panel is a warning."""
+        if GRADCAM_PANEL_FILE not in marker.outputs:
+            return  # explanations disabled, or an output older than them: the report says "not available"
+        try:
+            panel = optional_png(store, prefix, marker, GRADCAM_PANEL_FILE)
+            info = optional_json(store, prefix, marker, GRADCAM_INFO_FILE)
+        except TransientStoreError:
+            raise  # the store is down, not the output broken: exit 75, Argo retries
+        except (InvalidOutput, StoreError) as exc:
+            warnings.append(f"{prefix}: Grad-CAM files unusable ({exc}); its panel is omitted")
+            return
+        if panel is not None:
+            self.explanations[key] = Explanation(prefix, panel, info)
 
 
 def _load_external(

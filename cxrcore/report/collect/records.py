@@ -20,6 +20,7 @@ __all__ = [
     "RESULT_COLUMNS",
     "ClassifierKey",
     "DatasetSummary",
+    "Explanation",
     "ExternalKey",
     "GanOutput",
     "Incomplete",
@@ -180,7 +181,43 @@ class GanOutput:
             "image_size": lookup(info, ("model", "image_size"), ("image_size",), ("settings", "image_size")),
             "generator_parameters": lookup(info, ("model", "generator_parameters")),
             "discriminator_parameters": lookup(info, ("model", "discriminator_parameters")),
+            "steps": lookup(info, ("training", "steps")),
+            "stabilisers": lookup(info, ("training", "stabilisers")),
+            "quality_status": lookup(info, ("quality", "status")),
+            "quality_reasons": lookup(info, ("quality", "reasons")) or [],
+            "kid_final": lookup(info, ("quality", "final", "kid")),
+            "kid_start": _first_kid(lookup(info, ("quality", "trajectory"))),
+            "two_sample_final": lookup(info, ("quality", "final", "two_sample_accuracy")),
+            "quality_extractor": lookup(info, ("quality", "feature_extractor")),
         }
+
+
+@dataclasses.dataclass(frozen=True)
+class Explanation:
+    """A classifier output's Grad-CAM examples: ``gradcam.png`` and what ``gradcam.json`` says of it.
+
+    Attributes:
+        prefix: The classifier output's prefix.
+        panel_png: ``gradcam.png`` bytes (one row per outcome, each cell an X-ray beside its overlay).
+        info: ``gradcam.json`` content (layer, threshold, per_outcome, cells; empty when absent).
+    """
+
+    prefix: str
+    panel_png: bytes
+    info: dict[str, Any]
+
+    def cells(self) -> list[dict[str, Any]]:
+        """The described cells (``outcome``, ``image_id``, ``label``, ``probability``, ...); ``[]`` when unknown."""
+        cells = self.info.get("cells")
+        return [cell for cell in cells if isinstance(cell, dict)] if isinstance(cells, list) else []
+
+    def outcome_counts(self) -> dict[str, int]:
+        """Cells per outcome, in the order they first appear."""
+        counts: dict[str, int] = {}
+        for cell in self.cells():
+            outcome = str(cell.get("outcome"))
+            counts[outcome] = counts.get(outcome, 0) + 1
+        return counts
 
 
 @dataclasses.dataclass
@@ -224,6 +261,9 @@ class SyntheticOutput:
             "kid": lookup(selection, ("quality", "kept", "kid"), ("quality", "kid"), ("kid",)),
             "kid_std": lookup(selection, ("quality", "kept", "kid_std"), ("quality", "kid_std"), ("kid_std",)),
             "kid_all_generated": lookup(selection, ("quality", "all_generated", "kid")),
+            "two_sample_kept": lookup(selection, ("quality", "two_sample_accuracy_kept")),
+            "gan_quality_status": lookup(selection, ("gan", "quality", "status")),
+            "flagged_gan": lookup(selection, ("gan", "flagged_gan")),
             "extractor": lookup(selection, ("quality", "extractor"), ("extractor",), ("quality", "feature_extractor")),
             "memorization_share": lookup(
                 selection,
@@ -274,6 +314,7 @@ class RunData:
         inputs: The report's inputs: :meth:`Inventory.input_digests` (what the skip check compares).
         external_metrics: ``metrics.json`` of each external-test output (empty without ``cxr external-test``).
         external_predictions: ``predictions.csv`` of each external-test output, keyed likewise.
+        explanations: Grad-CAM examples of the classifier outputs that committed them, keyed like ``results`` rows.
     """
 
     run_id: str
@@ -289,11 +330,19 @@ class RunData:
     inputs: dict[str, Any]
     external_metrics: dict[ExternalKey, dict[str, Any]] = dataclasses.field(default_factory=dict)
     external_predictions: dict[ExternalKey, pd.DataFrame] = dataclasses.field(default_factory=dict)
+    explanations: dict[ClassifierKey, Explanation] = dataclasses.field(default_factory=dict)
 
     def conditions(self) -> list[str]:
         """Conditions with at least one result, in :data:`CONDITIONS` order."""
         present = set(self.results["condition"])
         return [condition for condition in CONDITIONS if condition in present]
+
+
+def _first_kid(trajectory: Any) -> Any:
+    """The KID of the first quality measurement (step 0: the untrained generator), or ``None``."""
+    if isinstance(trajectory, list) and trajectory and isinstance(trajectory[0], dict):
+        return trajectory[0].get("kid")
+    return None
 
 
 def lookup(mapping: dict[str, Any], *paths: tuple[str, ...]) -> Any:

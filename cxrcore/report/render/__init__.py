@@ -7,8 +7,9 @@ reasons) is escaped: :func:`html.escape` for HTML, backslash escapes for Markdow
 
 Modules: :mod:`~cxrcore.report.render.blocks` (the document model), one module per group of sections
 (:mod:`~cxrcore.report.render.header`, :mod:`~cxrcore.report.render.results`, :mod:`~cxrcore.report.render.gan`,
-:mod:`~cxrcore.report.render.methods`), :mod:`~cxrcore.report.render.build` (:func:`build_document`), and the two
-renderers :mod:`~cxrcore.report.render.to_markdown` and :mod:`~cxrcore.report.render.to_html`.
+:mod:`~cxrcore.report.render.explanations`, :mod:`~cxrcore.report.render.methods`, ...),
+:mod:`~cxrcore.report.render.build` (:func:`build_document`), and the two renderers
+:mod:`~cxrcore.report.render.to_markdown` and :mod:`~cxrcore.report.render.to_html`.
 """
 
 from __future__ import annotations

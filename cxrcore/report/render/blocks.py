@@ -35,6 +35,7 @@ SECTION_TITLES: dict[str, str] = {
     "gan": "DCGAN and synthetic images",
     "confusion": "Confusion matrices",
     "roc": "ROC curves",
+    "explanations": "Explanations (Grad-CAM)",
     "training": "Training curves",
     "incomplete": "Incomplete outputs and consistency checks",
     "methods": "Methods: what differs from the paper",

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from cxrcore import __version__
 from cxrcore.report.collect import RunData
 from cxrcore.report.render.blocks import SECTION_TITLES, Document, Section
+from cxrcore.report.render.explanations import explanations_section
 from cxrcore.report.render.external import external_section
 from cxrcore.report.render.gan import gan_section
 from cxrcore.report.render.header import header_section
@@ -65,6 +66,7 @@ def build_document(
             "The paper reports no ROC curve or AUC. A collapsed model can still rank images (AUC above 0.5) while "
             "its 0.5 threshold puts every image in one class.",
         ),
+        "explanations": lambda: explanations_section(data, figures),
         "training": lambda: figure_section(
             figures,
             [(f"history_{condition}.png", f"Training curves, {condition}.") for condition in CONDITIONS],

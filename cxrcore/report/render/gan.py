@@ -14,15 +14,19 @@ from cxrcore.vocab import CLASS_NAMES
 __all__ = ["gan_section"]
 
 _GAN_COLUMNS = [
-    "Class", "GAN epochs", "Final D loss", "Final G loss", "GAN train time (s)", "Selection", "Generated", "Kept",
-    "KID (lower is better)", "Memorization: kept images near a real one",
+    "Class", "GAN epochs (steps)", "GAN quality", "KID of the GAN (step 0 -> final)", "Final D loss", "Final G loss",
+    "GAN train time (s)", "Selection", "Generated", "Kept", "KID (lower is better)",
+    "Two-sample accuracy (final GAN; kept)", "Memorization: kept images near a real one",
 ]
 _GAN_NOTE = (
     "The paper kept the last ~7% of 1,500 PNEUMONIA and 1,000 NORMAL images and reports no quality "
     "or memorization measure. KID: kernel inception distance between synthetic and real training "
     "images (of the kept set; all generated after the semicolon), on the feature extractor named. "
     "Memorization: share of kept images whose nearest real training image is at least as similar as the "
-    "threshold."
+    "threshold. GAN quality: cxr-gan-train measures its generator every few hundred steps on fixed noise; a GAN "
+    "whose samples are near-constant or whose KID never improved is FLAGGED and cxr-synthesize refuses its images "
+    "unless flagged_gan=use. Two-sample accuracy: a logistic regression telling generated from real 16x16 "
+    "thumbnails (5-fold; 0.5 = indistinguishable, 1.0 = trivially separable)."
 )
 
 
@@ -50,6 +54,8 @@ def gan_section(data: RunData, figures: Mapping[str, bytes]) -> list[Block]:
             notes=[_GAN_NOTE],
         )
     ]
+    blocks += _quality_warnings(data)
+    blocks += _stabiliser_notes(data)
     for class_name in CLASS_NAMES:
         synthetic = data.synthetic.get(class_name)
         share = synthetic.summary().get("memorization_share") if synthetic else None
@@ -76,9 +82,12 @@ def _class_row(data: RunData, class_name: str) -> list[str]:
     selection = synthetic.summary() if synthetic else {}
     paper_epochs = PAPER_SETTINGS["gan_epochs"][class_name]
     paper_generated = PAPER_SETTINGS["gan_generated"][class_name]
+    steps = f"; {format_value(gan_summary['steps'])} steps" if gan_summary.get("steps") is not None else ""
     return [
         class_name,
-        f"{format_value(gan_summary.get('epochs'))} (paper {paper_epochs})" if gan else "not run",
+        f"{format_value(gan_summary.get('epochs'))}{steps} (paper {paper_epochs} epochs)" if gan else "not run",
+        _quality_text(gan_summary) if gan else "–",
+        _gan_kid_text(gan_summary) if gan else "–",
         format_value(gan_summary.get("final_d_loss")) if gan else "–",
         format_value(gan_summary.get("final_g_loss")) if gan else "–",
         format_value(gan_summary.get("train_seconds"), 5) if gan else "–",
@@ -86,8 +95,61 @@ def _class_row(data: RunData, class_name: str) -> list[str]:
         f"{format_value(selection.get('num_generated'))} (paper {paper_generated})" if synthetic else "–",
         format_value(selection.get("kept")) if synthetic else "–",
         _kid_text(selection),
+        f"{format_value(gan_summary.get('two_sample_final'))}; {format_value(selection.get('two_sample_kept'))}",
         _memorization_text(selection),
     ]
+
+
+def _quality_text(gan_summary: dict[str, Any]) -> str:
+    status = gan_summary.get("quality_status")
+    if status is None:
+        return "not measured (older GAN output)"
+    return "FLAGGED" if status == "flagged" else "ok"
+
+
+def _gan_kid_text(gan_summary: dict[str, Any]) -> str:
+    start, final = gan_summary.get("kid_start"), gan_summary.get("kid_final")
+    if final is None:
+        return "–"
+    return f"{format_value(start)} -> {format_value(final)}" if start is not None else format_value(final)
+
+
+def _quality_warnings(data: RunData) -> list[Block]:
+    """One warning per flagged GAN: why, and whether its images were refused or used anyway."""
+    blocks: list[Block] = []
+    for class_name in CLASS_NAMES:
+        gan = data.gans.get(class_name)
+        summary = gan.summary() if gan else {}
+        if summary.get("quality_status") != "flagged":
+            continue
+        synthetic = data.synthetic.get(class_name)
+        used = synthetic is not None and synthetic.summary().get("flagged_gan") == "use"
+        fate = ("its images WERE USED anyway (flagged_gan=use): the augmented results rest on a failed GAN"
+                if used else "cxr-synthesize refused its images, so no augmented classifier used them")
+        reasons = "; ".join(str(reason) for reason in summary.get("quality_reasons", []))
+        blocks.append(Paragraph(f"GAN FLAGGED ({class_name}): {reasons}. {fate}.", warning=True))
+    return blocks
+
+
+def _stabiliser_notes(data: RunData) -> list[Block]:
+    """Which DCGAN training settings differ from the paper's, per class (the paper's when none do)."""
+    blocks: list[Block] = []
+    for class_name in CLASS_NAMES:
+        gan = data.gans.get(class_name)
+        stabilisers = (gan.summary() if gan else {}).get("stabilisers")
+        if not isinstance(stabilisers, dict):
+            continue
+        if stabilisers.get("paper_settings"):
+            blocks.append(Paragraph(f"DCGAN training settings, {class_name}: the paper's (Adam beta_1 0.9, no "
+                                    "stabilisers)."))
+            continue
+        changed = [
+            f"{name} {entry.get('value')} (paper {entry.get('paper')})"
+            for name, entry in stabilisers.items()
+            if isinstance(entry, dict) and entry.get("value") != entry.get("paper")
+        ]
+        blocks.append(Paragraph(f"DCGAN training settings, {class_name}, beyond the paper's: {', '.join(changed)}."))
+    return blocks
 
 
 def _kid_text(selection: dict[str, Any]) -> str:

@@ -1,0 +1,200 @@
+"""Is a GAN drawing X-rays? Sample statistics, KID and a two-sample test on a fixed set (pure numpy/sklearn).
+
+See docs/architecture.md#gan-quality. ``cxr-gan-train`` measures its generator every ``quality_every`` steps on
+one fixed noise batch against one fixed sample of the class's real training images, and ``cxr-synthesize``
+measures the kept images the same way. Three families of numbers:
+
+* **Sample statistics**: mean pixel, mean per-image standard deviation (``image_std``: a blank or uniform image
+  has ~0) and the mean per-pixel standard deviation across samples (``sample_std``: ~0 when every sample is the
+  same image, i.e. mode collapse).
+* **KID** on the offline :data:`cxrcore.synthesis.kid.FEATURE_EXTRACTOR_NAME` features (lower is better).
+* **Two-sample test**: the 5-fold cross-validated accuracy of a logistic regression that tells generated from
+  real 16x16 thumbnails (:func:`two_sample_accuracy`); 0.5 means indistinguishable at that scale, 1.0 means
+  trivially separable.
+
+:func:`judge` turns a trajectory of such measurements into ``{"status": "ok" | "flagged", "reasons": [...]}``:
+a GAN whose samples are near-constant (blank, uniform or collapsed) or whose KID never improved is flagged, and
+``cxr-synthesize`` then refuses its images unless told to use them (``flagged_gan=use``), which the report says.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from cxrcore.synthesis.images import resize_images
+from cxrcore.synthesis.kid import (
+    FEATURE_EXTRACTOR_NAME,
+    kernel_inception_distance,
+    pixel_statistics_features,
+)
+
+__all__ = [
+    "QUALITY_THRESHOLDS",
+    "THUMBNAIL_SIZE",
+    "QualityProbe",
+    "QualityThresholds",
+    "judge",
+    "sample_statistics",
+    "two_sample_accuracy",
+]
+
+#: Side of the thumbnails of the two-sample test.
+THUMBNAIL_SIZE = 16
+_FOLDS = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class QualityThresholds:
+    """Where a GAN counts as failed.
+
+    Attributes:
+        min_image_std: Mean per-image pixel standard deviation below which samples are blank or uniform.
+        min_sample_std: Mean per-pixel standard deviation across samples below which they are one image.
+        min_kid_improvement: Share by which the final KID must undercut the first measurement (two or more).
+    """
+
+    min_image_std: float = 0.02
+    min_sample_std: float = 0.01
+    min_kid_improvement: float = 0.1
+
+
+#: The thresholds ``cxr-gan-train`` applies (recorded in ``gan.json``).
+QUALITY_THRESHOLDS = QualityThresholds()
+
+
+def _gray_unit(images: np.ndarray) -> np.ndarray:
+    """``(n, h, w[, c])`` uint8 or float images as float32 ``(n, h, w)`` in [0, 1] (channels averaged)."""
+    images = np.asarray(images)
+    scale = 255.0 if images.dtype == np.uint8 else 1.0
+    images = images.astype(np.float32) / scale
+    if images.ndim == 4:
+        images = images.mean(axis=-1)
+    if images.ndim != 3:
+        raise ValueError(f"images must be (n, h, w) or (n, h, w, c). Received: images.shape={images.shape}")
+    return np.clip(images, 0.0, 1.0)
+
+
+def sample_statistics(images: np.ndarray) -> dict[str, float]:
+    """Mean pixel, mean per-image std and mean per-pixel std across samples, of images in [0, 1] (or uint8)."""
+    gray = _gray_unit(images)
+    if len(gray) == 0:
+        raise ValueError("sample_statistics needs at least one image. Received: images.shape=(0, ...)")
+    return {
+        "mean": round(float(gray.mean()), 4),
+        "image_std": round(float(gray.std(axis=(1, 2)).mean()), 4),
+        "sample_std": round(float(gray.std(axis=0).mean()), 4) if len(gray) > 1 else 0.0,
+    }
+
+
+def _thumbnails(gray: np.ndarray) -> np.ndarray:
+    return resize_images(gray, THUMBNAIL_SIZE, method="area").reshape(len(gray), -1).astype(np.float64)
+
+
+def two_sample_accuracy(real: np.ndarray, generated: np.ndarray, *, seed: int = 0) -> float | None:
+    """Cross-validated accuracy of a logistic regression telling generated from real 16x16 thumbnails.
+
+    Both sets are cut to the smaller one's size (balanced classes, so 0.5 is chance). Thumbnails are area
+    averages in [0, 1], standardised per pixel inside each fold.
+
+    Args:
+        real: Real images, ``(n, h, w[, c])`` uint8 or float in [0, 1].
+        generated: Generated images, same conventions.
+        seed: Seed of the subsampling and the fold shuffling.
+
+    Returns:
+        The mean accuracy over 5 stratified folds, or ``None`` when either set has fewer than 5 images.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    real_gray, generated_gray = _gray_unit(real), _gray_unit(generated)
+    count = min(len(real_gray), len(generated_gray))
+    if count < _FOLDS:
+        return None
+    rng = np.random.default_rng(seed)
+    real_rows = _thumbnails(real_gray[rng.choice(len(real_gray), count, replace=False)])
+    generated_rows = _thumbnails(generated_gray[rng.choice(len(generated_gray), count, replace=False)])
+    features = np.concatenate([real_rows, generated_rows])
+    labels = np.r_[np.ones(count), np.zeros(count)]
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    folds = StratifiedKFold(n_splits=_FOLDS, shuffle=True, random_state=seed)
+    return round(float(cross_val_score(model, features, labels, cv=folds).mean()), 4)
+
+
+class QualityProbe:
+    """A fixed reference for measuring one GAN over its training: real features and thumbnails computed once.
+
+    Args:
+        real: The class's real training images, ``(n, h, w[, c])`` uint8 or float in [0, 1].
+        reference_size: Real images kept as the reference (drawn with ``seed``).
+        seed: Seed of the draw, the KID subsets and the two-sample folds.
+    """
+
+    def __init__(self, real: np.ndarray, *, reference_size: int = 256, seed: int = 0) -> None:
+        if reference_size < 2:
+            raise ValueError(f"`reference_size` must be >= 2. Received: reference_size={reference_size}")
+        gray = _gray_unit(real)
+        rng = np.random.default_rng(seed)
+        chosen = np.sort(rng.choice(len(gray), min(reference_size, len(gray)), replace=False))
+        self.real = gray[chosen]
+        self.seed = seed
+        self.real_features = pixel_statistics_features(self.real)
+
+    def measure(self, generated: np.ndarray) -> dict[str, Any]:
+        """Sample statistics, KID and two-sample accuracy of ``generated`` against the reference."""
+        gray = _gray_unit(generated)
+        kid = kernel_inception_distance(pixel_statistics_features(gray), self.real_features, seed=self.seed)
+        return {
+            **sample_statistics(gray),
+            "kid": None if kid["kid"] is None else round(float(kid["kid"]), 5),
+            "two_sample_accuracy": two_sample_accuracy(self.real, gray, seed=self.seed),
+            "images": len(gray),
+            "reference_images": len(self.real),
+            "extractor": FEATURE_EXTRACTOR_NAME,
+        }
+
+
+def judge(trajectory: list[dict[str, Any]], thresholds: QualityThresholds = QUALITY_THRESHOLDS) -> dict[str, Any]:
+    """Flags a GAN from its quality trajectory (oldest first; the last row is the published generator).
+
+    Args:
+        trajectory: :meth:`QualityProbe.measure` rows, each with a ``step``.
+        thresholds: Where a GAN counts as failed.
+
+    Returns:
+        ``{"status": "ok" | "flagged", "reasons": [str, ...], "thresholds": {...}}``.
+
+    Raises:
+        ValueError: An empty trajectory.
+    """
+    if not trajectory:
+        raise ValueError("judge needs at least one quality measurement. Received: trajectory=[]")
+    final = trajectory[-1]
+    reasons = []
+    if final["image_std"] < thresholds.min_image_std:
+        reasons.append(
+            f"near-constant samples: mean per-image std {final['image_std']:.4f} < {thresholds.min_image_std} "
+            f"(mean pixel {final['mean']:.3f}; blank or uniform images)"
+        )
+    if final["sample_std"] < thresholds.min_sample_std:
+        reasons.append(
+            f"collapsed: std across samples {final['sample_std']:.4f} < {thresholds.min_sample_std} "
+            "(every sample is nearly the same image)"
+        )
+    kids = [row["kid"] for row in trajectory if row.get("kid") is not None]
+    # KID is an unbiased estimate and can be slightly negative: the margin is taken on its magnitude.
+    if len(kids) >= 2 and not kids[-1] < kids[0] - thresholds.min_kid_improvement * abs(kids[0]):
+        reasons.append(
+            f"KID never improved: {kids[-1]:.4f} at step {final['step']} vs {kids[0]:.4f} at step "
+            f"{trajectory[0]['step']} (needs {thresholds.min_kid_improvement:.0%} lower)"
+        )
+    return {
+        "status": "flagged" if reasons else "ok",
+        "reasons": reasons,
+        "thresholds": dataclasses.asdict(thresholds),
+    }

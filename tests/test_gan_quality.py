@@ -1,0 +1,147 @@
+"""DCGAN stabilisers (cxrcore/models/gan_augment.py, DCGAN options) and GAN quality (cxrcore/synthesis/gan_quality.py).
+
+The augmentations are checked on images whose answer is known (a shifted bright pixel, a zeroed square), for
+gradients (the generator is trained through them) and for reproducibility. The quality verdict is checked on
+blank, collapsed and plausible sample sets, and the two-sample test on identical vs different distributions.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cxrcore.config import GanTrainSettings
+from cxrcore.models.dcgan import DCGAN, build_discriminator, build_generator
+from cxrcore.models.gan_augment import AUGMENT_POLICIES, diff_augment, validate_policies
+from cxrcore.synthesis.gan_quality import QualityProbe, judge, sample_statistics, two_sample_accuracy
+
+SEED = tf.constant([3, 4], dtype=tf.int32)
+
+
+def _ones(batch: int = 4, size: int = 16) -> tf.Tensor:
+    return tf.ones((batch, size, size, 1))
+
+
+@pytest.mark.parametrize("policy", AUGMENT_POLICIES)
+def test_each_policy_keeps_shape_and_passes_gradients(policy):
+    images = tf.Variable(tf.random.stateless_uniform((3, 16, 16, 3), seed=[1, 2]))
+    with tf.GradientTape() as tape:
+        out = diff_augment(images, [policy], SEED)
+        loss = tf.reduce_sum(out)
+    gradient = tape.gradient(loss, images)
+    assert out.shape == images.shape and out.dtype == images.dtype
+    assert gradient is not None and float(tf.reduce_sum(tf.abs(gradient))) > 0
+    np.testing.assert_array_equal(out.numpy(), diff_augment(images, [policy], SEED).numpy())  # seeded
+
+
+def test_translation_moves_content_and_fills_with_zeros():
+    images = np.zeros((64, 16, 16, 1), np.float32)
+    images[:, 8, 8, 0] = 1.0
+    out = diff_augment(tf.constant(images), ["translation"], SEED).numpy()
+    positions = [np.argwhere(image[..., 0] == 1.0) for image in out]
+    assert all(len(found) == 1 for found in positions)  # the pixel moved, nothing else lit up
+    shifts = np.array([found[0] - [8, 8] for found in positions])
+    assert np.abs(shifts).max() <= 2 and len({tuple(shift) for shift in shifts}) > 5  # up to 1/8 of 16, varied
+    assert float(diff_augment(_ones(), ["translation"], SEED).numpy().min()) in (0.0, 1.0)
+
+
+def test_cutout_zeroes_one_square_of_half_the_side():
+    out = diff_augment(_ones(8, 16), ["cutout"], SEED).numpy()[..., 0]
+    zeroed = (out == 0).sum(axis=(1, 2))
+    assert (zeroed > 0).all() and (zeroed <= 64).all()  # an 8x8 square, clipped at the border
+    assert set(np.unique(out)) <= {0.0, 1.0}
+
+
+def test_unknown_policy_and_settings_are_rejected():
+    with pytest.raises(ValueError, match="Unknown DiffAugment policy 'zoom'"):
+        validate_policies(["zoom"])
+    with pytest.raises(ValueError, match="unknown DiffAugment policy 'zoom'"):
+        GanTrainSettings(run_id="r", class_name="NORMAL", diff_augment="translation,zoom")
+    settings = GanTrainSettings(run_id="r", class_name="NORMAL", diff_augment="cutout, translation")
+    assert settings.diff_augment == "translation,cutout" and settings.augment_policies() == ("translation", "cutout")
+    assert GanTrainSettings(run_id="r", class_name="NORMAL", diff_augment="none").augment_policies() == ()
+
+
+@pytest.mark.parametrize(
+    ("steps", "steps_per_epoch", "epochs"),
+    [(None, 10, 100), (25, 10, 3), (30, 10, 3), (1, 10, 1), (2000, 41, 49)],
+)
+def test_step_budget_sets_the_epochs(steps, steps_per_epoch, epochs):
+    settings = GanTrainSettings(run_id="r", class_name="NORMAL", steps=steps)
+    assert settings.epochs_for(steps_per_epoch) == epochs
+    assert settings.resolved_epochs() == (None if steps else 100)
+    assert GanTrainSettings(run_id="r", class_name="NORMAL", steps="0", d_learning_rate="0").steps is None
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"label_smoothing": 0.5}, "label_smoothing"),
+        ({"instance_noise": -0.1}, "instance_noise"),
+        ({"instance_noise_steps": 0}, "instance_noise_steps"),
+        ({"augment_policies": ["flip"]}, "DiffAugment"),
+    ],
+)
+def test_dcgan_validates_stabilisers(options, message):
+    generator = build_generator(8, width_multiplier=1 / 8, output_size=16)
+    discriminator = build_discriminator(input_size=16, width_multiplier=1 / 8)
+    with pytest.raises(ValueError, match=message):
+        DCGAN(discriminator, generator, latent_dim=8, **options)
+
+
+def test_dcgan_trains_with_every_stabiliser():
+    keras.utils.set_random_seed(0)
+    generator = build_generator(8, width_multiplier=1 / 8, output_size=16)
+    discriminator = build_discriminator(input_size=16, width_multiplier=1 / 8)
+    gan = DCGAN(discriminator, generator, latent_dim=8, seed=0, label_smoothing=0.1,
+                augment_policies=AUGMENT_POLICIES, instance_noise=0.1, instance_noise_steps=4)
+    gan.compile(keras.optimizers.Adam(2e-4, beta_1=0.5), keras.optimizers.Adam(1e-4, beta_1=0.5))
+    before = [weight.copy() for weight in generator.get_weights()]
+    images = np.random.default_rng(0).uniform(size=(8, 16, 16, 3)).astype(np.float32)
+    history = gan.fit(images, batch_size=4, epochs=2, verbose=0)
+    assert all(np.isfinite(history.history["d_loss"])) and all(np.isfinite(history.history["g_loss"]))
+    assert any(not np.array_equal(a, b) for a, b in zip(before, generator.get_weights(), strict=True))
+    assert int(gan.d_optimizer.iterations) == 4
+
+
+def _blobs(count: int, seed: int, size: int = 32) -> np.ndarray:
+    """Images with a random bright disc on a noisy background: a stand-in for a varied real set."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    images = rng.uniform(0.0, 0.2, (count, size, size))
+    for image in images:
+        cy, cx, r = rng.uniform(8, 24), rng.uniform(8, 24), rng.uniform(4, 9)
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] += 0.7
+    return np.clip(images, 0, 1).astype(np.float32)
+
+
+def test_two_sample_accuracy_separates_only_different_sets():
+    real = _blobs(200, 0)
+    assert two_sample_accuracy(real, _blobs(200, 1)) < 0.7
+    assert two_sample_accuracy(real, np.full((200, 32, 32), 0.5, np.float32) + 0.01 * _blobs(200, 2)) > 0.95
+    assert two_sample_accuracy(real[:4], real[:4]) is None
+
+
+def test_judge_flags_blank_collapsed_and_stalled_gans():
+    probe = QualityProbe(_blobs(64, 0), reference_size=64, seed=0)
+    untrained = {"step": 0, **probe.measure(np.full((64, 32, 32), 0.5, np.float32))}
+    good = {"step": 500, **probe.measure(_blobs(64, 1))}
+    blank = {"step": 500, **probe.measure(np.zeros((64, 32, 32), np.float32))}
+    collapsed = {"step": 500, **probe.measure(np.repeat(_blobs(1, 5), 64, axis=0))}
+
+    assert judge([untrained, good])["status"] == "ok" and good["kid"] < untrained["kid"]
+    verdict = judge([untrained, blank])
+    assert verdict["status"] == "flagged" and any("near-constant" in reason for reason in verdict["reasons"])
+    assert any("collapsed" in reason for reason in judge([untrained, collapsed])["reasons"])
+    stalled = judge([good, {**good, "step": 1000}])
+    assert stalled["status"] == "flagged" and "KID never improved" in stalled["reasons"][0]
+    assert judge([good])["status"] == "ok"  # one measurement cannot show a stall
+    assert sample_statistics(np.zeros((3, 8, 8), np.uint8)) == {"mean": 0.0, "image_std": 0.0, "sample_std": 0.0}
+    with pytest.raises(ValueError, match="trajectory=\\[\\]"):
+        judge([])
