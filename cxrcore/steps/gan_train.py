@@ -331,6 +331,27 @@ def _publish(
     return transaction.marker
 
 
+def _log_committed(logger: Any, uri: str, training: GanTraining, info: dict[str, Any]) -> None:
+    """``gan_committed`` (and ``gan_flagged`` first when the quality verdict flagged the GAN)."""
+    last = training.record.losses[-1]
+    quality = info["quality"]
+    if quality["status"] == "flagged":
+        logger.warning("gan_flagged", uri=uri, reasons=quality["reasons"])
+    logger.info(
+        "gan_committed",
+        uri=uri,
+        epochs=training.epochs,
+        steps=info["training"]["steps"],
+        resumed_from_epoch=training.initial_epoch,
+        quality=quality["status"],
+        kid=quality["final"]["kid"],
+        two_sample_accuracy=quality["final"]["two_sample_accuracy"],
+        final_d_loss=round(last["d_loss"], 5),
+        final_g_loss=round(last["g_loss"], 5),
+        wall_seconds=info["training"]["wall_seconds"],
+    )
+
+
 # ---------------------------------------------------------------------------------------------- the step
 def run(settings: GanTrainSettings) -> dict[str, Any]:
     """Trains (or resumes, or skips) the DCGAN of ``settings.class_name`` and commits it to the store.
@@ -369,13 +390,7 @@ def run(settings: GanTrainSettings) -> dict[str, Any]:
         return _existing_summary(store, prefix, marker)
 
     images = _train_images(store, settings, version)
-    logger.info(
-        "gan_data",
-        dataset=settings.dataset,
-        dataset_version=version,
-        train_images=len(images),
-        **budget,
-    )
+    logger.info("gan_data", dataset=settings.dataset, dataset_version=version, train_images=len(images), **budget)
     store.clean_staging(prefix)
     devices: Devices = configure_devices(mixed_precision=settings.mixed_precision, xla=settings.xla, logger=logger)
     device = devices.describe()
@@ -400,20 +415,5 @@ def run(settings: GanTrainSettings) -> dict[str, Any]:
             wall_seconds=time.monotonic() - started,
         )
         committed = _publish(store, prefix, training, info, inputs, work_dir)
-    last = training.record.losses[-1]
-    if info["quality"]["status"] == "flagged":
-        logger.warning("gan_flagged", uri=store.url(prefix), reasons=info["quality"]["reasons"])
-    logger.info(
-        "gan_committed",
-        uri=store.url(prefix),
-        epochs=training.epochs,
-        steps=info["training"]["steps"],
-        resumed_from_epoch=training.initial_epoch,
-        quality=info["quality"]["status"],
-        kid=info["quality"]["final"]["kid"],
-        two_sample_accuracy=info["quality"]["final"]["two_sample_accuracy"],
-        final_d_loss=round(last["d_loss"], 5),
-        final_g_loss=round(last["g_loss"], 5),
-        wall_seconds=info["training"]["wall_seconds"],
-    )
+    _log_committed(logger, store.url(prefix), training, info)
     return _summary(store, prefix, info, status="trained", marker=committed)

@@ -486,6 +486,28 @@ def _fit(
     return time.monotonic() - started
 
 
+def _callbacks(
+    settings: GanTrainSettings, record: TrainingRecord, images: np.ndarray, plan: BatchPlan, epochs: int, logger: Any
+) -> list[keras.callbacks.Callback]:
+    """The epoch log, the sample grid and the quality monitor of one training run (checkpointing comes last)."""
+    return [
+        EpochLog(record, epochs=epochs, images_per_epoch=plan.steps_per_epoch * plan.batch_size, logger=logger),
+        GANSampleGrid(
+            record.write_grid, num_images=SAMPLE_GRID_IMAGES, columns=SAMPLE_GRID_COLUMNS, seed=settings.seed
+        ),
+        QualityMonitor(
+            record,
+            QualityProbe(images, reference_size=QUALITY_IMAGES, seed=settings.seed),
+            every=settings.quality_every,
+            steps_per_epoch=plan.steps_per_epoch,
+            epochs=epochs,
+            num_images=QUALITY_IMAGES,
+            seed=settings.seed + QUALITY_NOISE_OFFSET,
+            logger=logger,
+        ),
+    ]
+
+
 def train_gan(
     settings: GanTrainSettings,
     *,
@@ -523,30 +545,7 @@ def train_gan(
         staging_dir=work_dir / "checkpoints",
         logger=logger,
     )
-    callbacks = [
-        EpochLog(
-            record,
-            epochs=epochs,
-            images_per_epoch=plan.steps_per_epoch * plan.batch_size,
-            logger=logger,
-        ),
-        GANSampleGrid(
-            record.write_grid,
-            num_images=SAMPLE_GRID_IMAGES,
-            columns=SAMPLE_GRID_COLUMNS,
-            seed=settings.seed,
-        ),
-        QualityMonitor(
-            record,
-            QualityProbe(images, reference_size=QUALITY_IMAGES, seed=settings.seed),
-            every=settings.quality_every,
-            steps_per_epoch=plan.steps_per_epoch,
-            epochs=epochs,
-            num_images=QUALITY_IMAGES,
-            seed=settings.seed + QUALITY_NOISE_OFFSET,
-            logger=logger,
-        ),
-    ]
+    callbacks = _callbacks(settings, record, images, plan, epochs, logger)
     logger.info(
         "gan_train_start",
         initial_epoch=initial_epoch,
