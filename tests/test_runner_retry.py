@@ -177,14 +177,20 @@ def test_timeout_replaces_active_deadline_seconds(tmp_path):
 def test_timeout_counts_time_waiting_for_a_slot(tmp_path):
     # One slot, two sleeping steps: the first runs into its own timeout; the other waits for the slot past its
     # timeout and fails "timeout" without ever starting a process.
+    # On a loaded machine the slot can free up in the same instant the waiting step's timeout expires: it is then
+    # started and killed at once by the same deadline. Either way its 2 s counted from when it began to wait.
     path = _manifest(tmp_path, retry=None, bounds={"timeout": "2s"}, parallel=True)
     result, _ = _run(path, tmp_path, ["sleep"], parallelism=1)
     nodes = [result.nodes["a"], result.nodes["b"]]
     ran = [n for n in nodes if (tmp_path / n.name).exists()]
-    waited = [n for n in nodes if not (tmp_path / n.name).exists()]  # never started a process
+    waited = [n for n in nodes if not (tmp_path / n.name).exists()]  # never ran its command
     assert len(ran) == 1 and len(waited) == 1, [n.message for n in nodes]
     assert DEADLINE_MESSAGE in ran[0].message
-    assert waited[0].status == "Failed" and waited[0].message.startswith("timeout")
+    assert waited[0].status == "Failed"
+    if not waited[0].message.startswith("timeout"):  # started in the last instant, stopped by the same deadline
+        assert DEADLINE_MESSAGE in waited[0].message
+        first_start = min(attempt["started"] for node in nodes for attempt in node.attempts)
+        assert waited[0].attempts[-1]["finished"] - first_start < 3.5  # not a fresh 2 s after the slot freed
 
 
 @pytest.mark.timeout(120)
