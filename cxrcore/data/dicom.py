@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from cxrcore.data.rejects import ImageRejected
 from cxrcore.vocab import DICOM_MODALITIES, DICOM_OTHER, DICOM_PHOTOMETRICS, DICOM_UNKNOWN_VIEW, DICOM_VIEWS
 
 __all__ = [
@@ -119,22 +120,13 @@ _VRS = frozenset(
 _LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ UC UN UR UT UV".split())
 
 
-class DicomRejected(Exception):
+class DicomRejected(ImageRejected):
     """A DICOM input that cannot (or must not) become a training image; its texts hold no element value.
 
-    Attributes:
-        reason: Short machine code: one of :data:`DICOM_REJECTION_REASONS`, ``truncated``, ``corrupt`` or
-            ``decompression-bomb``.
-        detail: Human-readable explanation.
+    ``reason`` is one of :data:`DICOM_REJECTION_REASONS`, ``truncated``, ``corrupt`` or ``decompression-bomb``.
+    :func:`cxrcore.data.images.decode_image` re-raises it as a plain :class:`ImageRejected` without its cause
+    chain, so no pydicom message (which may quote an element value) travels further.
     """
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-
-    def __reduce__(self):
-        return (type(self), (self.reason, self.detail))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -32,6 +32,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from cxrcore.data.dicom import DICOM_REJECTION_REASONS, DicomFacts, DicomRejected, is_dicom, read_dicom
+from cxrcore.data.rejects import ImageRejected
 
 __all__ = [
     "ALLOWED_FORMATS",
@@ -78,28 +79,6 @@ _REDUCING_GAP = 3.0
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
 # Messages Pillow uses when a PNG text/ICC chunk would decompress beyond its safety limits.
 _CHUNK_BOMB_MESSAGES = ("Decompressed data too large", "Too much memory used in text chunks")
-
-
-class ImageRejected(Exception):
-    """An input that cannot (or must not) be turned into a training image.
-
-    :func:`decode_image` raises it with a reason from :data:`REJECTION_REASONS`;
-    :class:`cxrcore.data.sources.SourceFileRejected` (a subclass) is raised when a source refuses a file while
-    reading it, so one ``except ImageRejected`` around ``read()`` and ``decode_image()`` covers both.
-
-    Attributes:
-        reason: Short machine code, e.g. ``"truncated"``.
-        detail: Human-readable explanation.
-    """
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-
-    def __reduce__(self):
-        # Keeps the exception picklable across process pools (the default would call __init__ with one arg).
-        return (type(self), (self.reason, self.detail))
 
 
 @dataclasses.dataclass
