@@ -156,6 +156,10 @@ class GanTrainSettings(RunSettings):
             return max(1, -(-self.steps // steps_per_epoch))
         return self.resolved_epochs()
 
+    def learning_rates(self) -> tuple[float, float]:
+        """``(discriminator, generator)`` learning rates: each its own setting, else ``learning_rate``."""
+        return (self.d_learning_rate or self.learning_rate, self.g_learning_rate or self.learning_rate)
+
     def augment_policies(self) -> tuple[str, ...]:
         """The DiffAugment policy names (empty for 'none')."""
         return () if self.diff_augment == "none" else tuple(self.diff_augment.split(","))

@@ -62,11 +62,7 @@ from keras import layers, ops
 
 from cxrcore.models.gan_augment import diff_augment, validate_policies
 from cxrcore.models.gan_grid import GANSampleGrid, encode_png, make_grid, to_uint8
-from cxrcore.vocab import (
-    PAPER_DISCRIMINATOR_PARAMS,
-    PAPER_GENERATOR_PARAMS,
-    PAPER_LEARNING_RATE,
-)
+from cxrcore.vocab import PAPER_DISCRIMINATOR_PARAMS, PAPER_GENERATOR_PARAMS, PAPER_LEARNING_RATE
 
 __all__ = [
     "DCGAN",
@@ -223,7 +219,7 @@ def build_discriminator(
 
 
 def default_gan_optimizers(
-    learning_rate: float = PAPER_LEARNING_RATE, beta_1: float = 0.9
+    learning_rate: float = PAPER_LEARNING_RATE, beta_1: float = 0.9, *, generator_learning_rate: float | None = None
 ) -> tuple[keras.optimizers.Optimizer, keras.optimizers.Optimizer]:
     """Returns fresh `(d_optimizer, g_optimizer)` Adam optimizers.
 
@@ -233,8 +229,10 @@ def default_gan_optimizers(
     paper (Radford et al.) recommends `beta_1=0.5`; pass it to opt in.
 
     Args:
-        learning_rate: Learning rate of both optimizers.
+        learning_rate: Learning rate of the discriminator's optimizer, and of the generator's unless
+            `generator_learning_rate` is given.
         beta_1: Adam's first-moment decay of both optimizers.
+        generator_learning_rate: The generator's learning rate when it differs (TTUR); `None`: `learning_rate`.
 
     Returns:
         A `(discriminator_optimizer, generator_optimizer)` tuple.
@@ -244,11 +242,16 @@ def default_gan_optimizers(
     """
     if not learning_rate > 0:
         raise ValueError(f"`learning_rate` must be > 0. Received: learning_rate={learning_rate}")
+    generator_learning_rate = learning_rate if generator_learning_rate is None else generator_learning_rate
+    if not generator_learning_rate > 0:
+        raise ValueError(
+            f"`generator_learning_rate` must be > 0. Received: generator_learning_rate={generator_learning_rate}"
+        )
     if not 0.0 <= beta_1 < 1.0:
         raise ValueError(f"`beta_1` must be in [0, 1). Received: beta_1={beta_1}")
     return (
         keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta_1, name="d_adam"),
-        keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta_1, name="g_adam"),
+        keras.optimizers.Adam(learning_rate=generator_learning_rate, beta_1=beta_1, name="g_adam"),
     )
 
 

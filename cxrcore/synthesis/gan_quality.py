@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from cxrcore.synthesis.images import resize_images
+from cxrcore.synthesis.images import resize_images, to_grayscale
 from cxrcore.synthesis.kid import (
     FEATURE_EXTRACTOR_NAME,
     kernel_inception_distance,
@@ -69,12 +69,7 @@ def _gray_unit(images: np.ndarray) -> np.ndarray:
     """``(n, h, w[, c])`` uint8 or float images as float32 ``(n, h, w)`` in [0, 1] (channels averaged)."""
     images = np.asarray(images)
     scale = 255.0 if images.dtype == np.uint8 else 1.0
-    images = images.astype(np.float32) / scale
-    if images.ndim == 4:
-        images = images.mean(axis=-1)
-    if images.ndim != 3:
-        raise ValueError(f"images must be (n, h, w) or (n, h, w, c). Received: images.shape={images.shape}")
-    return np.clip(images, 0.0, 1.0)
+    return np.clip(to_grayscale(images) / scale, 0.0, 1.0)
 
 
 def sample_statistics(images: np.ndarray) -> dict[str, float]:

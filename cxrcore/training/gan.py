@@ -349,8 +349,8 @@ def build_dcgan(settings: GanTrainSettings, devices: Devices, *, total_steps: in
             instance_noise=settings.instance_noise,
             instance_noise_steps=total_steps,
         )
-        d_optimizer, _ = default_gan_optimizers(settings.d_learning_rate or settings.learning_rate, settings.beta_1)
-        _, g_optimizer = default_gan_optimizers(settings.g_learning_rate or settings.learning_rate, settings.beta_1)
+        d_rate, g_rate = settings.learning_rates()
+        d_optimizer, g_optimizer = default_gan_optimizers(d_rate, settings.beta_1, generator_learning_rate=g_rate)
         model.compile(
             d_optimizer=d_optimizer,
             g_optimizer=g_optimizer,
