@@ -215,6 +215,7 @@ def test_gan_train_step_budget_with_stabilisers(tmp_path, file_store, shrunk_set
     stabilisers = training["stabilisers"]
     assert stabilisers["paper_settings"] is False and stabilisers["beta_1"] == {"value": 0.5, "paper": 0.9}
     assert stabilisers["d_learning_rate"]["value"] == 4e-4 and stabilisers["diff_augment"]["value"] == "translation,cutout"
+    assert stabilisers["g_learning_rate"] == {"value": 1e-4, "paper": 1e-4}
     # A longer budget of the same trajectory resumes from the committed epoch-3 checkpoint.
     longer = gan_train.run(settings.model_copy(update={"steps": 8}))
     assert longer["resumed_from_epoch"] == 3 and longer["epochs"] == 4
@@ -297,3 +298,14 @@ def test_checkpoint_series_keeps_one_pruning_rule(tmp_path, file_store):
     with pytest.raises(IntegrityError):
         other.commit(2, local, saved={"state.json": SavedFile(local / "state.json", "0" * 64)})
     assert store.read_marker(other.key(2)) is None and folders() == [1]
+
+
+def test_stabilisers_compare_with_the_paper_not_with_the_run():
+    """A run that only raises ``learning_rate`` is not the paper's: both rates differ from the paper's 1e-4."""
+    from cxrcore.steps.gan_train import stabilisers
+
+    changed = stabilisers(GanTrainSettings(run_id="r", class_name="NORMAL", learning_rate=2e-4))
+    assert changed["d_learning_rate"] == {"value": 2e-4, "paper": 1e-4} and changed["paper_settings"] is False
+    paper = stabilisers(GanTrainSettings(run_id="r", class_name="NORMAL"))
+    assert paper["paper_settings"] is True and paper["beta_1"] == {"value": 0.9, "paper": 0.9}
+    assert paper["diff_augment"] == {"value": "none", "paper": "none"} and paper["instance_noise"]["annealed_to_zero"]

@@ -67,6 +67,7 @@ from cxrcore.storage import (
 from cxrcore.synthesis.gan_quality import THUMBNAIL_SIZE, judge
 from cxrcore.synthesis.kid import FEATURE_EXTRACTOR_NAME
 from cxrcore.training.gan import CHANNELS, GanTraining, train_gan
+from cxrcore.vocab import PAPER_LEARNING_RATE
 
 __all__ = [
     "JOB_NAME",
@@ -228,33 +229,28 @@ def gan_info(
 
 
 def stabilisers(settings: GanTrainSettings) -> dict[str, Any]:
-    """The training settings beyond the paper's, each with the paper's value beside it (pure)."""
-    return {
-        "beta_1": {"value": settings.beta_1, "paper": 0.9},
-        "d_learning_rate": {
-            "value": settings.d_learning_rate or settings.learning_rate,
-            "paper": settings.learning_rate,
-        },
-        "g_learning_rate": {
-            "value": settings.g_learning_rate or settings.learning_rate,
-            "paper": settings.learning_rate,
-        },
-        "label_smoothing": {"value": settings.label_smoothing, "paper": 0.0},
-        "diff_augment": {"value": settings.diff_augment, "paper": "none"},
-        "instance_noise": {
-            "value": settings.instance_noise,
-            "paper": 0.0,
-            "annealed_to_zero": True,
-        },
-        "paper_settings": (
-            settings.beta_1 == 0.9
-            and settings.d_learning_rate in (None, settings.learning_rate)
-            and settings.g_learning_rate in (None, settings.learning_rate)
-            and settings.label_smoothing == 0.0
-            and settings.diff_augment == "none"
-            and settings.instance_noise == 0.0
-        ),
+    """The DCGAN training settings used, each beside the paper's value, and whether all are the paper's (pure).
+
+    The paper's values are the settings' defaults (Adam beta_1 0.9, no smoothing, DiffAugment or instance noise)
+    and :data:`cxrcore.vocab.PAPER_LEARNING_RATE` for both networks, whatever ``learning_rate`` this run set.
+    """
+    d_rate, g_rate = settings.learning_rates()
+    used = {
+        "beta_1": settings.beta_1,
+        "d_learning_rate": d_rate,
+        "g_learning_rate": g_rate,
+        "label_smoothing": settings.label_smoothing,
+        "diff_augment": settings.diff_augment,
+        "instance_noise": settings.instance_noise,
     }
+    defaults = GanTrainSettings.model_fields
+    paper = {
+        name: PAPER_LEARNING_RATE if name.endswith("learning_rate") else defaults[name].default for name in used
+    }
+    record: dict[str, Any] = {name: {"value": used[name], "paper": paper[name]} for name in used}
+    record["instance_noise"]["annealed_to_zero"] = True
+    record["paper_settings"] = used == paper
+    return record
 
 
 def quality_section(trajectory: list[dict[str, Any]]) -> dict[str, Any]:
