@@ -36,6 +36,35 @@ from tests.helpers import s3_options_for
 
 SettingsT = TypeVar("SettingsT")
 
+#: Variants of long tests moved to ``-m slow`` to keep the default run under 15 minutes on CI's 2 CPUs. Each is
+#: the second store backend (or a second model) of a test whose other variant stays in the default run, or a
+#: workflow whose steps the default run covers one by one.
+SLOW_VARIANTS = frozenset(
+    {
+        "tests/test_train_classifier.py::test_backbone_with_weights_from_a_uri[file]",
+        "tests/test_train_classifier.py::test_baseline_and_augmented_share_the_real_test_set[file]",
+        "tests/test_train_classifier.py::test_recipe_end_to_end_chooses_on_validation_only[vgg16]",
+        "tests/test_gan_train.py::test_gan_train_resumes_exactly_after_a_kill[s3]",
+    }
+)
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Marks :data:`SLOW_VARIANTS` ``slow``; on a whole-file collection every id must exist (a rename fails)."""
+    seen = set()
+    for item in items:
+        if item.nodeid in SLOW_VARIANTS:
+            item.add_marker(pytest.mark.slow)
+            seen.add(item.nodeid)
+    if any("::" in str(arg) for arg in config.args) or config.option.keyword:
+        return  # a selection of tests: the others are simply not collected
+    collected_files = {item.nodeid.split("::", 1)[0] for item in items}
+    stale = {nodeid for nodeid in SLOW_VARIANTS - seen if nodeid.split("::", 1)[0] in collected_files}
+    if stale:
+        raise pytest.UsageError(f"SLOW_VARIANTS names tests that no longer exist: {sorted(stale)}")
+
+
 #: Seconds the S3 test server gets to start and answer before the session fails.
 S3_SERVER_START_TIMEOUT_S = 20.0
 

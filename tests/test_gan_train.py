@@ -99,6 +99,7 @@ def test_gan_train_publishes_every_output_and_skips_identical_rerun(store, tmp_p
         "split": "train",
         "class_name": "NORMAL",
         "train_images": train_normal,
+        "validation_holdout": {"fraction": 0.0, "seed": 0, "images": 0, "images_of_class": 0, "digest": None},
     }
     assert summary["train_images"] == train_normal
     assert info["training"]["epochs"] == 2 and info["training"]["resumed_from_epoch"] == 0

@@ -14,6 +14,11 @@ joined the identity; every committed classifier output retrains once.
 Changed on purpose: gan-train (``OUTPUT_FORMAT`` 1 -> 2). gan.json gained the quality measurements and the
 flag that cxr-synthesize acts on, and the DCGAN stabilisers (``steps``, ``beta_1``, TTUR learning rates, label
 smoothing, DiffAugment, instance noise) joined the identity; every committed GAN retrains once.
+
+Changed on purpose: gan-train (``OUTPUT_FORMAT`` 2 -> 3) and train-classifier (``TRAINING_FORMAT`` 2 -> 3). The
+GAN leaves the classifiers' validation patients out (``validation_fraction``, ``validation_seed`` joined its
+identity; gan.json records ``validation_holdout``); the classifiers carve that split with ``validation_seed``
+instead of their own seed and gained ``selection_metric``; every committed GAN and classifier retrains once.
 """
 
 from __future__ import annotations
@@ -142,6 +147,8 @@ GOLDEN_IDENTITY = {
         "label_smoothing": 0.0,
         "diff_augment": "none",
         "instance_noise": 0.0,
+        "validation_fraction": 0.0,
+        "validation_seed": 0,
         "max_steps_per_epoch": None,
         "mixed_precision": False,
         "xla": False,
@@ -172,7 +179,9 @@ GOLDEN_IDENTITY = {
         "mixed_precision": False,
         "class_weight": "none",
         "validation_fraction": 0.0,
+        "validation_seed": 0,
         "early_stopping_patience": 0,
+        "selection_metric": "val_loss",
         "lr_schedule": "constant",
         "target_sensitivity": 0.95,
     },
@@ -253,8 +262,8 @@ def test_prepare_inputs_and_version_ids_are_golden(
     [
         (
             {"run_id": "r1", "class_name": "NORMAL"},
-            "dacc2751a02d4e36f31c0fb162a5bd57632ecb4e545aaf1affd3f0fc698500fc",
-            "6bced7ef52ce546734821eb103d17cfd1f88b07cef4cb94975fbcc11c67bb3b4",
+            "bfbe4b7ee82e15dd97619fe5bce2915c0a225d3f88aa57ae7b6f03942832dde8",
+            "022ef443ff5b942ff3634f9bcae689980307f714702d07d2d7c242912c56139f",
         ),
         (
             {
@@ -273,8 +282,8 @@ def test_prepare_inputs_and_version_ids_are_golden(
                 "seed": 3,
                 "dataset": "other",
             },
-            "9d98ee5fa1817f62bd6c6ad563cd9b5bee839e860758607017b589ea4015a349",
-            "dc9bb8492149543ae6bbc94016520811e36bbb1d9c1484c11ef532345753c155",
+            "678b4fed90eaf8c7ae76f796846544c4f4c9339f6253ce022e2a30b26dc21e8c",
+            "76c3b575fd521ed30f8186492f5c9468e1db00ad9feebacc5287a413f3b8c618",
         ),
         (
             {
@@ -289,8 +298,8 @@ def test_prepare_inputs_and_version_ids_are_golden(
                 "instance_noise": 0.1,
                 "quality_every": 100,
             },
-            "1e3cb6f88f5886c0528fe806579f074cd698425a8e323ec143e697aa5d22a73c",
-            "bcb882ffc08e4ed24098af61a7084b576b0bc9a689bdac1b83058c647e3d2211",
+            "0e8c214f5655a7971847e3d4e68584b4f0df2c9fa40671974fbc5cd1a565cebf",
+            "2872d998a6249ca73e48eb158d94a2bbdf071c9b64c705374c29e93b08848c8d",
         ),
     ],
     ids=["default", "custom", "stabilised"],
@@ -351,12 +360,12 @@ def test_synthesize_inputs_are_golden(settings, confidence_model, inputs_hash):
         (
             {"run_id": "r1", "model": "custom_cnn", "condition": "baseline"},
             {},
-            "4ce8088edc60def7e469c495382c68237db06ceb940ce30bffe96ff5da5ec67a",
+            "ea296d39578cf1a165ec9605670a218e5f81572d29c47d26e5669e4a41ca5eab",
         ),
         (
             {"run_id": "r1", "model": "custom_cnn", "condition": "augmented", "weights": "imagenet"},
             SYNTHETIC_DIGESTS,
-            "7a83d37e98e954d3a2c7c0e4ad5cb278192be3bcb37550d99497cae97a66a427",
+            "c1b5bd4053f686e2b57f1e1dcde552ee24ef41e32ef8e62bcbd2a1378437025e",
         ),
         (
             {
@@ -382,7 +391,7 @@ def test_synthesize_inputs_are_golden(settings, confidence_model, inputs_hash):
                 "target_sensitivity": 0.9,
             },
             SYNTHETIC_DIGESTS,
-            "3f6efe712bcc1b227d4b75ce23b9235ed1e3b1005d501015c274422578868fce",
+            "1cbc7831e26b4dea95e91f3e1cbbcc18376c307b3af937ab9da28103eb14ae8c",
         ),
     ],
     ids=["default", "custom-cnn-imagenet", "custom"],

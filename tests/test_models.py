@@ -317,6 +317,7 @@ _MIRRORED_MIXED_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # 12 s on CPU; mixed precision under MirroredStrategy is a GPU setting
 def test_dcgan_mixed_precision_under_mirrored_strategy():
     """Runs in a subprocess: logical devices and the global policy are process-wide."""
     python_path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))

@@ -614,3 +614,31 @@ def test_operating_points_table_shows_both_thresholds_only_when_recorded():
     assert row["Best epoch"] == "3 (stopped early)" and row["Validation (images / patients)"] == "415 / 228"
     assert "sensitivity >= 0.95" in table.caption and "test split chose nothing" in table.caption
     assert operating_points_section(data, "augmented") == []
+
+
+@pytest.mark.parametrize(
+    ("seen", "expected"),
+    [
+        ([{"NORMAL": "held-out", "PNEUMONIA": "held-out"}] * 2, "trained without the validation patients"),
+        ([{"NORMAL": "held-out", "PNEUMONIA": "held-out"}, {"NORMAL": "seen", "PNEUMONIA": "unknown"}],
+         "WARNING: a GAN may have trained on validation patients (seen: NORMAL; unknown: PNEUMONIA)"),
+        ([{}, {}], None),
+    ],
+)
+def test_operating_points_caption_says_whether_the_gans_saw_validation_patients(seen, expected):
+    from types import SimpleNamespace
+
+    from cxrcore.report.collect.records import ClassifierKey
+    from cxrcore.report.render.operating import operating_points_section
+
+    def metrics(status):
+        return {"target_sensitivity": 0.95, "validation": {"n": 10, "patients": 5, "seen_by_gan": status},
+                "at_chosen_threshold": {"threshold": 0.3, "accuracy": 0.9}}
+
+    data = SimpleNamespace(metrics={ClassifierKey("augmented", "custom_cnn", seed): metrics(status)
+                                    for seed, status in enumerate(seen)})
+    (table,) = operating_points_section(data, "augmented")
+    if expected is None:
+        assert "GAN" not in table.caption
+    else:
+        assert expected in table.caption

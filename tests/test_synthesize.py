@@ -394,6 +394,8 @@ def test_committed_dataset_bytes_are_pinned(file_world, model_files):
     assert info["source_dataset"].pop("digest") == store.read_marker(dataset_prefix("demo", dataset_version)).digest
     assert info.pop("cxrcore_version") == cxrcore.__version__
     assert info["source_dataset"].pop("version") == dataset_version
+    # Added after the pin (the GAN's validation holdout, recorded from gan.json; this fake GAN has none).
+    assert info.pop("gan_validation_holdout") is None
     digests = {name: sha256_bytes(store.get_bytes(f"{prefix}/{name}")) for name in marker.outputs
                if name == "manifest.csv" or name.startswith("shards/")}
     digests["dataset.json"] = sha256_bytes(json.dumps(info, indent=2, sort_keys=True).encode())

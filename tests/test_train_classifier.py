@@ -560,6 +560,33 @@ def test_best_epoch_and_early_stopping(history, patience, best, stop):
     assert recipe.should_stop(history, patience) is stop
 
 
+#: AUC saturates before the loss does: epoch 2 ranks best, epoch 4 ties it on AUC and wins on the lower loss.
+_AUCS = [{"val_loss": loss, "val_auc": auc}
+         for loss, auc in ((0.9, 0.80), (0.7, 0.95), (0.5, 0.93), (0.45, 0.95), (0.4, 0.90), (0.3, float("nan")))]
+
+
+@pytest.mark.parametrize(
+    ("history", "patience", "best", "stop"),
+    [(_AUCS[:2], 1, 2, False), (_AUCS[:3], 1, 2, True), (_AUCS[:4], 1, 4, False), (_AUCS, 2, 4, True),
+     (_AUCS[:5], 2, 4, False)],
+)
+def test_best_epoch_by_validation_auc(history, patience, best, stop):
+    assert recipe.best_epoch(history, "val_auc") == best
+    assert recipe.should_stop(history, patience, "val_auc") is stop
+    # The loss alone would have picked the last finite-loss epoch.
+    assert recipe.best_epoch(history) == len(history)
+
+
+def test_plateau_by_validation_auc_and_bad_metric():
+    # AUC improves at epochs 1, 2 and 4 (tie broken by the loss), then epochs 5 and 6 are worse: halved once.
+    assert recipe.learning_rate_for_epoch("plateau", 1e-3, 6, 10, _AUCS, "val_auc") == pytest.approx(5e-4)
+    assert recipe.learning_rate_for_epoch("plateau", 1e-3, 4, 10, _AUCS, "val_auc") == pytest.approx(1e-3)
+    with pytest.raises(ValueError, match="selection_metric must be one of val_loss, val_auc"):
+        recipe.best_epoch(_AUCS, "accuracy")
+    with pytest.raises(ValueError, match="needs 'val_auc'"):
+        recipe.best_epoch(_LOSSES, "val_auc")
+
+
 @pytest.mark.parametrize("field", ["early_stopping_patience", "lr_schedule"])
 def test_recipe_settings_that_need_a_validation_split(field):
     value = {"early_stopping_patience": 2, "lr_schedule": "plateau"}[field]

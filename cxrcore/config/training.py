@@ -103,6 +103,21 @@ class GanTrainSettings(RunSettings):
         description="Std of Gaussian instance noise on discriminator inputs, annealed to 0 over training (paper: 0).",
         json_schema_extra={"identity": True},
     )
+    validation_fraction: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="The classifiers' validation_fraction: the GAN leaves out the validation patients they carve "
+        "(same carve, seeded with validation_seed), so no synthetic image is drawn from them; 0: trains on the "
+        "whole training split.",
+        json_schema_extra={"identity": True},
+    )
+    validation_seed: int = Field(
+        default=0,
+        ge=0,
+        description="The classifiers' validation_seed (the seed of their validation carve).",
+        json_schema_extra={"identity": True},
+    )
     quality_every: int = Field(
         default=500,
         ge=1,
@@ -296,17 +311,30 @@ class TrainClassifierSettings(RunSettings):
         "0: none, as the paper.",
         json_schema_extra={"identity": True},
     )
+    validation_seed: int = Field(
+        default=0,
+        ge=0,
+        description="Seed of the validation carve, the same for every classifier seed (the GANs leave the same "
+        "patients out with their own validation_seed).",
+        json_schema_extra={"identity": True},
+    )
     early_stopping_patience: int = Field(
         default=0,
         ge=0,
-        description="Stop after this many epochs without a lower validation loss (the best epoch is restored "
+        description="Stop after this many epochs without a better selection_metric (the best epoch is restored "
         "whenever there is a validation split); 0: train every epoch, as the paper.",
+        json_schema_extra={"identity": True},
+    )
+    selection_metric: Literal["val_loss", "val_auc"] = Field(
+        default="val_loss",
+        description="What picks the best epoch, stops early and drives plateau: val_loss (lowest) or val_auc "
+        "(highest; ties: lower val_loss).",
         json_schema_extra={"identity": True},
     )
     lr_schedule: Literal["constant", "cosine", "plateau"] = Field(
         default="constant",
         description="constant: as the paper; cosine: decay to 1% over the epochs; plateau: halve after 2 epochs "
-        "without a lower validation loss (needs a validation split).",
+        "without a better selection_metric (needs a validation split).",
         json_schema_extra={"identity": True},
     )
     target_sensitivity: float = Field(

@@ -218,11 +218,15 @@ TEMPLATES: tuple[JobTemplate, ...] = (
             Parameter("label_smoothing"),
             Parameter("diff_augment"),
             Parameter("instance_noise"),
+            Parameter(
+                "validation_fraction",
+                comment=("The classifiers' validation-fraction: their validation patients are left out of the GAN.",),
+            ),
             Parameter("seed"),
             Parameter("mixed_precision"),
             Parameter("xla"),
         ),
-        internal=("latent_dim", "learning_rate", "checkpoint_every", "quality_every"),
+        internal=("latent_dim", "learning_rate", "checkpoint_every", "quality_every", "validation_seed"),
         gpu=True,
         active_deadline_seconds=43200,
     ),
@@ -272,6 +276,7 @@ TEMPLATES: tuple[JobTemplate, ...] = (
                 ),
             ),
             Parameter("early_stopping_patience"),
+            Parameter("selection_metric"),
             Parameter("lr_schedule"),
             Parameter("target_sensitivity"),
             Parameter("mixed_precision"),
@@ -280,7 +285,7 @@ TEMPLATES: tuple[JobTemplate, ...] = (
                 comment=("Grad-CAM panel of this many test images per outcome (gradcam.png, in the report); 0: none.",),
             ),
         ),
-        internal=("optimizer", "checkpoint_every"),
+        internal=("optimizer", "checkpoint_every", "validation_seed"),
         # Test metrics of the trained (or already committed) model: the Prometheus gauges read them.
         outputs=("accuracy", "auc"),
         output_defaults=(("auc", "NaN"),),  # undefined when the test split holds one class

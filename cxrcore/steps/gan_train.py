@@ -11,7 +11,8 @@ a dataset version (test images never reach the GAN) and publishes it under ``run
         samples.png                               grid of the last epoch (fixed, seeded noise)
         samples/epoch-NNNN.png                    one grid per epoch
         gan.json                                  settings, parameter counts, dataset version and digest,
-                                                  train image count, epochs/steps, stabilisers, resume point,
+                                                  train image count, validation_holdout (the classifiers'
+                                                  validation split left out), epochs/steps, stabilisers, resume point,
                                                   wall time, device, and ``quality``: the measurements
                                                   every ``quality_every`` steps and the verdict (``ok`` or
                                                   ``flagged`` with reasons; cxrcore.synthesis.gan_quality)
@@ -81,7 +82,7 @@ __all__ = [
 
 JOB_NAME = "cxr-gan-train"
 #: Version of the output layout written by this step (part of the inputs: a layout change retrains).
-OUTPUT_FORMAT = 2  # 2: quality measurements and the flag in gan.json (quality.csv), stabiliser settings
+OUTPUT_FORMAT = 3  # 2: quality measurements and the flag in gan.json, stabilisers; 3: validation_holdout
 _INFO_FILE = "gan.json"
 
 log = get_logger(__name__)
@@ -145,20 +146,41 @@ def _checkpoint_series(store: Store, prefix: str, trajectory: dict[str, Any]) ->
 
 
 # ---------------------------------------------------------------------------------------------- data
-def _train_images(store: Store, settings: GanTrainSettings, version: str) -> np.ndarray:
-    """The class's training-split images (uint8, ``(n, h, w)``); never test images."""
+def _train_images(store: Store, settings: GanTrainSettings, version: str) -> tuple[np.ndarray, dict[str, Any]]:
+    """The class's training-split images (uint8, ``(n, h, w)``) and ``gan.json``'s ``validation_holdout``.
+
+    Never test images, and never the classifiers' validation split when ``validation_fraction > 0``: the
+    patients :func:`cxrcore.training.classifier_data.validation_image_ids` carves are left out, so no synthetic
+    image is drawn from a patient that picks the classifiers' best epoch and threshold.
+    """
+    from cxrcore.training.classifier_data import validation_digest, validation_image_ids
+
     dataset = load_dataset(store, settings.dataset, version)
+    held_out = validation_image_ids(
+        dataset.manifest, fraction=settings.validation_fraction, seed=settings.validation_seed
+    )
     images, manifest = dataset.subset("train")
-    selected = images[(manifest["class"] == settings.class_name).to_numpy()]
+    of_class = (manifest["class"] == settings.class_name).to_numpy()
+    keep = of_class & ~manifest["image_id"].astype(str).isin(held_out).to_numpy()
+    selected = images[keep]
     if len(selected) == 0:
-        of_class = dataset.manifest[dataset.manifest["class"] == settings.class_name]
-        counts = {str(split): int(count) for split, count in sorted(of_class["split"].value_counts().items())}
+        counts_frame = dataset.manifest[dataset.manifest["class"] == settings.class_name]
+        counts = {str(split): int(count) for split, count in sorted(counts_frame["split"].value_counts().items())}
         raise ValueError(
             f"Dataset {settings.dataset!r} version {dataset.version!r} has no training images of class "
-            f"{settings.class_name!r} (images of that class per split: {counts}); the GAN trains on the train "
-            f"split only. Received: class_name={settings.class_name!r}"
+            f"{settings.class_name!r} outside the classifiers' validation split (images of that class per "
+            f"split: {counts}, {int((of_class & ~keep).sum())} held out for validation); the GAN trains on the "
+            f"train split only. Received: class_name={settings.class_name!r}, "
+            f"validation_fraction={settings.validation_fraction}"
         )
-    return selected
+    holdout = {
+        "fraction": settings.validation_fraction,
+        "seed": settings.validation_seed,
+        "images": len(held_out),
+        "images_of_class": int((of_class & ~keep).sum()),
+        "digest": validation_digest(held_out),
+    }
+    return selected, holdout
 
 
 # ---------------------------------------------------------------------------------------------- outputs
@@ -171,8 +193,13 @@ def gan_info(
     train_images: int,
     device: dict[str, Any],
     wall_seconds: float,
+    validation_holdout: dict[str, Any],
 ) -> dict[str, Any]:
-    """The content of ``gan.json`` (pure)."""
+    """The content of ``gan.json`` (pure).
+
+    ``validation_holdout`` records the classifiers' validation split left out of training (fraction, seed,
+    images, digest of its ids: :func:`cxrcore.training.classifier_data.validation_digest`).
+    """
     last = training.record.losses[-1]
     epochs = training.epochs
     return {
@@ -190,6 +217,7 @@ def gan_info(
             "split": "train",
             "class_name": settings.class_name,
             "train_images": train_images,
+            "validation_holdout": validation_holdout,
         },
         "model": {
             "architecture": "DCGAN (paper Table 1)",
@@ -385,8 +413,15 @@ def run(settings: GanTrainSettings) -> dict[str, Any]:
         logger.info("gan_unchanged", uri=store.url(prefix), dataset_version=version, **budget)
         return _existing_summary(store, prefix, marker)
 
-    images = _train_images(store, settings, version)
-    logger.info("gan_data", dataset=settings.dataset, dataset_version=version, train_images=len(images), **budget)
+    images, holdout = _train_images(store, settings, version)
+    logger.info(
+        "gan_data",
+        dataset=settings.dataset,
+        dataset_version=version,
+        train_images=len(images),
+        validation_held_out=holdout["images_of_class"],
+        **budget,
+    )
     store.clean_staging(prefix)
     devices: Devices = configure_devices(mixed_precision=settings.mixed_precision, xla=settings.xla, logger=logger)
     device = devices.describe()
@@ -407,6 +442,7 @@ def run(settings: GanTrainSettings) -> dict[str, Any]:
             dataset_version=version,
             dataset_digest=dataset_marker.digest,
             train_images=len(images),
+            validation_holdout=holdout,
             device=device,
             wall_seconds=time.monotonic() - started,
         )

@@ -430,6 +430,8 @@ def _write_dataset(
             "gan_digest": plan.gan_marker.digest,
             "gan_image_size": models.gan_size,
             "source_dataset": plan.dataset_record,
+            # The classifiers' validation split the GAN left out (None: a GAN from before format 3).
+            "gan_validation_holdout": (plan.gan_info.get("dataset") or {}).get("validation_holdout"),
         },
     )
     return writer, manifest, info

@@ -66,7 +66,7 @@ from cxrcore.training.classifier import (
     score,
     train_epochs,
 )
-from cxrcore.training.classifier_data import TrainingData, assemble_training_data
+from cxrcore.training.classifier_data import TrainingData, assemble_training_data, gan_holdout_status
 from cxrcore.training.classifier_explain import GradCamExamples, gradcam_examples
 from cxrcore.vocab import CLASS_NAMES
 
@@ -74,8 +74,9 @@ __all__ = ["PRODUCER", "TRAINING_FORMAT", "run", "training_inputs"]
 
 #: Bumped when a change of the trainer changes what a trained output means (forces retraining).
 #: 2: backbones with weights=none train end to end; the recipe settings (validation split, early stopping,
-#: learning-rate schedule, decision threshold) joined the identity.
-TRAINING_FORMAT = 2
+#: learning-rate schedule, decision threshold) joined the identity. 3: the validation split is carved with
+#: validation_seed (one carve for every seed, left out of the GANs), selection_metric, validation.seen_by_gan.
+TRAINING_FORMAT = 3
 PRODUCER = f"cxr-train-classifier {__version__}"
 _METRICS_FILE = "metrics.json"
 
@@ -167,11 +168,16 @@ def _resolve_weights(settings: TrainClassifierSettings, work_dir: Path) -> tuple
     return str(local), {"weights": redact_uri(weights), "weights_sha256": sha256_file(local)}
 
 
-def _load_synthetic(store: Store, settings: TrainClassifierSettings) -> list[tuple[pd.DataFrame, np.ndarray]]:
+def _load_synthetic(
+    store: Store, settings: TrainClassifierSettings
+) -> tuple[list[tuple[pd.DataFrame, np.ndarray]], dict[str, dict[str, Any] | None]]:
+    """Both classes' kept synthetic images, and the validation split each class's GAN left out (``None``:
+    not recorded, a GAN from before ``cxr-gan-train`` format 3)."""
     loaded = []
+    holdouts: dict[str, dict[str, Any] | None] = {}
     for name in CLASS_NAMES:
         prefix = synthetic_prefix(settings.run_id, name)
-        manifest, images, _info, _marker = load_prefix(store, prefix)
+        manifest, images, info, _marker = load_prefix(store, prefix)
         wrong = manifest[manifest["class"] != name]
         if len(wrong):
             raise DatasetError(
@@ -179,13 +185,15 @@ def _load_synthetic(store: Store, settings: TrainClassifierSettings) -> list[tup
                 f"Received: classes={sorted(set(wrong['class']))}"
             )
         loaded.append((manifest, images))
-    return loaded
+        holdout = info.get("gan_validation_holdout") if isinstance(info, dict) else None
+        holdouts[name] = holdout if isinstance(holdout, dict) else None
+    return loaded, holdouts
 
 
 def _training_data(store: Store, settings: TrainClassifierSettings, version: str, logger: Any) -> TrainingData:
     """Loads the dataset version (and the synthetic images) and puts the train and test sides together."""
     dataset = load_dataset(store, settings.dataset, version)
-    synthetic = _load_synthetic(store, settings) if settings.condition == "augmented" else []
+    synthetic, holdouts = _load_synthetic(store, settings) if settings.condition == "augmented" else ([], {})
     data = assemble_training_data(
         dataset.manifest,
         dataset.images,
@@ -195,7 +203,17 @@ def _training_data(store: Store, settings: TrainClassifierSettings, version: str
         seed=settings.seed,
         image_size=settings.image_size,
         validation_fraction=settings.validation_fraction,
+        validation_seed=settings.validation_seed,
     )
+    data.validation_seen_by_gan = gan_holdout_status(data.validation_ids, holdouts)
+    seen = sorted(name for name, status in data.validation_seen_by_gan.items() if status != "held-out")
+    if seen:
+        logger.warning(
+            "validation_patients_seen_by_gan",
+            classes=seen,
+            status=data.validation_seen_by_gan,
+            hint="train the GANs with the classifiers' validation_fraction and validation_seed",
+        )
     logger.info(
         "classifier_data",
         split_strategy=data.split_strategy,

@@ -240,7 +240,9 @@ def _train_one_epoch(
     import keras
 
     keras.utils.set_random_seed(settings.seed * 100_003 + epoch)
-    rate = learning_rate_for_epoch(settings.lr_schedule, settings.learning_rate, epoch, settings.epochs, history)
+    rate = learning_rate_for_epoch(
+        settings.lr_schedule, settings.learning_rate, epoch, settings.epochs, history, settings.selection_metric
+    )
     if settings.lr_schedule != "constant":
         model.optimizer.learning_rate = rate
     weights_for_class = class_weights(data.train_labels, settings.class_weight)
@@ -274,8 +276,8 @@ def train_epochs(
 ) -> tuple[list[dict[str, float]], float]:
     """Trains ``model`` for the epochs not yet checkpointed, committing checkpoints on the way.
 
-    With a validation split, training stops ``early_stopping_patience`` epochs after the epoch with the lowest
-    validation loss, and that epoch's weights are put back into ``model`` before returning.
+    With a validation split, training stops ``early_stopping_patience`` epochs after the epoch with the best
+    ``selection_metric`` (:func:`cxrcore.training.classifier_recipe.best_epoch`), and that epoch's weights are put back into ``model`` before returning.
 
     Returns:
         ``(history rows of every epoch, training seconds of every epoch)``, restored epochs included.
@@ -289,13 +291,13 @@ def train_epochs(
         series, model, strategy, epochs=settings.epochs, validation=validation, work_dir=work_dir, logger=logger
     )
     for epoch in range(start_epoch, settings.epochs):
-        if should_stop(history, settings.early_stopping_patience):
+        if should_stop(history, settings.early_stopping_patience, settings.selection_metric):
             break
         row = _train_one_epoch(model, data, settings, epoch=epoch, steps=steps, history=history, logger=logger)
         history.append(row)
         train_time_s += row["seconds"]
         logger.info("classifier_epoch", epochs=settings.epochs, steps=steps, **row)
-        if validation and best_epoch(history) == len(history):
+        if validation and best_epoch(history, settings.selection_metric) == len(history):
             best_weights = model.get_weights()
         done = epoch + 1
         if done % settings.checkpoint_every == 0 and done < settings.epochs:
@@ -306,7 +308,7 @@ def train_epochs(
         model.set_weights(best_weights)
         logger.info(
             "classifier_best_epoch",
-            best_epoch=best_epoch(history),
+            best_epoch=best_epoch(history, settings.selection_metric),
             epochs_trained=len(history),
             stopped_early=len(history) < settings.epochs,
         )
@@ -423,6 +425,7 @@ def recipe_metrics(
     recipe: dict[str, Any] = {
         "validation_fraction": settings.validation_fraction,
         "early_stopping_patience": settings.early_stopping_patience,
+        "selection_metric": settings.selection_metric,
         "lr_schedule": settings.lr_schedule,
         "target_sensitivity": settings.target_sensitivity,
         "best_epoch": None,
@@ -437,7 +440,7 @@ def recipe_metrics(
     labels = data.validation_labels
     threshold = choose_threshold(labels, validation_probabilities, settings.target_sensitivity)
     auc = roc_auc(labels, validation_probabilities)
-    recipe["best_epoch"] = best_epoch(history) if history else None
+    recipe["best_epoch"] = best_epoch(history, settings.selection_metric) if history else None
     recipe["stopped_early"] = len(history) < settings.epochs
     recipe["validation"] = {
         "n": int(len(labels)),
@@ -445,6 +448,7 @@ def recipe_metrics(
         "patients": data.validation_patients["patients"],
         "patients_in_train": data.validation_patients["in_train"],
         "patients_in_test": data.validation_patients["in_test"],
+        "seen_by_gan": dict(data.validation_seen_by_gan),
         "loss": binary_cross_entropy(labels, validation_probabilities),
         "auc": None if auc is None else float(auc),
         "at_default_threshold": operating_point(labels, validation_probabilities, 0.5),

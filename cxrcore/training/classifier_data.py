@@ -9,13 +9,16 @@ them. ``protocol=paper-merge`` reproduces the paper instead: real (+ synthetic) 
 ``validation_fraction > 0`` carves a validation split out of the training side (:func:`carve_validation`):
 grouped by patient and stratified by class, real images only, and only patients with no test image, so it is
 patient-disjoint from the training rows left and from the test rows. It picks the best epoch and the decision
-threshold; the test split is never used to choose anything.
+threshold; the test split is never used to choose anything. Under ``clean`` the carve depends on the real
+dataset, the fraction and ``validation_seed`` only (not on the classifier's seed or on synthetic images), so
+:func:`validation_image_ids` gives the DCGAN the same split to leave out: no synthetic image is drawn from a
+validation patient, and :func:`validation_digest` lets a classifier check that its GANs held out its split.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,7 +27,16 @@ import pandas as pd
 from cxrcore.data.splits import assign_split, patients_on_both_sides
 from cxrcore.vocab import CLASS_NAMES, PAPER_TEST_FRACTION, PROTOCOLS
 
-__all__ = ["TrainingData", "assemble_training_data", "binary_cross_entropy", "carve_validation", "class_weights"]
+__all__ = [
+    "TrainingData",
+    "assemble_training_data",
+    "binary_cross_entropy",
+    "carve_validation",
+    "class_weights",
+    "gan_holdout_status",
+    "validation_digest",
+    "validation_image_ids",
+]
 
 #: Keras' ``epsilon()``: the clipping of ``binary_crossentropy``, reproduced by :func:`binary_cross_entropy`.
 _BCE_EPSILON = 1e-7
@@ -54,6 +66,8 @@ class TrainingData:
         validation_ids: ``image_id`` of each validation image.
         validation_patients: ``patients`` of the validation split and how many of them also have images in the
             training rows (``in_train``) or the test rows (``in_test``): both 0 by construction.
+        validation_seen_by_gan: Per synthetic class, whether its GAN left this validation split out
+            (:func:`gan_holdout_status`); empty for the baseline or without a validation split.
     """
 
     train_images: np.ndarray
@@ -70,6 +84,7 @@ class TrainingData:
     validation_labels: np.ndarray
     validation_ids: list[str]
     validation_patients: dict[str, int]
+    validation_seen_by_gan: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def _by_class(labels: np.ndarray) -> dict[str, int]:
@@ -86,6 +101,7 @@ def assemble_training_data(
     seed: int,
     image_size: int,
     validation_fraction: float = 0.0,
+    validation_seed: int = 0,
 ) -> TrainingData:
     """Puts the train and test sides together (pure: no I/O).
 
@@ -100,7 +116,9 @@ def assemble_training_data(
         seed: Seed of the ``paper-merge`` split.
         image_size: Model input size; every image is resized to it once.
         validation_fraction: Share of the training patients carved out as the validation split
-            (:func:`carve_validation`, seeded with ``seed``); 0: none.
+            (:func:`carve_validation`); 0: none.
+        validation_seed: Seed of the validation carve (the same for every classifier seed, so the GANs can
+            leave the same patients out).
 
     Returns:
         The :class:`TrainingData`.
@@ -126,7 +144,9 @@ def assemble_training_data(
             "Training needs images on both sides of the split. "
             f"Received: train={len(train_index)}, test={len(test_index)}, protocol={protocol!r}"
         )
-    validation_index = carve_validation(pool, train_index, test_index, fraction=validation_fraction, seed=seed)
+    validation_index = carve_validation(
+        pool, train_index, test_index, fraction=validation_fraction, seed=validation_seed
+    )
     train_index = train_index[~np.isin(train_index, validation_index)]
     real = ~pool["synthetic"].to_numpy()
     real_rows = pool[real]
@@ -147,6 +167,68 @@ def assemble_training_data(
         validation_ids=pool["image_id"].to_numpy()[validation_index].astype(str).tolist(),
         validation_patients=_validation_patients(pool, train_index, test_index, validation_index),
     )
+
+
+def validation_image_ids(real_manifest: pd.DataFrame, *, fraction: float, seed: int) -> list[str]:
+    """``image_id`` of the validation split a ``clean`` classifier carves from this dataset (pure).
+
+    The same rows :func:`assemble_training_data` carves with ``protocol="clean"``, ``validation_fraction=fraction``
+    and ``validation_seed=seed``, with or without synthetic images (they are never candidates).
+
+    Args:
+        real_manifest: Manifest of the real dataset (``image_id``, ``sha256``, ``class``, ``label``,
+            ``patient_id``, ``split``).
+        fraction: The classifiers' ``validation_fraction``; 0 gives an empty list.
+        seed: The classifiers' ``validation_seed``.
+
+    Returns:
+        The ids, sorted.
+
+    Raises:
+        ValueError: ``fraction`` outside [0, 1), or a positive fraction that leaves the split empty.
+    """
+    columns = ["image_id", "sha256", "class", "label", "patient_id", "split"]
+    pool = real_manifest.loc[:, columns].assign(synthetic=False).reset_index(drop=True)
+    is_test = (pool["split"] == "test").to_numpy()
+    index = carve_validation(
+        pool, np.flatnonzero(~is_test), np.flatnonzero(is_test), fraction=fraction, seed=seed
+    )
+    return sorted(pool["image_id"].to_numpy()[index].astype(str).tolist())
+
+
+def validation_digest(image_ids: Sequence[str]) -> str | None:
+    """SHA-256 of the sorted, newline-joined ids of a validation split; ``None`` for an empty split."""
+    import hashlib
+
+    if not len(image_ids):
+        return None
+    return hashlib.sha256("\n".join(sorted(str(i) for i in image_ids)).encode()).hexdigest()
+
+
+def gan_holdout_status(
+    validation_ids: Sequence[str], holdouts: Mapping[str, Mapping[str, Any] | None]
+) -> dict[str, str]:
+    """Whether each class's GAN left this classifier's validation split out of its training images (pure).
+
+    Args:
+        validation_ids: ``image_id`` of the classifier's validation split.
+        holdouts: Per class, the ``validation_holdout`` of its GAN's ``gan.json`` (``None``: not recorded).
+
+    Returns:
+        ``{class: status}``: ``held-out`` (the GAN left exactly this split out), ``seen`` (it trained on a
+        different split's complement, or on the whole training split, so synthetic images may come from
+        validation patients) or ``unknown`` (not recorded); empty without a validation split.
+    """
+    digest = validation_digest(validation_ids)
+    if digest is None:
+        return {}
+    status = {}
+    for name, holdout in sorted(holdouts.items()):
+        if holdout is None:
+            status[name] = "unknown"
+        else:
+            status[name] = "held-out" if holdout.get("digest") == digest else "seen"
+    return status
 
 
 def _pool(

@@ -6,9 +6,12 @@ history) makes the same decisions as the uninterrupted run:
 
 * :func:`learning_rate_for_epoch`: ``constant`` (the paper), ``cosine`` (half-cosine decay over the epochs, to
   :data:`COSINE_FLOOR` of the base rate) or ``plateau`` (halved after :data:`PLATEAU_PATIENCE` epochs without a
-  lower validation loss, replayed from the history);
-* :func:`best_epoch` and :func:`should_stop`: the epoch with the lowest validation loss (ties: the earlier one)
-  and early stopping after ``patience`` epochs without improvement;
+  better validation score, replayed from the history);
+* :func:`best_epoch` and :func:`should_stop`: the epoch with the best validation score and early stopping after
+  ``patience`` epochs without improvement. The score is the ``selection_metric``: ``val_loss`` (lowest wins;
+  ties: the earlier epoch) or ``val_auc`` (highest wins; ties: the lower validation loss, then the earlier
+  epoch). AUC ranks the images the way the chosen threshold uses them and ignores calibration, which the
+  validation loss mixes in; an undefined AUC (one class in validation) ranks last;
 * :func:`choose_threshold`: the highest decision threshold whose validation sensitivity reaches the target;
 * :func:`operating_point`: accuracy, sensitivity and specificity of any probabilities at a threshold.
 """
@@ -27,6 +30,8 @@ __all__ = [
     "COSINE_FLOOR",
     "PLATEAU_FACTOR",
     "PLATEAU_PATIENCE",
+    "SELECTION_METRICS",
+    "VALIDATION_AUC",
     "VALIDATION_LOSS",
     "best_epoch",
     "choose_threshold",
@@ -35,8 +40,10 @@ __all__ = [
     "should_stop",
 ]
 
-#: The history column that model selection, early stopping and the plateau schedule watch.
+#: The history columns that model selection, early stopping and the plateau schedule can watch.
 VALIDATION_LOSS = "val_loss"
+VALIDATION_AUC = "val_auc"
+SELECTION_METRICS = (VALIDATION_LOSS, VALIDATION_AUC)
 #: ``cosine`` decays the rate from the base rate to this fraction of it at the last epoch.
 COSINE_FLOOR = 0.01
 #: ``plateau`` multiplies the rate by this factor ...
@@ -45,19 +52,32 @@ PLATEAU_FACTOR = 0.5
 PLATEAU_PATIENCE = 2
 
 
-def _losses(history: Sequence[dict[str, Any]]) -> list[float]:
-    losses = []
+def _scores(history: Sequence[dict[str, Any]], metric: str) -> list[tuple[float, float]]:
+    """Per epoch, a key that is larger for a better epoch: ``(-loss, 0)`` or ``(auc, -loss)``."""
+    if metric not in SELECTION_METRICS:
+        raise ValueError(
+            f"selection_metric must be one of {', '.join(SELECTION_METRICS)}. Received: selection_metric={metric!r}"
+        )
+    scores = []
     for row in history:
-        if VALIDATION_LOSS not in row:
-            raise ValueError(
-                f"Every history row needs {VALIDATION_LOSS!r} (a validation split). Received: row={dict(row)}"
-            )
-        losses.append(float(row[VALIDATION_LOSS]))
-    return losses
+        if metric not in row or VALIDATION_LOSS not in row:
+            raise ValueError(f"Every history row needs {metric!r} (a validation split). Received: row={dict(row)}")
+        loss = float(row[VALIDATION_LOSS])
+        if metric == VALIDATION_LOSS:
+            scores.append((-loss, 0.0))
+        else:
+            auc = float(row[VALIDATION_AUC])
+            scores.append((auc if math.isfinite(auc) else -math.inf, -loss))
+    return scores
 
 
 def learning_rate_for_epoch(
-    schedule: str, base_rate: float, epoch: int, epochs: int, history: Sequence[dict[str, Any]]
+    schedule: str,
+    base_rate: float,
+    epoch: int,
+    epochs: int,
+    history: Sequence[dict[str, Any]],
+    metric: str = VALIDATION_LOSS,
 ) -> float:
     """The learning rate of 0-based ``epoch`` of ``epochs``.
 
@@ -66,10 +86,11 @@ def learning_rate_for_epoch(
         base_rate: The settings' learning rate.
         epoch: The epoch about to run (0-based).
         epochs: The planned number of epochs.
-        history: The rows of the epochs before ``epoch`` (``plateau`` reads their ``val_loss``).
+        history: The rows of the epochs before ``epoch`` (``plateau`` reads their validation score).
+        metric: The selection metric ``plateau`` watches.
 
     Raises:
-        ValueError: Unknown schedule, or ``plateau`` on a history without validation losses.
+        ValueError: Unknown schedule or metric, or ``plateau`` on a history without validation scores.
     """
     if schedule == "constant":
         return float(base_rate)
@@ -81,11 +102,11 @@ def learning_rate_for_epoch(
             f"lr_schedule must be 'constant', 'cosine' or 'plateau'. Received: lr_schedule={schedule!r}"
         )
     rate = float(base_rate)
-    best = math.inf
+    best = (-math.inf, -math.inf)
     waited = 0
-    for loss in _losses(history[:epoch]):
-        if loss < best:
-            best, waited = loss, 0
+    for score in _scores(history[:epoch], metric):
+        if score > best:
+            best, waited = score, 0
             continue
         waited += 1
         if waited >= PLATEAU_PATIENCE:
@@ -94,23 +115,28 @@ def learning_rate_for_epoch(
     return rate
 
 
-def best_epoch(history: Sequence[dict[str, Any]]) -> int:
-    """The 1-based epoch with the lowest validation loss (the earliest of equal ones).
+def best_epoch(history: Sequence[dict[str, Any]], metric: str = VALIDATION_LOSS) -> int:
+    """The 1-based epoch with the best validation score (the earliest of equal ones).
+
+    Args:
+        history: One row per epoch with ``val_loss`` (and ``val_auc`` for that metric).
+        metric: ``val_loss`` (lowest wins) or ``val_auc`` (highest wins; ties: lower ``val_loss``).
 
     Raises:
-        ValueError: Empty history, or a row without ``val_loss``.
+        ValueError: Empty history, an unknown metric, or a row without the metric.
     """
-    losses = _losses(history)
-    if not losses:
+    scores = _scores(history, metric)
+    if not scores:
         raise ValueError("best_epoch needs at least one epoch. Received: history=[]")
-    return int(np.argmin(losses)) + 1
+    best = max(scores)
+    return scores.index(best) + 1
 
 
-def should_stop(history: Sequence[dict[str, Any]], patience: int) -> bool:
+def should_stop(history: Sequence[dict[str, Any]], patience: int, metric: str = VALIDATION_LOSS) -> bool:
     """Whether ``patience`` epochs have passed since the best one (``patience=0``: never)."""
     if patience <= 0 or not history:
         return False
-    return len(history) - best_epoch(history) >= patience
+    return len(history) - best_epoch(history, metric) >= patience
 
 
 def choose_threshold(labels: np.ndarray, probabilities: np.ndarray, target_sensitivity: float) -> float | None:

@@ -63,4 +63,24 @@ def operating_points_section(data: RunData, condition: str) -> list[Block]:
         f"sensitivity >= {target if target is not None else 'the target'}, beside the metrics at 0.5 (the "
         "paper's). The test split chose nothing."
     )
-    return [DisplayTable(columns=list(_COLUMNS), rows=rows, caption=caption)]
+    return [DisplayTable(columns=list(_COLUMNS), rows=rows, caption=caption + _gan_holdout_note(data, condition))]
+
+
+def _gan_holdout_note(data: RunData, condition: str) -> str:
+    """Whether the GANs left the validation patients out (``metrics.json`` ``validation.seen_by_gan``)."""
+    statuses: dict[str, set[str]] = {}
+    for key, metrics in data.metrics.items():
+        seen = ((metrics.get("validation") or {}).get("seen_by_gan")) if key.condition == condition else None
+        for class_name, status in (seen or {}).items() if isinstance(seen, dict) else ():
+            statuses.setdefault(str(status), set()).add(str(class_name))
+    if not statuses:
+        return ""
+    if set(statuses) == {"held-out"}:
+        return " The GANs were trained without the validation patients."
+    named = "; ".join(
+        f"{status}: {', '.join(sorted(classes))}" for status, classes in sorted(statuses.items()) if status != "held-out"
+    )
+    return (
+        f" WARNING: a GAN may have trained on validation patients ({named}), so the best epoch and the threshold "
+        "chosen on validation can be optimistic; train the GANs with the classifiers' validation-fraction."
+    )
