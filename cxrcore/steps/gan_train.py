@@ -67,6 +67,7 @@ from cxrcore.storage import (
 )
 from cxrcore.synthesis.gan_quality import THUMBNAIL_SIZE, judge
 from cxrcore.synthesis.kid import FEATURE_EXTRACTOR_NAME
+from cxrcore.training.classifier_data import validation_digest, validation_image_ids
 from cxrcore.training.gan import CHANNELS, GanTraining, train_gan
 from cxrcore.vocab import PAPER_LEARNING_RATE
 
@@ -153,8 +154,6 @@ def _train_images(store: Store, settings: GanTrainSettings, version: str) -> tup
     patients :func:`cxrcore.training.classifier_data.validation_image_ids` carves are left out, so no synthetic
     image is drawn from a patient that picks the classifiers' best epoch and threshold.
     """
-    from cxrcore.training.classifier_data import validation_digest, validation_image_ids
-
     dataset = load_dataset(store, settings.dataset, version)
     held_out = validation_image_ids(
         dataset.manifest, fraction=settings.validation_fraction, seed=settings.validation_seed

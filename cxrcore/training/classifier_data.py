@@ -18,6 +18,7 @@ validation patient, and :func:`validation_digest` lets a classifier check that i
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -198,8 +199,6 @@ def validation_image_ids(real_manifest: pd.DataFrame, *, fraction: float, seed: 
 
 def validation_digest(image_ids: Sequence[str]) -> str | None:
     """SHA-256 of the sorted, newline-joined ids of a validation split; ``None`` for an empty split."""
-    import hashlib
-
     if not len(image_ids):
         return None
     return hashlib.sha256("\n".join(sorted(str(i) for i in image_ids)).encode()).hexdigest()
