@@ -160,15 +160,15 @@ def _train_images(store: Store, settings: GanTrainSettings, version: str) -> tup
     )
     images, manifest = dataset.subset("train")
     of_class = (manifest["class"] == settings.class_name).to_numpy()
-    keep = of_class & ~manifest["image_id"].astype(str).isin(held_out).to_numpy()
-    selected = images[keep]
+    left_out = of_class & manifest["image_id"].astype(str).isin(held_out).to_numpy()
+    selected = images[of_class & ~left_out]
     if len(selected) == 0:
         counts_frame = dataset.manifest[dataset.manifest["class"] == settings.class_name]
         counts = {str(split): int(count) for split, count in sorted(counts_frame["split"].value_counts().items())}
         raise ValueError(
             f"Dataset {settings.dataset!r} version {dataset.version!r} has no training images of class "
             f"{settings.class_name!r} outside the classifiers' validation split (images of that class per "
-            f"split: {counts}, {int((of_class & ~keep).sum())} held out for validation); the GAN trains on the "
+            f"split: {counts}, {int(left_out.sum())} held out for validation); the GAN trains on the "
             f"train split only. Received: class_name={settings.class_name!r}, "
             f"validation_fraction={settings.validation_fraction}"
         )
@@ -176,7 +176,7 @@ def _train_images(store: Store, settings: GanTrainSettings, version: str) -> tup
         "fraction": settings.validation_fraction,
         "seed": settings.validation_seed,
         "images": len(held_out),
-        "images_of_class": int((of_class & ~keep).sum()),
+        "images_of_class": int(left_out.sum()),
         "digest": validation_digest(held_out),
     }
     return selected, holdout

@@ -277,7 +277,8 @@ def train_epochs(
     """Trains ``model`` for the epochs not yet checkpointed, committing checkpoints on the way.
 
     With a validation split, training stops ``early_stopping_patience`` epochs after the epoch with the best
-    ``selection_metric`` (:func:`cxrcore.training.classifier_recipe.best_epoch`), and that epoch's weights are put back into ``model`` before returning.
+    ``selection_metric`` (:func:`cxrcore.training.classifier_recipe.best_epoch`), and that epoch's weights are
+    put back into ``model`` before returning.
 
     Returns:
         ``(history rows of every epoch, training seconds of every epoch)``, restored epochs included.

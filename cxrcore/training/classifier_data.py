@@ -41,6 +41,8 @@ __all__ = [
 
 #: Keras' ``epsilon()``: the clipping of ``binary_crossentropy``, reproduced by :func:`binary_cross_entropy`.
 _BCE_EPSILON = 1e-7
+#: The manifest columns the real and synthetic rows are pooled on (:func:`validation_image_ids` pools the same).
+_POOL_COLUMNS = ["image_id", "sha256", "class", "label", "patient_id", "split"]
 
 
 @dataclasses.dataclass
@@ -188,8 +190,7 @@ def validation_image_ids(real_manifest: pd.DataFrame, *, fraction: float, seed: 
     Raises:
         ValueError: ``fraction`` outside [0, 1), or a positive fraction that leaves the split empty.
     """
-    columns = ["image_id", "sha256", "class", "label", "patient_id", "split"]
-    pool = real_manifest.loc[:, columns].assign(synthetic=False).reset_index(drop=True)
+    pool = real_manifest.loc[:, _POOL_COLUMNS].assign(synthetic=False).reset_index(drop=True)
     is_test = (pool["split"] == "test").to_numpy()
     index = carve_validation(
         pool, np.flatnonzero(~is_test), np.flatnonzero(is_test), fraction=fraction, seed=seed
@@ -239,11 +240,10 @@ def _pool(
     """Real and synthetic rows in one frame (synthetic ones on the training side) and their resized pixels."""
     from cxrcore.data.pipeline import resize_images
 
-    columns = ["image_id", "sha256", "class", "label", "patient_id", "split"]
-    frames = [real_manifest.loc[:, columns].assign(synthetic=False)]
+    frames = [real_manifest.loc[:, _POOL_COLUMNS].assign(synthetic=False)]
     arrays = [resize_images(real_images, image_size)]
     for manifest, images in synthetic:
-        frames.append(manifest.loc[:, columns].assign(synthetic=True, split="train"))
+        frames.append(manifest.loc[:, _POOL_COLUMNS].assign(synthetic=True, split="train"))
         arrays.append(resize_images(images, image_size))
     pool = pd.concat(frames, ignore_index=True)
     return pool, (np.concatenate(arrays) if len(arrays) > 1 else arrays[0])

@@ -70,8 +70,10 @@ def _gan_holdout_note(data: RunData, condition: str) -> str:
     """Whether the GANs left the validation patients out (``metrics.json`` ``validation.seen_by_gan``)."""
     statuses: dict[str, set[str]] = {}
     for key, metrics in data.metrics.items():
-        seen = ((metrics.get("validation") or {}).get("seen_by_gan")) if key.condition == condition else None
-        for class_name, status in (seen or {}).items() if isinstance(seen, dict) else ():
+        seen = (metrics.get("validation") or {}).get("seen_by_gan")
+        if key.condition != condition or not isinstance(seen, dict):
+            continue
+        for class_name, status in seen.items():
             statuses.setdefault(str(status), set()).add(str(class_name))
     if not statuses:
         return ""
