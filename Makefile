@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 PROFILE ?= demo
 STORE ?= file://$(CURDIR)/cxr-store
 
-.PHONY: venv demo test test-slow bench lock templates clean
+.PHONY: venv demo test test-slow bench lock pin-bases templates clean
 
 venv: $(STAMP)
 
@@ -35,6 +35,11 @@ bench: venv
 ## TensorFlow base; needs the package index and CPython 3.11 on Linux x86_64. tests/test_locks.py checks them.
 lock: venv
 	$(PY) -m cxrcore.ops.locks
+
+## Pin every Dockerfile's FROM by digest, resolved and verified through the registry API (needs the registry;
+## ARGS=--update re-resolves pinned lines, ARGS=--check lists unpinned ones offline, ARGS="--registry-mirror URL").
+pin-bases: venv
+	$(PY) -m cxrcore.ops.base_images $(ARGS)
 
 ## Regenerate argo/templates.yaml from cxrcore/ops/argo_templates.py and the jobs' Settings classes
 ## (tests/test_argo_templates.py fails until the checked-in file matches).

@@ -36,7 +36,7 @@ RUN_TIMEOUT_S = 300
 
 def _base_tensorflow_version() -> str:
     text = (REPOSITORY_ROOT / "docker" / "gan-train" / "Dockerfile").read_text(encoding="utf-8")
-    match = re.search(r"^FROM tensorflow/tensorflow:(\S+)-gpu$", text, flags=re.MULTILINE)
+    match = re.search(r"^FROM tensorflow/tensorflow:(\S+)-gpu(?:@sha256:[0-9a-f]{64})?$", text, flags=re.MULTILINE)
     assert match, "the gan-train image builds on tensorflow/tensorflow:<version>-gpu"
     return match.group(1)
 
@@ -134,7 +134,7 @@ def test_discover_images_finds_the_five_images() -> None:
         if kind == "python":
             assert spec.base_image.startswith("python:3.11")
         else:
-            assert spec.base_image == f"tensorflow/tensorflow:{tensorflow_version}-gpu"
+            assert spec.base_image.split("@")[0] == f"tensorflow/tensorflow:{tensorflow_version}-gpu"
         assert spec.tensorflow_version == version
         assert spec.requirements == (requirements / lock,)
         assert spec.entrypoint == (name,)
