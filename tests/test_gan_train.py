@@ -25,6 +25,7 @@ from cxrcore.data.dataset import load_dataset
 from cxrcore.data.demo import write_demo_dataset
 from cxrcore.data.ingest import import_dataset
 from cxrcore.layout import gan_prefix
+from cxrcore.models.dcgan import build_discriminator
 from cxrcore.storage import Store
 from tests.helpers import make_demo_dataset
 
@@ -207,7 +208,9 @@ def test_gan_train_step_budget_with_stabilisers(tmp_path, file_store, shrunk_set
     settings = _settings(
         shrunk_settings, store, run_id="budget", class_name="PNEUMONIA", steps=5, beta_1=0.5, d_learning_rate=4e-4,
         label_smoothing=0.1, diff_augment="translation,cutout", instance_noise=0.1, quality_every=2,
+        discriminator_width_multiplier=0.5,
     )
+    assert settings.width_multiplier != 0.5
     summary = gan_train.run(settings)
     info = store.get_json(f"{gan_prefix('budget', 'PNEUMONIA')}/gan.json")
     training = info["training"]
@@ -217,6 +220,10 @@ def test_gan_train_step_budget_with_stabilisers(tmp_path, file_store, shrunk_set
     assert stabilisers["paper_settings"] is False and stabilisers["beta_1"] == {"value": 0.5, "paper": 0.9}
     assert stabilisers["d_learning_rate"]["value"] == 4e-4 and stabilisers["diff_augment"]["value"] == "translation,cutout"
     assert stabilisers["g_learning_rate"] == {"value": 1e-4, "paper": 1e-4}
+    # The discriminator has its own width; Table 1's is the generator's.
+    assert stabilisers["discriminator_width_multiplier"] == {"value": 0.5, "paper": settings.width_multiplier}
+    wide = build_discriminator(input_size=settings.image_size, channels=3, width_multiplier=0.5).count_params()
+    assert info["model"]["discriminator_width_multiplier"] == 0.5 and info["model"]["discriminator_parameters"] == wide
     # A longer budget of the same trajectory resumes from the committed epoch-3 checkpoint.
     longer = gan_train.run(settings.model_copy(update={"steps": 8}))
     assert longer["resumed_from_epoch"] == 3 and longer["epochs"] == 4
@@ -307,6 +314,11 @@ def test_stabilisers_compare_with_the_paper_not_with_the_run():
 
     changed = stabilisers(GanTrainSettings(run_id="r", class_name="NORMAL", learning_rate=2e-4))
     assert changed["d_learning_rate"] == {"value": 2e-4, "paper": 1e-4} and changed["paper_settings"] is False
+    wider = stabilisers(GanTrainSettings(run_id="r", class_name="NORMAL", width_multiplier=0.25,
+                                         discriminator_width_multiplier=1.0))
+    assert wider["discriminator_width_multiplier"] == {"value": 1.0, "paper": 0.25} and not wider["paper_settings"]
+    unset = GanTrainSettings(run_id="r", class_name="NORMAL", width_multiplier=0.25, discriminator_width_multiplier="0")
+    assert unset.discriminator_width_multiplier is None and unset.discriminator_width() == 0.25  # Argo's "0": unset
     paper = stabilisers(GanTrainSettings(run_id="r", class_name="NORMAL"))
     assert paper["paper_settings"] is True and paper["beta_1"] == {"value": 0.9, "paper": 0.9}
     assert paper["diff_augment"] == {"value": "none", "paper": "none"} and paper["instance_noise"]["annealed_to_zero"]

@@ -19,6 +19,10 @@ Changed on purpose: gan-train (``OUTPUT_FORMAT`` 2 -> 3) and train-classifier (`
 GAN leaves the classifiers' validation patients out (``validation_fraction``, ``validation_seed`` joined its
 identity; gan.json records ``validation_holdout``); the classifiers carve that split with ``validation_seed``
 instead of their own seed and gained ``selection_metric``; every committed GAN and classifier retrains once.
+
+Changed on purpose: gan-train (``OUTPUT_FORMAT`` 3 -> 4). ``discriminator_width_multiplier`` (the discriminator's own
+filter scale; unset: ``width_multiplier``) joined the identity and gan.json's model section and stabilisers; every
+committed GAN retrains once.
 """
 
 from __future__ import annotations
@@ -138,6 +142,7 @@ GOLDEN_IDENTITY = {
         "image_size": 64,
         "latent_dim": 100,
         "width_multiplier": 1.0,
+        "discriminator_width_multiplier": None,
         "batch_size": 32,
         "learning_rate": 1e-4,
         "steps": None,
@@ -262,8 +267,8 @@ def test_prepare_inputs_and_version_ids_are_golden(
     [
         (
             {"run_id": "r1", "class_name": "NORMAL"},
-            "bfbe4b7ee82e15dd97619fe5bce2915c0a225d3f88aa57ae7b6f03942832dde8",
-            "022ef443ff5b942ff3634f9bcae689980307f714702d07d2d7c242912c56139f",
+            "47be731ef7b48ac650ec0dcca50ce09c2a1c2d6d6bf3ab9583f83370c0918a07",
+            "fcbf98deae9bb8cb28ca3ff8ec4c95d898e4ddad668b7eeb92d48f9c251ab3bd",
         ),
         (
             {
@@ -282,8 +287,8 @@ def test_prepare_inputs_and_version_ids_are_golden(
                 "seed": 3,
                 "dataset": "other",
             },
-            "678b4fed90eaf8c7ae76f796846544c4f4c9339f6253ce022e2a30b26dc21e8c",
-            "76c3b575fd521ed30f8186492f5c9468e1db00ad9feebacc5287a413f3b8c618",
+            "dd89ec1ffea66fef85e0d5580429a384203062e736ff1c8a7548ed3d37ba799f",
+            "dc1de068b7309b179ad240564976895fea32b1206dc02ee06c582377b758c3a1",
         ),
         (
             {
@@ -297,9 +302,11 @@ def test_prepare_inputs_and_version_ids_are_golden(
                 "diff_augment": "translation,cutout",
                 "instance_noise": 0.1,
                 "quality_every": 100,
+                "width_multiplier": 0.25,
+                "discriminator_width_multiplier": 1.0,
             },
-            "0e8c214f5655a7971847e3d4e68584b4f0df2c9fa40671974fbc5cd1a565cebf",
-            "2872d998a6249ca73e48eb158d94a2bbdf071c9b64c705374c29e93b08848c8d",
+            "29ec113ec9b07e1d9a995c1cba83cab0a47f756580b60b3d2f33e3300ace11c1",
+            "1d752c3dc838ec1eb956a370ab69c29551aa8d77a9d9fe87f4858ac1b863a6c0",
         ),
     ],
     ids=["default", "custom", "stabilised"],

@@ -156,6 +156,7 @@ class RunSettings(JobSettings):
         "steps",
         "d_learning_rate",
         "g_learning_rate",
+        "discriminator_width_multiplier",
         mode="before",
         check_fields=False,
     )

@@ -56,6 +56,14 @@ class GanTrainSettings(RunSettings):
         description="Filter scale (paper: 1.0).",
         json_schema_extra={"identity": True},
     )
+    discriminator_width_multiplier: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=4.0,
+        description="Filter scale of the discriminator alone; default `width_multiplier` (Table 1's networks share "
+        "one scale). A small generator learns faster against a full-width discriminator (README \"GAN quality\").",
+        json_schema_extra={"identity": True},
+    )
     batch_size: int = Field(default=32, ge=1, json_schema_extra={"identity": True})
     learning_rate: float = Field(default=PAPER_LEARNING_RATE, gt=0.0, json_schema_extra={"identity": True})
     steps: int | None = Field(
@@ -170,6 +178,10 @@ class GanTrainSettings(RunSettings):
         if self.steps is not None:
             return max(1, -(-self.steps // steps_per_epoch))
         return self.resolved_epochs()
+
+    def discriminator_width(self) -> float:
+        """The discriminator's filter scale: its own setting, else ``width_multiplier``."""
+        return self.discriminator_width_multiplier or self.width_multiplier
 
     def learning_rates(self) -> tuple[float, float]:
         """``(discriminator, generator)`` learning rates: each its own setting, else ``learning_rate``."""

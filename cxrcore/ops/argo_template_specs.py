@@ -209,6 +209,7 @@ TEMPLATES: tuple[JobTemplate, ...] = (
             Parameter("epochs"),
             Parameter("image_size"),
             Parameter("width_multiplier"),
+            Parameter("discriminator_width_multiplier"),
             Parameter("batch_size"),
             Parameter("max_steps_per_epoch"),
             Parameter("steps"),

@@ -83,7 +83,7 @@ __all__ = [
 
 JOB_NAME = "cxr-gan-train"
 #: Version of the output layout written by this step (part of the inputs: a layout change retrains).
-OUTPUT_FORMAT = 3  # 2: quality measurements and the flag in gan.json, stabilisers; 3: validation_holdout
+OUTPUT_FORMAT = 4  # 2: quality measurements and the flag in gan.json, stabilisers; 3: validation_holdout; 4: D width
 _INFO_FILE = "gan.json"
 
 log = get_logger(__name__)
@@ -224,6 +224,7 @@ def gan_info(
             "channels": CHANNELS,
             "latent_dim": settings.latent_dim,
             "width_multiplier": settings.width_multiplier,
+            "discriminator_width_multiplier": settings.discriminator_width(),
             "generator_parameters": model_summary_counts(training.model.generator)[1],
             "discriminator_parameters": model_summary_counts(training.model.discriminator)[1],
             "paper_generator_parameters": GENERATOR_PAPER_PARAMS,
@@ -269,11 +270,13 @@ def stabilisers(settings: GanTrainSettings) -> dict[str, Any]:
         "label_smoothing": settings.label_smoothing,
         "diff_augment": settings.diff_augment,
         "instance_noise": settings.instance_noise,
+        "discriminator_width_multiplier": settings.discriminator_width(),
     }
     defaults = GanTrainSettings.model_fields
     paper = {
         name: PAPER_LEARNING_RATE if name.endswith("learning_rate") else defaults[name].default for name in used
     }
+    paper["discriminator_width_multiplier"] = settings.width_multiplier  # Table 1: one scale for both networks
     record: dict[str, Any] = {name: {"value": used[name], "paper": paper[name]} for name in used}
     record["instance_noise"]["annealed_to_zero"] = True
     record["paper_settings"] = used == paper

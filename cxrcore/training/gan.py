@@ -337,7 +337,7 @@ def build_dcgan(settings: GanTrainSettings, devices: Devices, *, total_steps: in
         discriminator = build_discriminator(
             input_size=settings.image_size,
             channels=CHANNELS,
-            width_multiplier=settings.width_multiplier,
+            width_multiplier=settings.discriminator_width(),
         )
         model = DCGAN(
             discriminator,
