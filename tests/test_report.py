@@ -355,7 +355,7 @@ def test_flagged_gan_and_stabilisers_are_reported(store: Store, fast_figures: No
                "trajectory": [{"step": 0, "kid": 9.1}, {"step": 40, "kid": 9.0}],
                "final": {"step": 40, "kid": 9.0, "two_sample_accuracy": 1.0}}
     stabilisers = {"beta_1": {"value": 0.5, "paper": 0.9}, "label_smoothing": {"value": 0.1, "paper": 0.0},
-                   "paper_settings": False}
+                   "discriminator_width_multiplier": {"value": 1.0, "paper": 0.25}, "paper_settings": False}
     with store.commit(gan_prefix(RUN_ID, "NORMAL"), inputs={"planted": "flagged"}) as tx:
         tx.put_json("gan.json", {"training": {"epochs": 2, "steps": 40, "stabilisers": stabilisers},
                                  "quality": quality})
@@ -369,7 +369,10 @@ def test_flagged_gan_and_stabilisers_are_reported(store: Store, fast_figures: No
     gan = page.split('<section id="gan">')[1].split("</section>")[0]
     assert "GAN FLAGGED (NORMAL): near-constant samples" in gan and "WERE USED anyway (flagged_gan=use)" in gan
     assert "FLAGGED" in markdown and "9.1 -&gt; 9" in gan and "1; 0.97" in gan
-    assert "beyond the paper&#x27;s: beta_1 0.5 (paper 0.9), label_smoothing 0.1 (paper 0.0)" in gan
+    assert (
+        "beyond the paper&#x27;s: beta_1 0.5 (paper 0.9), discriminator_width_multiplier 1.0 (paper Table 1: the "
+        "generator&#x27;s, 0.25), label_smoothing 0.1 (paper 0.0)" in gan
+    )
     assert "GAN FLAGGED (PNEUMONIA)" not in gan  # the planted PNEUMONIA GAN has no quality record
 
 

@@ -131,6 +131,10 @@ def _quality_warnings(data: RunData) -> list[Block]:
     return blocks
 
 
+#: How the paper's value of a setting reads where it is not a constant of the paper.
+_PAPER_PHRASES = {"discriminator_width_multiplier": "Table 1: the generator's, "}
+
+
 def _stabiliser_notes(data: RunData) -> list[Block]:
     """Which DCGAN training settings differ from the paper's, per class (the paper's when none do)."""
     blocks: list[Block] = []
@@ -144,7 +148,7 @@ def _stabiliser_notes(data: RunData) -> list[Block]:
                                     "stabilisers)."))
             continue
         changed = [
-            f"{name} {entry.get('value')} (paper {entry.get('paper')})"
+            f"{name} {entry.get('value')} (paper {_PAPER_PHRASES.get(name, '')}{entry.get('paper')})"
             for name, entry in stabilisers.items()
             if isinstance(entry, dict) and entry.get("value") != entry.get("paper")
         ]
