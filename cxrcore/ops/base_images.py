@@ -34,6 +34,7 @@ from pathlib import Path
 
 from cxrcore.logging import get_logger, redact_text
 from cxrcore.ops.dockerfile import instructions
+from cxrcore.ops.images import dockerfile_paths
 
 __all__ = [
     "MANIFEST_MEDIA_TYPES",
@@ -219,11 +220,6 @@ def resolve_digest(reference: str | BaseReference, *, registry_url: str | None =
 
 
 # ------------------------------------------------------------------------------------------ Dockerfiles
-def _dockerfiles(root: Path) -> list[Path]:
-    docker = root / "docker"
-    return sorted(path for path in docker.rglob("Dockerfile*") if path.is_file()) if docker.is_dir() else []
-
-
 def _from_lines(path: Path) -> list[tuple[int, str]]:
     """``(line number, image reference)`` of every ``FROM`` that names an image (not ``scratch`` or a stage)."""
     text = path.read_text(encoding="utf-8")
@@ -248,7 +244,7 @@ def check_pinned(root: Path) -> list[str]:
     """Every ``FROM`` under ``root/docker`` without a digest, as ``"<file>:<line>: <reference>"`` (offline)."""
     root = Path(root).resolve()
     problems = []
-    for path in _dockerfiles(root):
+    for path in dockerfile_paths(root):
         for line, image in _from_lines(path):
             if not parse_reference(image).digest:
                 problems.append(f"{path.relative_to(root).as_posix()}:{line}: {image} is not pinned by digest")
@@ -280,7 +276,7 @@ def pin_dockerfiles(
     resolve = resolver or resolve_digest
     resolved: dict[str, str] = {}
     plans: list[tuple[Path, int, str, str]] = []
-    for path in _dockerfiles(root):
+    for path in dockerfile_paths(root):
         for line, image in _from_lines(path):
             reference = parse_reference(image)
             if reference.digest and not update:
@@ -318,7 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     mode.add_argument("--check", action="store_true", help="List FROM lines without a digest (offline); exit 1 if any.")
     mode.add_argument("--update", action="store_true", help="Re-resolve pinned lines too (a base image refresh).")
     parser.add_argument("--registry-mirror", default=None, help="Resolve Docker Hub images through this registry URL.")
-    parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[2])
+    parser.add_argument("--root", type=Path, default=Path.cwd(), help="repository root (default: the current dir)")
     args = parser.parse_args(argv)
     if args.check:
         problems = check_pinned(args.root)

@@ -60,6 +60,7 @@ __all__ = [
     "ImageSpec",
     "base_kind",
     "check_import_closure",
+    "dockerfile_paths",
     "discover_images",
     "image_python_version",
     "missing_module_hint",
@@ -176,7 +177,8 @@ def _display(path: Path, root: Path) -> str:
         return str(path)
 
 
-def _dockerfiles(root: Path) -> list[Path]:
+def dockerfile_paths(root: Path) -> list[Path]:
+    """The Dockerfiles under ``root/docker``: ``Dockerfile``, ``Dockerfile.*`` and ``*.Dockerfile``, sorted."""
     docker = root / "docker"
     if not docker.is_dir():
         return []
@@ -190,7 +192,7 @@ def _dockerfiles(root: Path) -> list[Path]:
 
 def _parse_all(root: Path) -> dict[str, _Dockerfile]:
     parsed: dict[str, _Dockerfile] = {}
-    for path in _dockerfiles(root):
+    for path in dockerfile_paths(root):
         dockerfile = _parse_dockerfile(path, root)
         name = dockerfile.spec.name
         if name in parsed:
