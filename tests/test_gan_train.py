@@ -221,7 +221,9 @@ def test_gan_train_step_budget_with_stabilisers(tmp_path, file_store, shrunk_set
     assert stabilisers["d_learning_rate"]["value"] == 4e-4 and stabilisers["diff_augment"]["value"] == "translation,cutout"
     assert stabilisers["g_learning_rate"] == {"value": 1e-4, "paper": 1e-4}
     # The discriminator has its own width; Table 1's is the generator's.
-    assert stabilisers["discriminator_width_multiplier"] == {"value": 0.5, "paper": settings.width_multiplier}
+    assert stabilisers["discriminator_width_multiplier"] == {
+        "value": 0.5, "paper": settings.width_multiplier, "paper_note": "Table 1: the generator's"
+    }
     wide = build_discriminator(input_size=settings.image_size, channels=3, width_multiplier=0.5).count_params()
     assert info["model"]["discriminator_width_multiplier"] == 0.5 and info["model"]["discriminator_parameters"] == wide
     # A longer budget of the same trajectory resumes from the committed epoch-3 checkpoint.
@@ -316,7 +318,9 @@ def test_stabilisers_compare_with_the_paper_not_with_the_run():
     assert changed["d_learning_rate"] == {"value": 2e-4, "paper": 1e-4} and changed["paper_settings"] is False
     wider = stabilisers(GanTrainSettings(run_id="r", class_name="NORMAL", width_multiplier=0.25,
                                          discriminator_width_multiplier=1.0))
-    assert wider["discriminator_width_multiplier"] == {"value": 1.0, "paper": 0.25} and not wider["paper_settings"]
+    assert wider["discriminator_width_multiplier"] == {
+        "value": 1.0, "paper": 0.25, "paper_note": "Table 1: the generator's"
+    } and not wider["paper_settings"]
     unset = GanTrainSettings(run_id="r", class_name="NORMAL", width_multiplier=0.25, discriminator_width_multiplier="0")
     assert unset.discriminator_width_multiplier is None and unset.discriminator_width() == 0.25  # Argo's "0": unset
     paper = stabilisers(GanTrainSettings(run_id="r", class_name="NORMAL"))

@@ -355,7 +355,8 @@ def test_flagged_gan_and_stabilisers_are_reported(store: Store, fast_figures: No
                "trajectory": [{"step": 0, "kid": 9.1}, {"step": 40, "kid": 9.0}],
                "final": {"step": 40, "kid": 9.0, "two_sample_accuracy": 1.0}}
     stabilisers = {"beta_1": {"value": 0.5, "paper": 0.9}, "label_smoothing": {"value": 0.1, "paper": 0.0},
-                   "discriminator_width_multiplier": {"value": 1.0, "paper": 0.25}, "paper_settings": False}
+                   "discriminator_width_multiplier": {"value": 1.0, "paper": 0.25, "paper_note": "Table 1: the generator's"},
+                   "paper_settings": False}
     with store.commit(gan_prefix(RUN_ID, "NORMAL"), inputs={"planted": "flagged"}) as tx:
         tx.put_json("gan.json", {"training": {"epochs": 2, "steps": 40, "stabilisers": stabilisers},
                                  "quality": quality})

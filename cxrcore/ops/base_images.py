@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cxrcore.logging import get_logger, redact_text
-from cxrcore.ops.dockerfile import instructions
+from cxrcore.ops.dockerfile import instructions, split_reference
 from cxrcore.ops.images import dockerfile_paths
 
 __all__ = [
@@ -111,9 +111,7 @@ def parse_reference(text: str) -> BaseReference:
     name, _, digest = text.partition("@")
     if digest and not _DIGEST.fullmatch(digest):
         raise BaseImageError(f"not a sha256 digest in the image reference. Received: reference={text!r}")
-    slash = name.rfind("/")
-    colon = name.rfind(":")
-    repository, tag = (name[:colon], name[colon + 1 :]) if colon > slash else (name, "")
+    repository, tag = split_reference(name)
     if tag and not _TAG.fullmatch(tag):
         raise BaseImageError(f"not a valid tag in the image reference. Received: reference={text!r}")
     first, _, rest = repository.partition("/")
@@ -287,12 +285,13 @@ def pin_dockerfiles(
             new = reference.pinned(resolved[reference.name])
             if new != image:
                 plans.append((path, line, image, new))
+    by_file: dict[Path, list[tuple[int, str, str]]] = {}
+    for path, line, old, new in plans:
+        by_file.setdefault(path, []).append((line, old, new))
     changes = []
-    for path in sorted({plan[0] for plan in plans}):
+    for path, edits in by_file.items():
         lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-        for plan_path, line, old, new in plans:
-            if plan_path != path:
-                continue
+        for line, old, new in edits:
             # `instructions` numbers lines from 1; FROM never spans continuation lines in our Dockerfiles, and a
             # reference that is not on its line is refused rather than guessed.
             text = lines[line - 1]

@@ -279,6 +279,7 @@ def stabilisers(settings: GanTrainSettings) -> dict[str, Any]:
     paper["discriminator_width_multiplier"] = settings.width_multiplier  # Table 1: one scale for both networks
     record: dict[str, Any] = {name: {"value": used[name], "paper": paper[name]} for name in used}
     record["instance_noise"]["annealed_to_zero"] = True
+    record["discriminator_width_multiplier"]["paper_note"] = "Table 1: the generator's"
     record["paper_settings"] = used == paper
     return record
 

@@ -131,10 +131,6 @@ def _quality_warnings(data: RunData) -> list[Block]:
     return blocks
 
 
-#: How the paper's value of a setting reads where it is not a constant of the paper.
-_PAPER_PHRASES = {"discriminator_width_multiplier": "Table 1: the generator's, "}
-
-
 def _stabiliser_notes(data: RunData) -> list[Block]:
     """Which DCGAN training settings differ from the paper's, per class (the paper's when none do)."""
     blocks: list[Block] = []
@@ -148,12 +144,18 @@ def _stabiliser_notes(data: RunData) -> list[Block]:
                                     "stabilisers)."))
             continue
         changed = [
-            f"{name} {entry.get('value')} (paper {_PAPER_PHRASES.get(name, '')}{entry.get('paper')})"
+            f"{name} {entry.get('value')} (paper {_paper_value(entry)})"
             for name, entry in stabilisers.items()
             if isinstance(entry, dict) and entry.get("value") != entry.get("paper")
         ]
         blocks.append(Paragraph(f"DCGAN training settings, {class_name}, beyond the paper's: {', '.join(changed)}."))
     return blocks
+
+
+def _paper_value(entry: dict[str, Any]) -> str:
+    """A stabiliser's paper value, after its ``paper_note`` where the value is not a constant of the paper."""
+    note = entry.get("paper_note")
+    return f"{note}, {entry.get('paper')}" if note else str(entry.get("paper"))
 
 
 def _kid_text(selection: dict[str, Any]) -> str:
