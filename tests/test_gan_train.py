@@ -147,14 +147,35 @@ def test_gan_train_publishes_every_output_and_skips_identical_rerun(store, tmp_p
     assert store.get_bytes(f"{prefix}/_SUCCESS") == marker_bytes
 
 
+def _generator_weights(store: Store, prefix: str, tmp_path: Path) -> list[np.ndarray]:
+    import keras
+
+    local = tmp_path / f"{prefix.replace('/', '_')}-generator.keras"
+    local.write_bytes(store.get_bytes(f"{prefix}/generator.keras"))
+    return [np.asarray(weight) for weight in keras.models.load_model(local, compile=False).get_weights()]
+
+
+def _checkpoint_generator(store: Store, key: str, tmp_path: Path) -> list[np.ndarray]:
+    import h5py
+
+    local = tmp_path / "checkpoint-generator.weights.h5"
+    local.write_bytes(store.get_bytes(f"{key}/generator.weights.h5"))
+    arrays: list[np.ndarray] = []
+    with h5py.File(local, "r") as handle:
+        handle.visititems(lambda name, item: arrays.append(np.asarray(item)) if isinstance(item, h5py.Dataset) else None)
+    return arrays
+
+
 def test_gan_train_resumes_exactly_after_a_kill(store, tmp_path, shrunk_settings, monkeypatch):
     make_demo_dataset(store, tmp_path)
-    values = {"class_name": "PNEUMONIA", "epochs": 4, "checkpoint_every": 1}
+    # With a generator weight average: it lives in the optimizer state, so the checkpoints must carry it.
+    values = {"class_name": "PNEUMONIA", "epochs": 4, "checkpoint_every": 1, "generator_ema": 0.9}
     # Exactness is the job's property, not the backend's: compare with an uninterrupted run once (file store).
     reference = None
     if store.uri.startswith("file://"):
         gan_train.run(_settings(shrunk_settings, store, run_id="uninterrupted", **values))
         reference = _losses(store, gan_prefix("uninterrupted", "PNEUMONIA"))
+        reference_generator = _generator_weights(store, gan_prefix("uninterrupted", "PNEUMONIA"), tmp_path)
 
     # Kill the job when epoch 3 starts: epochs 1 and 2 are checkpointed, nothing is published.
     original = gan_train.EpochLog.on_epoch_begin
@@ -199,6 +220,10 @@ def test_gan_train_resumes_exactly_after_a_kill(store, tmp_path, shrunk_settings
         np.testing.assert_allclose(
             losses[["d_loss", "g_loss"]].to_numpy(), reference[["d_loss", "g_loss"]].to_numpy(), rtol=1e-5, atol=1e-6
         )
+        # The published generator holds the weight average, and the resumed run's equals the uninterrupted one's.
+        assert info["model"]["generator_weights"] == "moving average (momentum 0.9)"
+        for resumed, uninterrupted in zip(_generator_weights(store, prefix, tmp_path), reference_generator, strict=True):
+            np.testing.assert_allclose(resumed, uninterrupted, rtol=1e-5, atol=1e-6)
 
 
 def test_gan_train_step_budget_with_stabilisers(tmp_path, file_store, shrunk_settings):
@@ -208,7 +233,7 @@ def test_gan_train_step_budget_with_stabilisers(tmp_path, file_store, shrunk_set
     settings = _settings(
         shrunk_settings, store, run_id="budget", class_name="PNEUMONIA", steps=5, beta_1=0.5, d_learning_rate=4e-4,
         label_smoothing=0.1, diff_augment="translation,cutout", instance_noise=0.1, quality_every=2,
-        discriminator_width_multiplier=0.5,
+        discriminator_width_multiplier=0.5, generator_ema=0.9,
     )
     assert settings.width_multiplier != 0.5
     summary = gan_train.run(settings)
@@ -220,6 +245,16 @@ def test_gan_train_step_budget_with_stabilisers(tmp_path, file_store, shrunk_set
     assert stabilisers["paper_settings"] is False and stabilisers["beta_1"] == {"value": 0.5, "paper": 0.9}
     assert stabilisers["d_learning_rate"]["value"] == 4e-4 and stabilisers["diff_augment"]["value"] == "translation,cutout"
     assert stabilisers["g_learning_rate"] == {"value": 1e-4, "paper": 1e-4}
+    assert stabilisers["generator_ema"] == {"value": 0.9, "paper": 0.0}
+    assert info["model"]["generator_weights"] == "moving average (momentum 0.9)"
+    # The published generator is the average, not the trained weights of the last checkpoint.
+    prefix = gan_prefix("budget", "PNEUMONIA")
+    published = _generator_weights(store, prefix, tmp_path)
+    trained = _checkpoint_generator(store, f"{prefix}/checkpoints/epoch-0003", tmp_path)
+    published, trained = (sorted(arrays, key=lambda array: (array.shape, float(array.sum()))) for arrays in
+                          (published, trained))
+    assert [array.shape for array in published] == [array.shape for array in trained]
+    assert any(not np.allclose(a, b) for a, b in zip(published, trained, strict=True))
     # The discriminator has its own width; Table 1's is the generator's.
     assert stabilisers["discriminator_width_multiplier"] == {
         "value": 0.5, "paper": settings.width_multiplier, "paper_note": "Table 1: the generator's"

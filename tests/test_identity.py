@@ -23,6 +23,10 @@ instead of their own seed and gained ``selection_metric``; every committed GAN a
 Changed on purpose: gan-train (``OUTPUT_FORMAT`` 3 -> 4). ``discriminator_width_multiplier`` (the discriminator's own
 filter scale; unset: ``width_multiplier``) joined the identity and gan.json's model section and stabilisers; every
 committed GAN retrains once.
+
+Changed on purpose: gan-train (``OUTPUT_FORMAT`` 4 -> 5). ``generator_ema`` (a moving average of the generator's
+weights, which the published generator then holds; 0: none) joined the identity, the stabilisers and gan.json's
+model section (``generator_weights``); every committed GAN retrains once.
 """
 
 from __future__ import annotations
@@ -152,6 +156,7 @@ GOLDEN_IDENTITY = {
         "label_smoothing": 0.0,
         "diff_augment": "none",
         "instance_noise": 0.0,
+        "generator_ema": 0.0,
         "validation_fraction": 0.0,
         "validation_seed": 0,
         "max_steps_per_epoch": None,
@@ -267,8 +272,8 @@ def test_prepare_inputs_and_version_ids_are_golden(
     [
         (
             {"run_id": "r1", "class_name": "NORMAL"},
-            "47be731ef7b48ac650ec0dcca50ce09c2a1c2d6d6bf3ab9583f83370c0918a07",
-            "fcbf98deae9bb8cb28ca3ff8ec4c95d898e4ddad668b7eeb92d48f9c251ab3bd",
+            "86bec9eb3040bb6360895c71134675104ff8e2890ce078e175b117b4a44ad1d3",
+            "26339935f2295271bb3fd421077704a6bb52e262c9c43a8cfc1662fb9e945fa1",
         ),
         (
             {
@@ -287,8 +292,8 @@ def test_prepare_inputs_and_version_ids_are_golden(
                 "seed": 3,
                 "dataset": "other",
             },
-            "dd89ec1ffea66fef85e0d5580429a384203062e736ff1c8a7548ed3d37ba799f",
-            "dc1de068b7309b179ad240564976895fea32b1206dc02ee06c582377b758c3a1",
+            "24459ffd08ec690030cb0302d2cebca9c3097fd2e45b1bf3310f5e8cbcfd44a8",
+            "4dfd3d77a0f0d74ac42b0fb01e12000249d8f10fa60cfe9c6f92cc2db6b31f5f",
         ),
         (
             {
@@ -304,9 +309,10 @@ def test_prepare_inputs_and_version_ids_are_golden(
                 "quality_every": 100,
                 "width_multiplier": 0.25,
                 "discriminator_width_multiplier": 1.0,
+                "generator_ema": 0.99,
             },
-            "29ec113ec9b07e1d9a995c1cba83cab0a47f756580b60b3d2f33e3300ace11c1",
-            "1d752c3dc838ec1eb956a370ab69c29551aa8d77a9d9fe87f4858ac1b863a6c0",
+            "7ec1c972c4af8774bf54adb1d92848916dfa593a5ab9e33d5c834383022e42ef",
+            "31a0d52b6d1be6d88345f571d405f35e4f26c9c6bc2be80214152e606ec4fd5c",
         ),
     ],
     ids=["default", "custom", "stabilised"],

@@ -274,6 +274,60 @@ def test_default_gan_optimizers():
         default_gan_optimizers(learning_rate=0)
 
 
+def test_dcgan_generator_weight_average():
+    """`use_ema` on the generator's Adam: the average follows Keras' rule, and sampling borrows it without harm."""
+    momentum = 0.8
+    images = RNG.random((12, 16, 16, 3)).astype(np.float32)
+    gan = _tiny_gan()
+    gan.compile(*default_gan_optimizers(generator_ema=momentum))
+    assert gan.averages_generator and gan.g_optimizer.use_ema and not gan.d_optimizer.use_ema
+    seen: list[list[np.ndarray]] = []
+    record = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: seen.append([w.numpy().copy() for w in gan.generator.weights])
+    )
+    gan.fit(images, batch_size=4, epochs=1, verbose=0, shuffle=False, callbacks=[record])
+    assert len(seen) == 3
+    expected = seen[0]  # the first step copies the weights, later steps blend them in
+    for weights in seen[1:]:
+        expected = [momentum * average + (1 - momentum) * weight for average, weight in zip(expected, weights)]
+    trained = [weight.numpy().copy() for weight in gan.generator.weights]
+    noise = RNG.standard_normal((5, 8)).astype(np.float32)
+    with gan.averaged_generator() as generator:
+        assert generator is gan.generator
+        for weight, average in zip(generator.weights, expected):
+            np.testing.assert_allclose(weight.numpy(), average, rtol=1e-5, atol=1e-6)
+        averaged_output = generator(noise, training=False).numpy()
+    for weight, value in zip(gan.generator.weights, trained):  # the trained weights are back, bit for bit
+        np.testing.assert_array_equal(weight.numpy(), value)
+    assert not np.allclose(averaged_output, gan.generator(noise, training=False).numpy())
+    averaged, plain = gan.generate(4, seed=2), gan.generate(4, seed=2, averaged=False)
+    assert not np.allclose(averaged, plain)
+    with gan.averaged_generator():
+        np.testing.assert_array_equal(averaged, gan.generate(4, seed=2, averaged=False))
+    # The sample grid of the fitted model draws with the average too.
+    grid = GANSampleGrid(lambda epoch, png: None, num_images=4, columns=2)
+    grid.set_model(gan)
+    with gan.averaged_generator() as generator:
+        expected_grid = make_grid(generator(grid.fixed_noise(), training=False).numpy(), 2)
+    np.testing.assert_array_equal(grid.render(), expected_grid)
+    # An average that no longer fits the generator is refused, and nothing is assigned.
+    gan.g_optimizer._model_variables_moving_average.pop()
+    with pytest.raises(ValueError, match="moving averages"), gan.averaged_generator():
+        pass
+    for weight, value in zip(gan.generator.weights, trained):
+        np.testing.assert_array_equal(weight.numpy(), value)
+
+
+def test_dcgan_without_weight_average_samples_the_trained_generator():
+    gan = _tiny_gan()
+    assert not gan.averages_generator
+    with gan.averaged_generator() as generator:
+        assert generator is gan.generator
+    np.testing.assert_array_equal(gan.generate(3, seed=1), gan.generate(3, seed=1, averaged=False))
+    with pytest.raises(ValueError, match="generator_ema=1.0"):
+        default_gan_optimizers(generator_ema=1.0)
+
+
 def test_dcgan_xla_compiled_train_step():
     gan = _tiny_gan()
     gan.compile(jit_compile=True)
@@ -292,6 +346,7 @@ _MIRRORED_MIXED_SCRIPT = textwrap.dedent(
     import keras
     import numpy as np
     from cxrcore.models import DCGAN, build_discriminator, build_generator
+    from cxrcore.models.dcgan import default_gan_optimizers
     keras.mixed_precision.set_global_policy("mixed_float16")
     keras.utils.set_random_seed(0)
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
@@ -299,13 +354,18 @@ _MIRRORED_MIXED_SCRIPT = textwrap.dedent(
         generator = build_generator(8, width_multiplier=0.125, output_size=16)
         discriminator = build_discriminator(input_size=16, width_multiplier=0.125)
         gan = DCGAN(discriminator, generator, 8, seed=1)
-        gan.compile()
+        gan.compile(*default_gan_optimizers(generator_ema=0.9))
     images = np.random.default_rng(0).random((16, 16, 16, 3)).astype("float32")
     history = gan.fit(images, batch_size=8, epochs=1, verbose=0, shuffle=False)
+    trained = [w.numpy() for w in generator.weights]
+    with gan.averaged_generator():
+        moved = any(not np.allclose(w.numpy(), t) for w, t in zip(generator.weights, trained))
+    restored = all(np.array_equal(w.numpy(), t) for w, t in zip(generator.weights, trained))
     per_replica = strategy.experimental_local_results(strategy.run(tf.function(lambda: gan._noise(4))))
     print(json.dumps({
         "replica_noise_distinct": not np.allclose(per_replica[0].numpy(), per_replica[1].numpy()),
         "replicas": strategy.num_replicas_in_sync,
+        "average_lent_and_returned": moved and restored and gan.averages_generator,
         "history": {key: [float(v) for v in values] for key, values in history.history.items()},
         "optimizers": [type(gan.d_optimizer).__name__, type(gan.g_optimizer).__name__],
         "hidden_policy": generator.get_layer("conv_transpose_1").dtype_policy.name,
@@ -335,6 +395,7 @@ def test_dcgan_mixed_precision_under_mirrored_strategy():
     report = json.loads(completed.stdout.strip().splitlines()[-1])
     assert report["replicas"] == 2
     assert report["replica_noise_distinct"]  # not N copies of one fake batch
+    assert report["average_lent_and_returned"]  # use_ema through LossScaleOptimizer and MirroredStrategy
     assert report["optimizers"] == ["LossScaleOptimizer", "LossScaleOptimizer"]
     assert report["hidden_policy"] == "mixed_float16"
     assert report["output_policies"] == ["float32", "float32"]

@@ -111,6 +111,15 @@ class GanTrainSettings(RunSettings):
         description="Std of Gaussian instance noise on discriminator inputs, annealed to 0 over training (paper: 0).",
         json_schema_extra={"identity": True},
     )
+    generator_ema: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Momentum of an exponential moving average of the generator's weights (e.g. 0.99), kept by "
+        "its Adam; the published generator, its samples and the quality measurements use the average. 0 (paper): "
+        "none.",
+        json_schema_extra={"identity": True},
+    )
     validation_fraction: float = Field(
         default=0.0,
         ge=0.0,

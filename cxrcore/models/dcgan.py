@@ -48,11 +48,19 @@ whose `"sum_over_batch_size"` reduction already divides by the number of replica
 under `tf.distribute`, and Keras optimizers sum gradients across replicas, so the
 update equals the single-device update on the global batch.
 
+Weight averaging: a generator optimizer built with `use_ema=True` (Keras' own
+exponential moving average, `default_gan_optimizers(generator_ema=...)`) keeps an
+average of the generator's weights beside its Adam moments, so checkpoints carry
+it. `DCGAN.averaged_generator()` lends the generator those weights for a block;
+`generate`, `GANSampleGrid` and the published generator sample through it.
+
 Models never do I/O: `GANSampleGrid` hands PNG bytes to a caller-supplied sink.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import keras
@@ -219,7 +227,11 @@ def build_discriminator(
 
 
 def default_gan_optimizers(
-    learning_rate: float = PAPER_LEARNING_RATE, beta_1: float = 0.9, *, generator_learning_rate: float | None = None
+    learning_rate: float = PAPER_LEARNING_RATE,
+    beta_1: float = 0.9,
+    *,
+    generator_learning_rate: float | None = None,
+    generator_ema: float = 0.0,
 ) -> tuple[keras.optimizers.Optimizer, keras.optimizers.Optimizer]:
     """Returns fresh `(d_optimizer, g_optimizer)` Adam optimizers.
 
@@ -233,12 +245,14 @@ def default_gan_optimizers(
             `generator_learning_rate` is given.
         beta_1: Adam's first-moment decay of both optimizers.
         generator_learning_rate: The generator's learning rate when it differs (TTUR); `None`: `learning_rate`.
+        generator_ema: Momentum of an exponential moving average of the generator's weights, kept by its
+            optimizer (Keras `use_ema`, updated after every step); 0 (the paper): none.
 
     Returns:
         A `(discriminator_optimizer, generator_optimizer)` tuple.
 
     Raises:
-        ValueError: If `learning_rate` is not positive or `beta_1` not in [0, 1).
+        ValueError: If `learning_rate` is not positive, `beta_1` not in [0, 1) or `generator_ema` not in [0, 1).
     """
     if not learning_rate > 0:
         raise ValueError(f"`learning_rate` must be > 0. Received: learning_rate={learning_rate}")
@@ -249,10 +263,21 @@ def default_gan_optimizers(
         )
     if not 0.0 <= beta_1 < 1.0:
         raise ValueError(f"`beta_1` must be in [0, 1). Received: beta_1={beta_1}")
+    if not 0.0 <= generator_ema < 1.0:
+        raise ValueError(f"`generator_ema` must be in [0, 1). Received: generator_ema={generator_ema}")
+    averaging = {"use_ema": True, "ema_momentum": generator_ema} if generator_ema > 0.0 else {}
     return (
         keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta_1, name="d_adam"),
-        keras.optimizers.Adam(learning_rate=generator_learning_rate, beta_1=beta_1, name="g_adam"),
+        keras.optimizers.Adam(learning_rate=generator_learning_rate, beta_1=beta_1, name="g_adam", **averaging),
     )
+
+
+def _moving_averages(optimizer: keras.optimizers.Optimizer | None) -> list[Any]:
+    """The weight averages an optimizer built with `use_ema=True` keeps (through a loss-scale wrapper); else []."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    if inner is None or not getattr(inner, "use_ema", False) or not inner.built:
+        return []
+    return list(inner._model_variables_moving_average)  # as keras.callbacks.SwapEMAWeights reads it
 
 
 def _num_replicas() -> int:
@@ -479,6 +504,46 @@ class DCGAN(keras.Model):
         self.d_real_accuracy_tracker.update_state(ops.mean(ops.cast(logits[batch_size:] > 0.0, "float32")))
         return {metric.name: metric.result() for metric in self.metrics}
 
+    @property
+    def averages_generator(self) -> bool:
+        """Whether the generator's optimizer keeps a moving average of its weights (`use_ema`)."""
+        return bool(_moving_averages(self.g_optimizer))
+
+    @contextlib.contextmanager
+    def averaged_generator(self) -> Iterator[keras.Model]:
+        """Lends the generator its optimizer's moving-average weights for the block, then puts the trained back.
+
+        Without `use_ema` on the generator's optimizer the generator is yielded unchanged. Call it outside
+        `fit` (between steps, in a callback, after training): the trained weights and the optimizer state
+        are left exactly as they were.
+
+        Yields:
+            The generator, holding the averaged weights inside the block.
+
+        Raises:
+            ValueError: If the averages do not match the generator's trainable weights.
+        """
+        averages = _moving_averages(self.g_optimizer)
+        if not averages:
+            yield self.generator
+            return
+        weights = self.generator.trainable_variables
+        if len(averages) != len(weights) or any(
+            tuple(average.shape) != tuple(weight.shape) for average, weight in zip(averages, weights, strict=False)
+        ):
+            raise ValueError(
+                "The generator optimizer's moving averages do not match the generator's trainable weights. "
+                f"Received: averages={len(averages)}, weights={len(weights)}"
+            )
+        trained = [ops.convert_to_numpy(weight) for weight in weights]
+        try:
+            for weight, average in zip(weights, averages, strict=True):
+                weight.assign(average)
+            yield self.generator
+        finally:
+            for weight, value in zip(weights, trained, strict=True):
+                weight.assign(value)
+
     def generate(
         self,
         num_images: int,
@@ -486,6 +551,7 @@ class DCGAN(keras.Model):
         *,
         batch_size: int = 64,
         as_uint8: bool = False,
+        averaged: bool = True,
     ) -> np.ndarray:
         """Generates images in batches (no I/O).
 
@@ -495,6 +561,8 @@ class DCGAN(keras.Model):
                 same images. `None` draws fresh noise.
             batch_size: Images per generator call.
             as_uint8: Return uint8 in [0, 255] instead of float32 in [0, 1].
+            averaged: Sample with the moving-average weights when the generator's
+                optimizer keeps them (`averaged_generator`); `False`: the trained weights.
 
         Returns:
             Array of shape `(num_images, size, size, channels)`.
@@ -508,10 +576,12 @@ class DCGAN(keras.Model):
             raise ValueError(f"`batch_size` must be >= 1. Received: batch_size={batch_size}")
         rng = np.random.default_rng(seed)
         noise = rng.standard_normal((num_images, self.latent_dim)).astype(np.float32)
-        chunks = [
-            ops.convert_to_numpy(self.generator(noise[start : start + batch_size], training=False))
-            for start in range(0, num_images, batch_size)
-        ]
+        lender = self.averaged_generator() if averaged else contextlib.nullcontext(self.generator)
+        with lender as generator:
+            chunks = [
+                ops.convert_to_numpy(generator(noise[start : start + batch_size], training=False))
+                for start in range(0, num_images, batch_size)
+            ]
         if chunks:
             images = np.concatenate(chunks, axis=0).astype(np.float32)
         else:

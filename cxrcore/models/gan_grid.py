@@ -170,9 +170,18 @@ class GANSampleGrid(keras.callbacks.Callback):
         return self.noise
 
     def render(self) -> np.ndarray:
-        """Returns the current grid as a uint8 `(H, W, 3)` array."""
-        generator = self._resolve_generator()
-        images = ops.convert_to_numpy(generator(self.fixed_noise(), training=False))
+        """Returns the current grid as a uint8 `(H, W, 3)` array.
+
+        Without a `generator` argument the fitted model's generator draws it, with its moving-average weights
+        when the model keeps them (`DCGAN.averaged_generator`), as the published generator will.
+        """
+        noise = self.fixed_noise()
+        lend = getattr(self.model, "averaged_generator", None) if self._generator is None else None
+        if lend is None:
+            images = ops.convert_to_numpy(self._resolve_generator()(noise, training=False))
+        else:
+            with lend() as generator:
+                images = ops.convert_to_numpy(generator(noise, training=False))
         return make_grid(images, self.columns)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:

@@ -219,6 +219,7 @@ TEMPLATES: tuple[JobTemplate, ...] = (
             Parameter("label_smoothing"),
             Parameter("diff_augment"),
             Parameter("instance_noise"),
+            Parameter("generator_ema"),
             Parameter(
                 "validation_fraction",
                 comment=("The classifiers' validation-fraction: their validation patients are left out of the GAN.",),

@@ -83,7 +83,7 @@ __all__ = [
 
 JOB_NAME = "cxr-gan-train"
 #: Version of the output layout written by this step (part of the inputs: a layout change retrains).
-OUTPUT_FORMAT = 4  # 2: quality measurements and the flag in gan.json, stabilisers; 3: validation_holdout; 4: D width
+OUTPUT_FORMAT = 5  # 2: quality, stabilisers; 3: validation_holdout; 4: D width; 5: generator weight average
 _INFO_FILE = "gan.json"
 
 log = get_logger(__name__)
@@ -225,6 +225,9 @@ def gan_info(
             "latent_dim": settings.latent_dim,
             "width_multiplier": settings.width_multiplier,
             "discriminator_width_multiplier": settings.discriminator_width(),
+            "generator_weights": (
+                f"moving average (momentum {settings.generator_ema})" if settings.generator_ema else "trained"
+            ),
             "generator_parameters": model_summary_counts(training.model.generator)[1],
             "discriminator_parameters": model_summary_counts(training.model.discriminator)[1],
             "paper_generator_parameters": GENERATOR_PAPER_PARAMS,
@@ -271,6 +274,7 @@ def stabilisers(settings: GanTrainSettings) -> dict[str, Any]:
         "diff_augment": settings.diff_augment,
         "instance_noise": settings.instance_noise,
         "discriminator_width_multiplier": settings.discriminator_width(),
+        "generator_ema": settings.generator_ema,
     }
     defaults = GanTrainSettings.model_fields
     paper = {
@@ -341,7 +345,8 @@ def _publish(
     work_dir: Path,
 ) -> Marker:
     """Saves both networks (verified) and commits the GAN prefix, leaving its checkpoints in place."""
-    generator = save_model(training.model.generator, work_dir / "models" / "generator.keras")
+    with training.model.averaged_generator() as published:  # the weight average when the run keeps one
+        generator = save_model(published, work_dir / "models" / "generator.keras")
     discriminator = save_model(training.model.discriminator, work_dir / "models" / "discriminator.keras")
     with store.commit(
         prefix,

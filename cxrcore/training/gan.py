@@ -322,8 +322,8 @@ def build_dcgan(settings: GanTrainSettings, devices: Devices, *, total_steps: in
     """A fresh, compiled Table 1 DCGAN, seeded by ``settings.seed``, built under the devices' strategy and policy.
 
     The stabilisers of the settings (Adam ``beta_1``, TTUR learning rates, one-sided label smoothing,
-    DiffAugment, instance noise annealed over ``total_steps``) go to the model and its optimizers; at their
-    defaults the model is the paper's.
+    DiffAugment, instance noise annealed over ``total_steps``, the generator's weight average) go to the model
+    and its optimizers; at their defaults the model is the paper's.
     """
     keras.backend.clear_session()
     keras.utils.set_random_seed(settings.seed)
@@ -350,7 +350,9 @@ def build_dcgan(settings: GanTrainSettings, devices: Devices, *, total_steps: in
             instance_noise_steps=total_steps,
         )
         d_rate, g_rate = settings.learning_rates()
-        d_optimizer, g_optimizer = default_gan_optimizers(d_rate, settings.beta_1, generator_learning_rate=g_rate)
+        d_optimizer, g_optimizer = default_gan_optimizers(
+            d_rate, settings.beta_1, generator_learning_rate=g_rate, generator_ema=settings.generator_ema
+        )
         model.compile(
             d_optimizer=d_optimizer,
             g_optimizer=g_optimizer,
