@@ -281,6 +281,10 @@ def test_dcgan_generator_weight_average():
     gan = _tiny_gan()
     gan.compile(*default_gan_optimizers(generator_ema=momentum))
     assert gan.averages_generator and gan.g_optimizer.use_ema and not gan.d_optimizer.use_ema
+    # Before the first step the average does not exist yet (Keras holds zeros): the generator is lent unchanged.
+    untrained = gan.generate(3, seed=1, averaged=False)
+    np.testing.assert_array_equal(gan.generate(3, seed=1), untrained)
+    assert untrained.std() > 0.0
     seen: list[list[np.ndarray]] = []
     record = keras.callbacks.LambdaCallback(
         on_train_batch_end=lambda batch, logs: seen.append([w.numpy().copy() for w in gan.generator.weights])

@@ -513,9 +513,10 @@ class DCGAN(keras.Model):
     def averaged_generator(self) -> Iterator[keras.Model]:
         """Lends the generator its optimizer's moving-average weights for the block, then puts the trained back.
 
-        Without `use_ema` on the generator's optimizer the generator is yielded unchanged. Call it outside
-        `fit` (between steps, in a callback, after training): the trained weights and the optimizer state
-        are left exactly as they were.
+        Without `use_ema` on the generator's optimizer, or before its first step (Keras starts the average at
+        the first update, from zeros), the generator is yielded unchanged. Call it outside `fit` (between
+        steps, in a callback, after training): the trained weights and the optimizer state are left exactly as
+        they were.
 
         Yields:
             The generator, holding the averaged weights inside the block.
@@ -524,7 +525,7 @@ class DCGAN(keras.Model):
             ValueError: If the averages do not match the generator's trainable weights.
         """
         averages = _moving_averages(self.g_optimizer)
-        if not averages:
+        if not averages or int(ops.convert_to_numpy(self.g_optimizer.iterations)) == 0:
             yield self.generator
             return
         weights = self.generator.trainable_variables
