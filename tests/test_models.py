@@ -54,6 +54,10 @@ from cxrcore.models import (  # noqa: E402
     preprocess,
     to_uint8,
 )
+from cxrcore.models.transfer import (  # noqa: E402
+    FROM_SCRATCH_BATCH_NORM_MOMENTUM,
+    initialise_plain_base,
+)
 from cxrcore.storage import IntegrityError, open_store, sha256_file  # noqa: E402
 
 # Keras' TF backend trips NumPy 2's `__array__(copy=...)` deprecation on every
@@ -603,7 +607,7 @@ def test_round_trip_gan_networks(tmp_path):
 @pytest.mark.parametrize(
     ("name", "batch_norm_layers"), [("vgg16", 0), ("efficientnetb0", 49)], ids=["no-batchnorm", "batchnorm"]
 )
-def test_backbone_from_scratch_trains_end_to_end(name, batch_norm_layers):
+def test_backbone_from_scratch_trains_end_to_end(name, batch_norm_layers, tmp_path):
     """Without ImageNet weights the base trains: every weight trainable, BatchNorm on batch statistics."""
     keras.utils.set_random_seed(0)
     model = build_classifier(name, input_size=32, from_scratch=True)
@@ -621,8 +625,63 @@ def test_backbone_from_scratch_trains_end_to_end(name, batch_norm_layers):
         before = keras.ops.convert_to_numpy(norms[0].moving_mean).copy()
         model(_pixels(32), training=True)
         assert not np.allclose(keras.ops.convert_to_numpy(norms[0].moving_mean), before)
+        # ... at momentum 0.9 (a short from-scratch run's statistics must catch up), saved with the model;
+        # the paper's frozen base keeps Keras' 0.99.
+        assert {layer.momentum for layer in norms} == {FROM_SCRATCH_BATCH_NORM_MOMENTUM} == {0.9}
+        frozen_norms = [layer for layer in get_base_model(frozen).layers
+                        if isinstance(layer, keras.layers.BatchNormalization)]
+        assert {layer.momentum for layer in frozen_norms} == {0.99}
+        model.save(tmp_path / "scratch.keras")
+        restored = keras.models.load_model(tmp_path / "scratch.keras", compile=False)
+        assert {layer.momentum for layer in get_base_model(restored).layers
+                if isinstance(layer, keras.layers.BatchNormalization)} == {0.9}
     with pytest.raises(ValueError, match="weights='imagenet'"):
         build_classifier(name, input_size=32, weights="imagenet", from_scratch=True)
+
+
+def _base_output_rms(model: keras.Model, pixels: np.ndarray) -> float:
+    preprocessed = model.get_layer("backbone_preprocessing")(pixels)
+    output = keras.ops.convert_to_numpy(get_base_model(model)(preprocessed, training=True))
+    return float(np.sqrt(np.mean(np.square(output))))
+
+
+def test_from_scratch_plain_base_keeps_its_signal():
+    """VGG16 (no BatchNorm) from scratch: He-normal kernels, the first scaled to the caffe input range."""
+    pixels = _pixels(32, batch=4)
+    keras.utils.set_random_seed(0)
+    keras_default = build_classifier("vgg16", input_size=32)  # the same base as Keras initialises it
+    keras.utils.set_random_seed(0)
+    model = build_classifier("vgg16", input_size=32, from_scratch=True)
+    keras.utils.set_random_seed(0)
+    again = build_classifier("vgg16", input_size=32, from_scratch=True)
+    default_rms, scratch_rms = _base_output_rms(keras_default, pixels), _base_output_rms(model, pixels)
+    preprocessed = keras.ops.convert_to_numpy(model.get_layer("backbone_preprocessing")(pixels))
+    input_rms = float(np.sqrt(np.mean(np.square(preprocessed))))
+    # Keras' Glorot kernels leave ~1/500 of the caffe-range input's rms after 13 ReLU layers (measured: 0.14 of 75);
+    # He-normal keeps the scale that the first kernel's 1/137 gives it (measured: 0.49, about 1/137 of 75).
+    assert input_rms > 50 and default_rms < input_rms / 300
+    assert 0.2 < scratch_rms < 5.0 and scratch_rms > 2.5 * default_rms
+    probabilities = keras.ops.convert_to_numpy(model(pixels, training=False))
+    assert 0.01 < probabilities.min() and probabilities.max() < 0.99  # the head is not saturated
+    kernels = [layer.kernel for layer in get_base_model(model).layers if isinstance(layer, keras.layers.Conv2D)]
+    assert len(kernels) == 13
+    first = keras.ops.convert_to_numpy(kernels[0])
+    np.testing.assert_allclose(first.std(), np.sqrt(2 / 27) / ((151.061 + 123.68) / 2), rtol=0.25)
+    same_shape = [keras.ops.convert_to_numpy(kernel) for kernel in kernels if tuple(kernel.shape) == (3, 3, 512, 512)]
+    assert len(same_shape) >= 2 and not np.allclose(same_shape[0], same_shape[1])  # one draw per layer
+    for kernel, repeated in zip(model.weights, again.weights):  # seeded by keras.utils.set_random_seed
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(kernel), keras.ops.convert_to_numpy(repeated))
+    assert initialise_plain_base(get_base_model(build_classifier("vgg16", input_size=32)), BACKBONES["vgg16"]) == 13
+
+
+def test_from_scratch_base_with_batch_norm_keeps_keras_initialisation():
+    keras.utils.set_random_seed(0)
+    model = build_classifier("efficientnetb0", input_size=32, from_scratch=True)
+    keras.utils.set_random_seed(0)
+    paper = build_classifier("efficientnetb0", input_size=32)
+    for weight, reference in zip(model.weights, paper.weights):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(weight), keras.ops.convert_to_numpy(reference))
+    assert initialise_plain_base(get_base_model(model), BACKBONES["efficientnetb0"]) == 0
 
 
 def test_round_trip_custom_cnn(tmp_path):
