@@ -434,11 +434,7 @@ def initialise_plain_base(base: keras.Model, spec: BackboneSpec) -> int:
     """
     if any(isinstance(layer, layers.BatchNormalization) for layer in base.layers):
         return 0
-    convolutions = [
-        layer
-        for layer in base.layers
-        if isinstance(layer, layers.Conv2D) and not isinstance(layer, (layers.DepthwiseConv2D, layers.SeparableConv2D))
-    ]
+    convolutions = [layer for layer in base.layers if isinstance(layer, layers.Conv2D)]
     input_scale = (spec.input_range[1] - spec.input_range[0]) / 2.0
     for index, layer in enumerate(convolutions):
         # One initializer per layer: an initializer instance repeats its values for kernels of the same shape.
