@@ -260,3 +260,44 @@ def test_real_paper_manifest_resolves_with_every_profile():
         overrides = {"source": "/data/chest_xray"} if profile.get("requires") else {}
         values = resolve_arguments(workflow, profile=profile, overrides=overrides)
         assert json.loads(values["models"]) and json.loads(values["seeds"]), name
+
+
+def test_freed_slot_goes_to_the_first_declared_ready_step(tmp_path):
+    """One slot: a completion's dependent, declared earlier, starts before steps that were already waiting.
+
+    ``fan`` and ``late`` wait for the slot while ``first`` runs; when it ends, ``dependent`` becomes ready and,
+    declared before them, must take the slot (a semaphore hands it to a thread already waiting). The runner's
+    thread accounting is balanced at the end and no slot had to be forced out.
+    """
+    tasks = """
+    - name: first
+      templateRef: {name: lib, template: step}
+      arguments: {parameters: [{name: name, value: first}, {name: trace, value: "{{workflow.parameters.trace}}"}]}
+    - name: dependent
+      depends: first
+      templateRef: {name: lib, template: step}
+      arguments: {parameters: [{name: name, value: dependent}, {name: trace, value: "{{workflow.parameters.trace}}"}]}
+    - name: fan
+      templateRef: {name: lib, template: step}
+      arguments: {parameters: [{name: name, value: "fan-{{item}}"}, {name: trace, value: "{{workflow.parameters.trace}}"}]}
+      withItems: [p, q]
+    - name: late
+      depends: first
+      templateRef: {name: lib, template: step}
+      arguments: {parameters: [{name: name, value: late}, {name: trace, value: "{{workflow.parameters.trace}}"}]}
+    """
+    path = _write(tmp_path, _workflow(tasks, on_exit="onExit: exit-handler"), TEMPLATES)
+    workflow, templates = load_workflow(path)
+    for attempt in range(3):
+        trace = tmp_path / f"trace-{attempt}.txt"
+        parameters = resolve_arguments(workflow, overrides={"trace": str(trace)})
+        runner = LocalRunner(workflow, templates, parameters, work_dir=tmp_path / "work", parallelism=1,
+                             name=f"order-{attempt}")
+        result = runner.run()
+        assert result.status == "Succeeded"
+        assert trace.read_text().splitlines() == [
+            "first", "dependent", "fan-p", "fan-q", "late", "exit-Succeeded"
+        ], f"run {attempt}"
+        slots = runner._steps.slots
+        assert (slots.active, slots.free, slots.waiting, slots.forced_grants) == (0, 1, 0, 0)
+        assert [priority for priority, _ in slots.grants] == [(0,), (1,), (2, 0), (2, 1), (3,), (0, 0)]

@@ -30,6 +30,7 @@ from cxrcore.ops import argo_expr, liveness
 from cxrcore.ops.argo_expr import ExpressionError
 from cxrcore.ops.nodes import NodeResult, WorkflowError
 from cxrcore.ops.retry import DEADLINE_MESSAGE, STEP_DEADLINE_MESSAGE, Attempt, RetryStrategy, StepBounds
+from cxrcore.ops.slots import SlotQueue
 
 __all__ = ["EXECUTORS", "StepExecutor", "substitute"]
 
@@ -85,7 +86,7 @@ class StepExecutor:
         self.termination_grace_seconds = termination_grace_seconds
         self.deadline: float | None = None  # the Workflow's, set by the runner (None for the exit handler)
         self.failures: list[dict[str, Any]] = []
-        self._slots = threading.BoundedSemaphore(parallelism)
+        self.slots = SlotQueue(parallelism)
         self._lock = threading.Lock()
         self._counter = 0
         self._images: Any = None
@@ -190,8 +191,14 @@ class StepExecutor:
                 process_env.pop(name, None)  # nothing of this environment's Python leaks into the image's
         return _Launch([program, *command[1:]], process_env, image)
 
-    def run(self, template: Mapping[str, Any], context: Mapping[str, Any], node: str) -> NodeResult:
-        """Runs one pod template as Argo would: attempts under ``retryStrategy``, each bounded by its deadlines."""
+    def run(
+        self, template: Mapping[str, Any], context: Mapping[str, Any], node: str, priority: Sequence[int] = ()
+    ) -> NodeResult:
+        """Runs one pod template as Argo would: attempts under ``retryStrategy``, each bounded by its deadlines.
+
+        Each attempt waits for one of :attr:`slots`; among waiting steps the lowest ``priority`` (the step's
+        position in the manifest, see :mod:`cxrcore.ops.slots`) starts first.
+        """
         try:
             strategy = RetryStrategy.from_template(template)
             bounds = StepBounds.from_template(template)
@@ -207,7 +214,8 @@ class StepExecutor:
         execution_deadline: float | None = None
         reason = ""
         while True:
-            attempt = self._attempt(template, node, launch, step_dir, bounds, execution_deadline, len(attempts))
+            attempt = self._attempt(template, node, launch, step_dir, bounds, execution_deadline, len(attempts),
+                                    priority)
             attempts.append(attempt)
             if attempt.status == "Succeeded" or strategy is None or attempt.message == "timeout":
                 break  # a Pending node's "timeout" fails the retry node itself: no retry (as in the controller)
@@ -229,7 +237,8 @@ class StepExecutor:
         """Waits ``seconds`` for a backoff; ``False`` when the workflow deadline comes first."""
         if self.deadline is not None and time.monotonic() + seconds >= self.deadline:
             return False
-        time.sleep(seconds)
+        with self.slots.idle():
+            time.sleep(seconds)
         return True
 
     def _attempt(
@@ -241,6 +250,7 @@ class StepExecutor:
         bounds: StepBounds,
         execution_deadline: float | None,
         index: int,
+        priority: Sequence[int] = (),
     ) -> Attempt:
         """One attempt: waits for a slot (Pending), then runs the process until it exits or a deadline."""
         node_started = time.monotonic()
@@ -248,9 +258,9 @@ class StepExecutor:
             None if bounds.timeout_seconds is None else node_started + bounds.timeout_seconds, self.deadline
         )
         wait = None if pending_deadline is None else max(0.0, pending_deadline - node_started)
-        acquired = self._slots.acquire(timeout=wait)
+        acquired = self.slots.acquire(priority, timeout=wait)
         if acquired and pending_deadline is not None and time.monotonic() >= pending_deadline:
-            self._slots.release()  # got the slot only once the deadline had passed: still Pending at the deadline
+            self.slots.release()  # got the slot only once the deadline had passed: still Pending at the deadline
             acquired = False
         if not acquired:
             message = "timeout" if pending_deadline != self.deadline else STEP_DEADLINE_MESSAGE
@@ -262,7 +272,7 @@ class StepExecutor:
             log.info("step_start", node=node, template=template["name"], attempt=index + 1)
             exit_code, killed = self._spawn(launch, step_dir, deadline)
         finally:
-            self._slots.release()
+            self.slots.release()
         finished = time.monotonic()
         if exit_code is None:
             return Attempt("Error", None, killed or "the step's command could not be started", pod_started, finished)
@@ -293,7 +303,8 @@ class StepExecutor:
                 self._processes.add(process)
             liveness.record(step_dir, process.pid)
             try:
-                killed = self._wait(process, deadline)
+                with self.slots.idle():
+                    killed = self._wait(process, deadline)
             finally:
                 with self._lock:
                     self._processes.discard(process)

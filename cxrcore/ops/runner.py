@@ -289,15 +289,19 @@ class LocalRunner:
             self._steps.deadline = None if deadline in (None, "") else started + argo_expr.parse_duration(deadline)
         except ExpressionError as exc:
             raise WorkflowError(f"spec.activeDeadlineSeconds: {exc}") from exc
-        root = self._run_template(entry, scope, {}, context, entry)
-        self._steps.deadline = None  # the exit handler is exempt from the workflow's deadline, as in Argo
-        status = "Succeeded" if root.status in ("Succeeded", "Skipped") and not self.terminated else "Failed"
-        nodes = {child.name: child for child in root.children} or {root.name: root}
-        on_exit = self.spec.get("onExit")
-        if on_exit and not self.terminated:
-            exit_context = {**context, "workflow.status": status, "workflow.failures": json.dumps(self.failures)}
-            handler = self._run_template(on_exit, scope, {}, exit_context, "onExit")
-            nodes["onExit"] = handler
+        self._steps.slots.enter()  # this thread: see cxrcore.ops.slots (grants wait while a runner thread works)
+        try:
+            root = self._run_template(entry, scope, {}, context, entry)
+            self._steps.deadline = None  # the exit handler is exempt from the workflow's deadline, as in Argo
+            status = "Succeeded" if root.status in ("Succeeded", "Skipped") and not self.terminated else "Failed"
+            nodes = {child.name: child for child in root.children} or {root.name: root}
+            on_exit = self.spec.get("onExit")
+            if on_exit and not self.terminated:
+                exit_context = {**context, "workflow.status": status, "workflow.failures": json.dumps(self.failures)}
+                handler = self._run_template(on_exit, scope, {}, exit_context, "onExit")
+                nodes["onExit"] = handler
+        finally:
+            self._steps.slots.leave()
         seconds = time.monotonic() - started
         scope = {**context, "workflow.status": status, "workflow.duration": f"{seconds:f}"}
         self.metrics.observe(self.spec.get("metrics"), scope)
@@ -330,7 +334,7 @@ class LocalRunner:
         self, name: str, scope: _Scope, arguments: Mapping[str, str], context: Mapping[str, Any], node: str
     ) -> NodeResult:
         template, inner = self._lookup({"template": name}, scope)
-        return self._execute(template, inner, arguments, context, node)
+        return self._execute(template, inner, arguments, context, node, ())
 
     def _inputs(self, template: Mapping[str, Any], arguments: Mapping[str, str]) -> dict[str, str]:
         values: dict[str, str] = {}
@@ -356,17 +360,19 @@ class LocalRunner:
         arguments: Mapping[str, str],
         context: Mapping[str, Any],
         node: str,
+        priority: tuple[int, ...],
     ) -> NodeResult:
+        """Runs one template; ``priority`` is its position in the manifest (slot order, :mod:`cxrcore.ops.slots`)."""
         inputs = self._inputs(template, arguments)
         local = {k: v for k, v in context.items() if not k.startswith(("inputs.", "tasks.", "steps.", "item"))}
         local.update({f"inputs.parameters.{k}": v for k, v in inputs.items()})
         if "dag" in template:
-            return self._run_dag(template, scope, local, node)
+            return self._run_dag(template, scope, local, node, priority)
         if "steps" in template:
-            return self._run_steps(template, scope, local, node)
+            return self._run_steps(template, scope, local, node, priority)
         if "container" in template:
             started = time.monotonic()
-            result = self._steps.run(template, local, node)
+            result = self._steps.run(template, local, node, priority)
             self._emit_metrics(template, local, result, time.monotonic() - started)
             return result
         raise WorkflowError(f"template {template['name']!r}: only container, dag and steps templates are supported")
@@ -395,12 +401,14 @@ class LocalRunner:
             expanded.append((f"({index}:{label})", item_context))
         return expanded
 
-    def _run_task(self, task: Mapping[str, Any], scope: _Scope, context: Mapping[str, Any], node: str) -> NodeResult:
+    def _run_task(
+        self, task: Mapping[str, Any], scope: _Scope, context: Mapping[str, Any], node: str, priority: tuple[int, ...]
+    ) -> NodeResult:
         template, inner = self._lookup(task, scope)
         expansions = self._expand(task, context)
         children: list[NodeResult] = []
 
-        def one(entry: tuple[str, dict[str, Any]]) -> NodeResult:
+        def one(entry: tuple[str, dict[str, Any]], item_priority: tuple[int, ...]) -> NodeResult:
             suffix, item_context = entry
             full = {**context, **item_context}
             when = task.get("when")
@@ -410,12 +418,15 @@ class LocalRunner:
                 p["name"]: str(substitute(p.get("value", ""), full))
                 for p in task.get("arguments", {}).get("parameters", [])
             }
-            return self._execute(template, inner, arguments, full, f"{node}{suffix}")
+            return self._execute(template, inner, arguments, full, f"{node}{suffix}", item_priority)
 
         if expansions == [("", {})]:
-            return one(expansions[0])
+            return one(expansions[0], priority)
+        slots = self._steps.slots
         with cf.ThreadPoolExecutor(max_workers=max(1, len(expansions))) as pool:
-            children = list(pool.map(one, expansions))
+            futures = [slots.submit(pool, one, entry, (*priority, index)) for index, entry in enumerate(expansions)]
+            slots.wait_all(futures)
+            children = [future.result() for future in futures]
         aggregate = NodeResult(node, template["name"], _aggregate_status(children), children=children)
         names = {name for child in children for name in child.parameters}
         aggregate.parameters = {
@@ -431,8 +442,12 @@ class LocalRunner:
             outputs[f"{prefix}.{name}.outputs.result"] = result.result
         return outputs
 
-    def _run_dag(self, template: Mapping[str, Any], scope: _Scope, context: dict[str, Any], node: str) -> NodeResult:
+    def _run_dag(
+        self, template: Mapping[str, Any], scope: _Scope, context: dict[str, Any], node: str, priority: tuple[int, ...]
+    ) -> NodeResult:
         dag = template["dag"]
+        order = {name: index for index, name in enumerate(task["name"] for task in dag["tasks"])}
+        slots = self._steps.slots
         tasks = {task["name"]: task for task in dag["tasks"]}
         fail_fast = dag.get("failFast", True)
         done: dict[str, NodeResult] = {}
@@ -475,11 +490,11 @@ class LocalRunner:
                         done[name] = NodeResult(name, _template_name(task), "Omitted", message=reason)
                         continue
                     task_context = {**context, **outputs}
-                    future = pool.submit(self._run_task, task, scope, task_context, name)
+                    future = slots.submit(pool, self._run_task, task, scope, task_context, name,
+                                          (*priority, order[name]))
                     running[future] = name
                 if running:
-                    finished, _ = cf.wait(list(running), return_when=cf.FIRST_COMPLETED)
-                    for future in finished:
+                    for future in slots.wait_first(running):
                         name = running.pop(future)
                         try:
                             result = future.result()
@@ -495,16 +510,25 @@ class LocalRunner:
         children = [done[name] for name in tasks]
         return NodeResult(node, template["name"], _aggregate_status(children, omitted_ok=True), children=children)
 
-    def _run_steps(self, template: Mapping[str, Any], scope: _Scope, context: dict[str, Any], node: str) -> NodeResult:
+    def _run_steps(
+        self, template: Mapping[str, Any], scope: _Scope, context: dict[str, Any], node: str, priority: tuple[int, ...]
+    ) -> NodeResult:
         outputs: dict[str, Any] = {}
         children: list[NodeResult] = []
-        for group in template["steps"]:
+        slots = self._steps.slots
+        for group_index, group in enumerate(template["steps"]):
             if self._past_deadline():
                 children.append(NodeResult(node, template["name"], "Failed", message=STEP_DEADLINE_MESSAGE))
                 break
             group_context = {**context, **outputs}
             with cf.ThreadPoolExecutor(max_workers=max(1, len(group))) as pool:
-                results = list(pool.map(lambda s: self._run_task(s, scope, group_context, s["name"]), group))
+                futures = [
+                    slots.submit(pool, self._run_task, step, scope, group_context, step["name"],
+                                 (*priority, group_index, step_index))
+                    for step_index, step in enumerate(group)
+                ]
+                slots.wait_all(futures)
+                results = [future.result() for future in futures]
             for step, result in zip(group, results):
                 outputs.update(self._task_outputs("steps", step["name"], result))
                 children.append(result)
