@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 
 from cxrcore.config import GanTrainSettings
-from cxrcore.models.dcgan import DCGAN, build_discriminator, build_generator
+from cxrcore.models.dcgan import DCGAN, build_discriminator, build_generator, mode_seeking_term
 from cxrcore.models.gan_augment import AUGMENT_POLICIES, diff_augment, validate_policies
 from cxrcore.synthesis.gan_quality import QualityProbe, judge, sample_statistics, two_sample_accuracy
 
@@ -86,6 +86,7 @@ def test_step_budget_sets_the_epochs(steps, steps_per_epoch, epochs):
         ({"instance_noise": -0.1}, "instance_noise"),
         ({"instance_noise_steps": 0}, "instance_noise_steps"),
         ({"augment_policies": ["flip"]}, "DiffAugment"),
+        ({"mode_seeking_weight": -0.1}, "mode_seeking_weight"),
     ],
 )
 def test_dcgan_validates_stabilisers(options, message):
@@ -100,7 +101,8 @@ def test_dcgan_trains_with_every_stabiliser():
     generator = build_generator(8, width_multiplier=1 / 8, output_size=16)
     discriminator = build_discriminator(input_size=16, width_multiplier=1 / 8)
     gan = DCGAN(discriminator, generator, latent_dim=8, seed=0, label_smoothing=0.1,
-                augment_policies=AUGMENT_POLICIES, instance_noise=0.1, instance_noise_steps=4)
+                augment_policies=AUGMENT_POLICIES, instance_noise=0.1, instance_noise_steps=4,
+                mode_seeking_weight=0.02)
     gan.compile(keras.optimizers.Adam(2e-4, beta_1=0.5), keras.optimizers.Adam(1e-4, beta_1=0.5))
     before = [weight.copy() for weight in generator.get_weights()]
     images = np.random.default_rng(0).uniform(size=(8, 16, 16, 3)).astype(np.float32)
@@ -108,6 +110,39 @@ def test_dcgan_trains_with_every_stabiliser():
     assert all(np.isfinite(history.history["d_loss"])) and all(np.isfinite(history.history["g_loss"]))
     assert any(not np.array_equal(a, b) for a, b in zip(before, generator.get_weights(), strict=True))
     assert int(gan.d_optimizer.iterations) == 4
+
+
+@pytest.mark.parametrize(
+    ("images", "latents", "expected"),
+    [
+        # Pairs (0, 2) and (1, 3): image distances 0.5 and 0.25, latent distances 1 and 0.5 -> ratios 0.5, 0.5.
+        ([0.0, 0.0, 0.5, 0.25], [0.0, 0.0, 1.0, 0.5], 1 / (0.5 + 1e-5)),
+        # Identical images from distinct latents: the term is at its maximum, 1e5.
+        ([0.3, 0.3, 0.3, 0.3], [0.0, 1.0, 2.0, 3.0], 1e5),
+        # An odd last row is left out: only the pair (0, 1).
+        ([0.0, 1.0, 0.7], [0.0, 0.25, 9.0], 1 / (4.0 + 1e-5)),
+    ],
+)
+def test_mode_seeking_term_pairs_the_halves_of_a_batch(images, latents, expected):
+    images = np.asarray(images, np.float32).reshape(-1, 1, 1, 1) * np.ones((1, 4, 4, 3), np.float32)
+    latents = np.asarray(latents, np.float32).reshape(-1, 1) * np.ones((1, 8), np.float32)
+    assert float(mode_seeking_term(images, latents)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_mode_seeking_term_spreads_the_generator():
+    """From the same start and data, the term leaves paired samples further apart than the plain loss does."""
+    images = np.repeat(_blobs(1, 3, size=16), 32, axis=0)[..., None].repeat(3, axis=-1)  # one real image
+    spreads = {}
+    for weight in (0.0, 0.5):
+        keras.utils.set_random_seed(0)
+        generator = build_generator(8, width_multiplier=1 / 8, output_size=16)
+        discriminator = build_discriminator(input_size=16, width_multiplier=1 / 8)
+        gan = DCGAN(discriminator, generator, latent_dim=8, seed=0, mode_seeking_weight=weight)
+        gan.compile(keras.optimizers.Adam(2e-3, beta_1=0.5), keras.optimizers.Adam(2e-3, beta_1=0.5))
+        gan.fit(images, batch_size=8, epochs=5, verbose=0)
+        samples = gan.generate(64, seed=1)
+        spreads[weight] = float(np.abs(samples[:32] - samples[32:]).mean())
+    assert spreads[0.5] > 1.5 * spreads[0.0], spreads
 
 
 def _blobs(count: int, seed: int, size: int = 32) -> np.ndarray:

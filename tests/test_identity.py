@@ -27,6 +27,9 @@ committed GAN retrains once.
 Changed on purpose: gan-train (``OUTPUT_FORMAT`` 4 -> 5). ``generator_ema`` (a moving average of the generator's
 weights, which the published generator then holds; 0: none) joined the identity, the stabilisers and gan.json's
 model section (``generator_weights``); every committed GAN retrains once.
+
+Changed on purpose: gan-train (``OUTPUT_FORMAT`` 5 -> 6). ``mode_seeking_weight`` (MSGAN's mode-seeking term in
+the generator's loss; 0: none) joined the identity and the stabilisers; every committed GAN retrains once.
 """
 
 from __future__ import annotations
@@ -156,6 +159,7 @@ GOLDEN_IDENTITY = {
         "label_smoothing": 0.0,
         "diff_augment": "none",
         "instance_noise": 0.0,
+        "mode_seeking_weight": 0.0,
         "generator_ema": 0.0,
         "validation_fraction": 0.0,
         "validation_seed": 0,
@@ -272,8 +276,8 @@ def test_prepare_inputs_and_version_ids_are_golden(
     [
         (
             {"run_id": "r1", "class_name": "NORMAL"},
-            "86bec9eb3040bb6360895c71134675104ff8e2890ce078e175b117b4a44ad1d3",
-            "26339935f2295271bb3fd421077704a6bb52e262c9c43a8cfc1662fb9e945fa1",
+            "98cf0385064b3cfb230274a9627cca99edef9509383b6df82381cf7a69f98754",
+            "6e1666bd114a7b3b8314538609c75acf47ce16693c22079bea6389f6f587624a",
         ),
         (
             {
@@ -292,8 +296,8 @@ def test_prepare_inputs_and_version_ids_are_golden(
                 "seed": 3,
                 "dataset": "other",
             },
-            "24459ffd08ec690030cb0302d2cebca9c3097fd2e45b1bf3310f5e8cbcfd44a8",
-            "4dfd3d77a0f0d74ac42b0fb01e12000249d8f10fa60cfe9c6f92cc2db6b31f5f",
+            "e9b31dcebe8574a2db10afdd6117c5bad4024db6c5dd7efe3ed4c9210e19397e",
+            "c2dce64926a7a9e296368c9bbc392ec34949b416904f872acb7224fd3c6576ae",
         ),
         (
             {
@@ -310,9 +314,10 @@ def test_prepare_inputs_and_version_ids_are_golden(
                 "width_multiplier": 0.25,
                 "discriminator_width_multiplier": 1.0,
                 "generator_ema": 0.99,
+                "mode_seeking_weight": 0.02,
             },
-            "7ec1c972c4af8774bf54adb1d92848916dfa593a5ab9e33d5c834383022e42ef",
-            "31a0d52b6d1be6d88345f571d405f35e4f26c9c6bc2be80214152e606ec4fd5c",
+            "030d1b9ad14e616d0e85e3d24fad7b00a2f52258d77785f65583dfa8a2e7425b",
+            "07db828bbd8dbddafa0c5a1b57e5f4d5694de8701b57f4e5530da9563c567bcd",
         ),
     ],
     ids=["default", "custom", "stabilised"],

@@ -111,6 +111,13 @@ class GanTrainSettings(RunSettings):
         description="Std of Gaussian instance noise on discriminator inputs, annealed to 0 over training (paper: 0).",
         json_schema_extra={"identity": True},
     )
+    mode_seeking_weight: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="Weight of MSGAN's mode-seeking term in the generator's loss (distinct latents, distinct "
+        "images; pairs within each batch, so a batch of at least 2 per replica). 0 (paper): none.",
+        json_schema_extra={"identity": True},
+    )
     generator_ema: float = Field(
         default=0.0,
         ge=0.0,

@@ -82,6 +82,7 @@ __all__ = [
     "default_gan_optimizers",
     "encode_png",
     "make_grid",
+    "mode_seeking_term",
     "to_uint8",
 ]
 
@@ -288,6 +289,26 @@ def _uses_mixed_float16(model: keras.Model) -> bool:
     return any(getattr(layer, "compute_dtype", None) == "float16" for layer in model.layers)
 
 
+def mode_seeking_term(images: Any, latents: Any) -> Any:
+    """MSGAN's mode-seeking term for one batch (lower when distinct latents give distinct images).
+
+    Rows ``i`` and ``i + n // 2`` are paired (an odd last row is left out). For each pair the ratio of the mean
+    absolute difference of the images to that of the latents is taken; the term is the mean over pairs of
+    ``1 / (ratio + 1e-5)``.
+
+    Args:
+        images: ``(n, h, w, c)`` generated images, float32.
+        latents: ``(n, latent_dim)`` the latents they were generated from.
+
+    Returns:
+        A scalar tensor.
+    """
+    half = ops.shape(images)[0] // 2
+    image_distance = ops.mean(ops.abs(images[:half] - images[half : 2 * half]), axis=(1, 2, 3))
+    latent_distance = ops.mean(ops.abs(ops.cast(latents[:half] - latents[half : 2 * half], "float32")), axis=1)
+    return ops.mean(1.0 / (image_distance / latent_distance + 1e-5))
+
+
 class DCGAN(keras.Model):
     """Adversarial training wrapper around a generator and a discriminator.
 
@@ -322,6 +343,11 @@ class DCGAN(keras.Model):
         instance_noise: Standard deviation of Gaussian noise added to every discriminator input at step 0.
             0 (the paper): none.
         instance_noise_steps: Steps over which `instance_noise` decays linearly to 0; `None` keeps it constant.
+        mode_seeking_weight: Weight of the mode-seeking term added to the generator's loss (Mao et al. 2019,
+            MSGAN): the generator's batch is split into two halves paired row by row, and the term is the mean
+            over pairs of `1 / (d_image / d_latent + 1e-5)`, with mean absolute differences between the paired
+            images and between their latents, so the generator is pushed to map distinct latents to distinct
+            images. 0 (the paper): none. Needs a batch of at least 2.
     """
 
     def __init__(
@@ -336,6 +362,7 @@ class DCGAN(keras.Model):
         augment_policies: tuple[str, ...] | list[str] = (),
         instance_noise: float = 0.0,
         instance_noise_steps: int | None = None,
+        mode_seeking_weight: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -359,7 +386,12 @@ class DCGAN(keras.Model):
             raise ValueError(
                 f"`instance_noise_steps` must be >= 1 or None. Received: instance_noise_steps={instance_noise_steps}"
             )
+        if not mode_seeking_weight >= 0.0:
+            raise ValueError(
+                f"`mode_seeking_weight` must be >= 0. Received: mode_seeking_weight={mode_seeking_weight}"
+            )
         self.label_smoothing = float(label_smoothing)
+        self.mode_seeking_weight = float(mode_seeking_weight)
         self.augment_policies = validate_policies(augment_policies)
         self.instance_noise = float(instance_noise)
         self.instance_noise_steps = instance_noise_steps
@@ -487,10 +519,14 @@ class DCGAN(keras.Model):
         # Generator update: fresh noise, targets "real".
         misleading_targets = ops.ones((batch_size, 1))
         with tf.GradientTape() as tape:
-            fake_images = ops.cast(self.generator(self._noise(batch_size), training=True), "float32")
+            noise = self._noise(batch_size)
+            fake_images = ops.cast(self.generator(noise, training=True), "float32")
             fake_logits = self.discriminator(self._discriminator_view(fake_images), training=True)
             g_loss = self.loss_fn(misleading_targets, fake_logits)
-            scaled_g_loss = self.g_optimizer.scale_loss(g_loss)
+            total_g_loss = g_loss
+            if self.mode_seeking_weight > 0.0:
+                total_g_loss = g_loss + self.mode_seeking_weight * mode_seeking_term(fake_images, noise)
+            scaled_g_loss = self.g_optimizer.scale_loss(total_g_loss)
         g_weights = self.generator.trainable_weights
         g_gradients = tape.gradient(scaled_g_loss, g_weights)
         self.g_optimizer.apply_gradients(zip(g_gradients, g_weights))

@@ -219,6 +219,7 @@ TEMPLATES: tuple[JobTemplate, ...] = (
             Parameter("label_smoothing"),
             Parameter("diff_augment"),
             Parameter("instance_noise"),
+            Parameter("mode_seeking_weight"),
             Parameter("generator_ema"),
             Parameter(
                 "validation_fraction",

@@ -83,7 +83,8 @@ __all__ = [
 
 JOB_NAME = "cxr-gan-train"
 #: Version of the output layout written by this step (part of the inputs: a layout change retrains).
-OUTPUT_FORMAT = 5  # 2: quality, stabilisers; 3: validation_holdout; 4: D width; 5: generator weight average
+OUTPUT_FORMAT = 6  # 2: quality, stabilisers; 3: validation_holdout; 4: D width; 5: generator weight average;
+# 6: mode-seeking term
 _INFO_FILE = "gan.json"
 
 log = get_logger(__name__)
@@ -273,6 +274,7 @@ def stabilisers(settings: GanTrainSettings) -> dict[str, Any]:
         "label_smoothing": settings.label_smoothing,
         "diff_augment": settings.diff_augment,
         "instance_noise": settings.instance_noise,
+        "mode_seeking_weight": settings.mode_seeking_weight,
         "discriminator_width_multiplier": settings.discriminator_width(),
         "generator_ema": settings.generator_ema,
     }

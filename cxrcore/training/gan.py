@@ -296,7 +296,8 @@ def plan_batches(settings: GanTrainSettings, train_images: int, replicas: int, l
     """The batch size and steps per epoch for ``train_images`` images on ``replicas`` replicas.
 
     Raises:
-        ValueError: Fewer training images than replicas.
+        ValueError: Fewer training images than replicas, or a mode-seeking term with fewer than 2 images per
+            replica (it pairs images within a batch).
     """
     if train_images < replicas:
         raise ValueError(
@@ -312,6 +313,12 @@ def plan_batches(settings: GanTrainSettings, train_images: int, replicas: int, l
             effective=batch_size,
             train_images=train_images,
         )
+    if settings.mode_seeking_weight > 0.0 and batch_size // replicas < 2:
+        raise ValueError(
+            f"The mode-seeking term pairs images within a batch, and class {settings.class_name!r} gets "
+            f"{batch_size // replicas} per replica ({train_images} training images, batch_size "
+            f"{settings.batch_size}, {replicas} replicas). Received: mode_seeking_weight={settings.mode_seeking_weight}"
+        )
     steps_per_epoch = train_images // batch_size
     if settings.max_steps_per_epoch is not None:
         steps_per_epoch = min(steps_per_epoch, settings.max_steps_per_epoch)
@@ -322,7 +329,8 @@ def build_dcgan(settings: GanTrainSettings, devices: Devices, *, total_steps: in
     """A fresh, compiled Table 1 DCGAN, seeded by ``settings.seed``, built under the devices' strategy and policy.
 
     The stabilisers of the settings (Adam ``beta_1``, TTUR learning rates, one-sided label smoothing,
-    DiffAugment, instance noise annealed over ``total_steps``, the generator's weight average) go to the model
+    DiffAugment, instance noise annealed over ``total_steps``, the mode-seeking term, the generator's weight
+    average) go to the model
     and its optimizers; at their defaults the model is the paper's.
     """
     keras.backend.clear_session()
@@ -348,6 +356,7 @@ def build_dcgan(settings: GanTrainSettings, devices: Devices, *, total_steps: in
             augment_policies=settings.augment_policies(),
             instance_noise=settings.instance_noise,
             instance_noise_steps=total_steps,
+            mode_seeking_weight=settings.mode_seeking_weight,
         )
         d_rate, g_rate = settings.learning_rates()
         d_optimizer, g_optimizer = default_gan_optimizers(
