@@ -180,3 +180,34 @@ def test_judge_flags_blank_collapsed_and_stalled_gans():
     assert sample_statistics(np.zeros((3, 8, 8), np.uint8)) == {"mean": 0.0, "image_std": 0.0, "sample_std": 0.0}
     with pytest.raises(ValueError, match="trajectory=\\[\\]"):
         judge([])
+
+
+class _Log:
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def warning(self, event: str, **_fields) -> None:
+        self.events.append(event)
+
+
+@pytest.mark.parametrize(
+    ("train_images", "batch_size", "replicas", "weight", "expected"),
+    [
+        (100, 32, 1, 0.02, (32, 3)),
+        (100, 4, 2, 0.02, (4, 25)),  # 2 images per replica: pairs exist
+        (3, 32, 1, 0.02, (3, 1)),  # batch reduced to the class's 3 images: one pair
+        (100, 2, 2, 0.02, "1 per replica"),  # one image per replica: no pair
+        (1, 32, 1, 0.02, "1 per replica"),
+        (1, 32, 1, 0.0, (1, 1)),  # without the term a batch of one trains
+    ],
+)
+def test_plan_batches_needs_pairs_for_the_mode_seeking_term(train_images, batch_size, replicas, weight, expected):
+    from cxrcore.training.gan import plan_batches
+
+    settings = GanTrainSettings(run_id="r", class_name="NORMAL", batch_size=batch_size, mode_seeking_weight=weight)
+    if isinstance(expected, str):
+        with pytest.raises(ValueError, match=f"gets {expected}.*mode_seeking_weight=0.02"):
+            plan_batches(settings, train_images, replicas, _Log())
+        return
+    plan = plan_batches(settings, train_images, replicas, _Log())
+    assert (plan.batch_size, plan.steps_per_epoch) == expected
