@@ -138,3 +138,18 @@ def test_bad_arguments_are_named(arguments, message):
 def test_release_without_a_held_slot_is_an_error():
     with pytest.raises(ValueError, match="release\\(\\) without a held slot"):
         SlotQueue(2).release()
+
+
+@pytest.mark.timeout(30)
+def test_map_returns_results_in_order_and_raises_the_first_error():
+    queue = SlotQueue(1, settle_seconds=10)
+    queue.enter()
+    assert queue.map(lambda value, delay: time.sleep(delay) or value * 2, [(1, 0.05), (2, 0.0), (3, 0.01)]) == [2, 4, 6]
+    assert queue.active == 1
+
+    def fail(value):
+        raise RuntimeError(f"item {value}")
+
+    with pytest.raises(RuntimeError, match="item 0"):
+        queue.map(fail, [(0,), (1,)])
+    assert queue.active == 1

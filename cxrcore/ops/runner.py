@@ -422,11 +422,7 @@ class LocalRunner:
 
         if expansions == [("", {})]:
             return one(expansions[0], priority)
-        slots = self._steps.slots
-        with cf.ThreadPoolExecutor(max_workers=max(1, len(expansions))) as pool:
-            futures = [slots.submit(pool, one, entry, (*priority, index)) for index, entry in enumerate(expansions)]
-            slots.wait_all(futures)
-            children = [future.result() for future in futures]
+        children = self._steps.slots.map(one, [(entry, (*priority, index)) for index, entry in enumerate(expansions)])
         aggregate = NodeResult(node, template["name"], _aggregate_status(children), children=children)
         names = {name for child in children for name in child.parameters}
         aggregate.parameters = {
@@ -446,7 +442,6 @@ class LocalRunner:
         self, template: Mapping[str, Any], scope: _Scope, context: dict[str, Any], node: str, priority: tuple[int, ...]
     ) -> NodeResult:
         dag = template["dag"]
-        order = {name: index for index, name in enumerate(task["name"] for task in dag["tasks"])}
         slots = self._steps.slots
         tasks = {task["name"]: task for task in dag["tasks"]}
         fail_fast = dag.get("failFast", True)
@@ -474,7 +469,7 @@ class LocalRunner:
             while len(done) < len(tasks):
                 progressed = False
                 failed = any(r.status in ("Failed", "Errored") for r in done.values())
-                for name, task in tasks.items():
+                for index, (name, task) in enumerate(tasks.items()):
                     if name in done or name in running.values():
                         continue
                     expression = depends_of(task)
@@ -490,8 +485,7 @@ class LocalRunner:
                         done[name] = NodeResult(name, _template_name(task), "Omitted", message=reason)
                         continue
                     task_context = {**context, **outputs}
-                    future = slots.submit(pool, self._run_task, task, scope, task_context, name,
-                                          (*priority, order[name]))
+                    future = slots.submit(pool, self._run_task, task, scope, task_context, name, (*priority, index))
                     running[future] = name
                 if running:
                     for future in slots.wait_first(running):
@@ -515,20 +509,16 @@ class LocalRunner:
     ) -> NodeResult:
         outputs: dict[str, Any] = {}
         children: list[NodeResult] = []
-        slots = self._steps.slots
         for group_index, group in enumerate(template["steps"]):
             if self._past_deadline():
                 children.append(NodeResult(node, template["name"], "Failed", message=STEP_DEADLINE_MESSAGE))
                 break
             group_context = {**context, **outputs}
-            with cf.ThreadPoolExecutor(max_workers=max(1, len(group))) as pool:
-                futures = [
-                    slots.submit(pool, self._run_task, step, scope, group_context, step["name"],
-                                 (*priority, group_index, step_index))
-                    for step_index, step in enumerate(group)
-                ]
-                slots.wait_all(futures)
-                results = [future.result() for future in futures]
+            results = self._steps.slots.map(
+                self._run_task,
+                [(step, scope, group_context, step["name"], (*priority, group_index, step_index))
+                 for step_index, step in enumerate(group)],
+            )
             for step, result in zip(group, results):
                 outputs.update(self._task_outputs("steps", step["name"], result))
                 children.append(result)

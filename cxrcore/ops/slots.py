@@ -129,6 +129,17 @@ class SlotQueue:
         self.leave(len(finished) - 1)  # the finished threads' counts pass to this one, which is awake again
         return finished
 
+    def map(self, function: Callable[..., Any], arguments: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """``function(*args)`` for each of ``arguments``, each in its own counted thread; the results in order.
+
+        The calling thread waits idle (:meth:`wait_all`); the first exception in ``arguments`` order is raised, as
+        ``ThreadPoolExecutor.map`` would.
+        """
+        with cf.ThreadPoolExecutor(max_workers=max(1, len(arguments))) as pool:
+            futures = [self.submit(pool, function, *args) for args in arguments]
+            self.wait_all(futures)
+            return [future.result() for future in futures]
+
     def wait_all(self, futures: Sequence[cf.Future[Any]]) -> None:
         """Waits, idle, until every one of ``futures`` is done, releasing each finished thread's count."""
         self.leave()

@@ -330,8 +330,7 @@ def build_dcgan(settings: GanTrainSettings, devices: Devices, *, total_steps: in
 
     The stabilisers of the settings (Adam ``beta_1``, TTUR learning rates, one-sided label smoothing,
     DiffAugment, instance noise annealed over ``total_steps``, the mode-seeking term, the generator's weight
-    average) go to the model
-    and its optimizers; at their defaults the model is the paper's.
+    average) go to the model and its optimizers; at their defaults the model is the paper's.
     """
     keras.backend.clear_session()
     keras.utils.set_random_seed(settings.seed)
