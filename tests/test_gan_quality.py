@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 
 from cxrcore.config import GanTrainSettings
-from cxrcore.models.dcgan import DCGAN, build_discriminator, build_generator, mode_seeking_term
+from cxrcore.models.dcgan import DCGAN, build_discriminator, build_generator, detail_band, mode_seeking_term
 from cxrcore.models.gan_augment import AUGMENT_POLICIES, diff_augment, validate_policies
 from cxrcore.synthesis.gan_quality import QualityProbe, judge, sample_statistics, two_sample_accuracy
 
@@ -87,6 +87,7 @@ def test_step_budget_sets_the_epochs(steps, steps_per_epoch, epochs):
         ({"instance_noise_steps": 0}, "instance_noise_steps"),
         ({"augment_policies": ["flip"]}, "DiffAugment"),
         ({"mode_seeking_weight": -0.1}, "mode_seeking_weight"),
+        ({"mode_seeking_detail_weight": -0.1}, "mode_seeking_detail_weight"),
     ],
 )
 def test_dcgan_validates_stabilisers(options, message):
@@ -102,7 +103,7 @@ def test_dcgan_trains_with_every_stabiliser():
     discriminator = build_discriminator(input_size=16, width_multiplier=1 / 8)
     gan = DCGAN(discriminator, generator, latent_dim=8, seed=0, label_smoothing=0.1,
                 augment_policies=AUGMENT_POLICIES, instance_noise=0.1, instance_noise_steps=4,
-                mode_seeking_weight=0.02)
+                mode_seeking_weight=0.02, mode_seeking_detail_weight=0.03)
     gan.compile(keras.optimizers.Adam(2e-4, beta_1=0.5), keras.optimizers.Adam(1e-4, beta_1=0.5))
     before = [weight.copy() for weight in generator.get_weights()]
     images = np.random.default_rng(0).uniform(size=(8, 16, 16, 3)).astype(np.float32)
@@ -129,18 +130,61 @@ def test_mode_seeking_term_pairs_the_halves_of_a_batch(images, latents, expected
     assert float(mode_seeking_term(images, latents)) == pytest.approx(expected, rel=1e-5)
 
 
-def test_mode_seeking_term_spreads_the_generator():
-    """From the same start and data, the term leaves paired samples further apart than the plain loss does."""
+@pytest.mark.parametrize(
+    ("pattern", "kept"),
+    [
+        ("flat", (0.0, 1e-6)),  # a constant image has no detail (away from the zero-padded border)
+        ("ramp", (0.0, 1e-4)),  # nor has a linear ramp: the blur of a line is the line
+        ("stripes", (0.8, 1.01)),  # stripes 2 px apart are almost all detail
+        ("wide", (0.0, 0.35)),  # a half-image step keeps detail only near its edge
+    ],
+)
+def test_detail_band_keeps_fine_structure(pattern, kept):
+    columns = np.arange(32, dtype=np.float32)
+    profile = {
+        "flat": np.full(32, 0.4, np.float32),
+        "ramp": columns / 31.0,
+        "stripes": (columns % 2).astype(np.float32),
+        "wide": (columns >= 16).astype(np.float32),
+    }[pattern]
+    images = np.broadcast_to(profile, (2, 32, 32)).astype(np.float32)[..., None].repeat(3, axis=-1)
+    band = np.asarray(detail_band(images, 1.5))
+    assert band.shape == images.shape
+    inner = (slice(None), slice(6, 26), slice(6, 26))
+    centred = images[inner] - images[inner].mean()
+    energy = float((band[inner] ** 2).sum() / max((centred**2).sum(), 1e-12)) if pattern != "flat" else float(
+        np.abs(band[inner]).max()
+    )
+    assert kept[0] <= energy <= kept[1], energy
+    # Linear: the band of a difference is the difference of the bands.
+    other = np.random.default_rng(0).uniform(size=images.shape).astype(np.float32)
+    np.testing.assert_allclose(
+        np.asarray(detail_band(images - other, 1.5)), band - np.asarray(detail_band(other, 1.5)), atol=1e-5
+    )
+
+
+@pytest.mark.parametrize("sigma", [0.0, -1.0])
+def test_detail_band_rejects_a_non_positive_sigma(sigma):
+    with pytest.raises(ValueError, match=f"sigma={sigma}"):
+        detail_band(np.zeros((1, 8, 8, 1), np.float32), sigma)
+
+
+@pytest.mark.parametrize("term", ["mode_seeking_weight", "mode_seeking_detail_weight"])
+def test_mode_seeking_terms_spread_the_generator(term):
+    """From the same start and data, each term leaves paired samples further apart than the plain loss does (the
+    detail term measured on the samples' detail band, which it is about)."""
     images = np.repeat(_blobs(1, 3, size=16), 32, axis=0)[..., None].repeat(3, axis=-1)  # one real image
     spreads = {}
     for weight in (0.0, 0.5):
         keras.utils.set_random_seed(0)
         generator = build_generator(8, width_multiplier=1 / 8, output_size=16)
         discriminator = build_discriminator(input_size=16, width_multiplier=1 / 8)
-        gan = DCGAN(discriminator, generator, latent_dim=8, seed=0, mode_seeking_weight=weight)
+        gan = DCGAN(discriminator, generator, latent_dim=8, seed=0, **{term: weight})
         gan.compile(keras.optimizers.Adam(2e-3, beta_1=0.5), keras.optimizers.Adam(2e-3, beta_1=0.5))
         gan.fit(images, batch_size=8, epochs=5, verbose=0)
-        samples = gan.generate(64, seed=1)
+        samples = gan.generate(64, seed=1).astype(np.float32)
+        if term == "mode_seeking_detail_weight":
+            samples = np.asarray(detail_band(samples, gan.detail_sigma))
         spreads[weight] = float(np.abs(samples[:32] - samples[32:]).mean())
     assert spreads[0.5] > 1.5 * spreads[0.0], spreads
 
@@ -201,12 +245,13 @@ class _Log:
         (1, 32, 1, 0.0, (1, 1)),  # without the term a batch of one trains
     ],
 )
-def test_plan_batches_needs_pairs_for_the_mode_seeking_term(train_images, batch_size, replicas, weight, expected):
+@pytest.mark.parametrize("term", ["mode_seeking_weight", "mode_seeking_detail_weight"])
+def test_plan_batches_needs_pairs_for_the_mode_seeking_term(train_images, batch_size, replicas, weight, expected, term):
     from cxrcore.training.gan import plan_batches
 
-    settings = GanTrainSettings(run_id="r", class_name="NORMAL", batch_size=batch_size, mode_seeking_weight=weight)
+    settings = GanTrainSettings(run_id="r", class_name="NORMAL", batch_size=batch_size, **{term: weight})
     if isinstance(expected, str):
-        with pytest.raises(ValueError, match=f"gets {expected}.*mode_seeking_weight=0.02"):
+        with pytest.raises(ValueError, match=f"gets {expected}.*{term}=0.02"):
             plan_batches(settings, train_images, replicas, _Log())
         return
     plan = plan_batches(settings, train_images, replicas, _Log())

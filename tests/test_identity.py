@@ -30,6 +30,9 @@ model section (``generator_weights``); every committed GAN retrains once.
 
 Changed on purpose: gan-train (``OUTPUT_FORMAT`` 5 -> 6). ``mode_seeking_weight`` (MSGAN's mode-seeking term in
 the generator's loss; 0: none) joined the identity and the stabilisers; every committed GAN retrains once.
+
+Changed on purpose: gan-train (``OUTPUT_FORMAT`` 6 -> 7). ``mode_seeking_detail_weight`` (the same term on the
+images' detail band; 0: none) joined the identity and the stabilisers; every committed GAN retrains once.
 """
 
 from __future__ import annotations
@@ -160,6 +163,7 @@ GOLDEN_IDENTITY = {
         "diff_augment": "none",
         "instance_noise": 0.0,
         "mode_seeking_weight": 0.0,
+        "mode_seeking_detail_weight": 0.0,
         "generator_ema": 0.0,
         "validation_fraction": 0.0,
         "validation_seed": 0,
@@ -276,8 +280,8 @@ def test_prepare_inputs_and_version_ids_are_golden(
     [
         (
             {"run_id": "r1", "class_name": "NORMAL"},
-            "98cf0385064b3cfb230274a9627cca99edef9509383b6df82381cf7a69f98754",
-            "6e1666bd114a7b3b8314538609c75acf47ce16693c22079bea6389f6f587624a",
+            "4721fd05582f608a03043be4e00f6e59027f75893e530fdeb9b2b2a069410626",
+            "9f70cec40e45736244601e2eedfedca02314df7e6c1829c964598022ccf7ec17",
         ),
         (
             {
@@ -296,8 +300,8 @@ def test_prepare_inputs_and_version_ids_are_golden(
                 "seed": 3,
                 "dataset": "other",
             },
-            "e9b31dcebe8574a2db10afdd6117c5bad4024db6c5dd7efe3ed4c9210e19397e",
-            "c2dce64926a7a9e296368c9bbc392ec34949b416904f872acb7224fd3c6576ae",
+            "8b806e1700123d3152c61312693898c8e35fc3f4c059e5965ba42c7161e2854d",
+            "5f7564abf4e0d304a039f6f8f33b91d9739030850a212eb3d27a8841d936606a",
         ),
         (
             {
@@ -315,9 +319,10 @@ def test_prepare_inputs_and_version_ids_are_golden(
                 "discriminator_width_multiplier": 1.0,
                 "generator_ema": 0.99,
                 "mode_seeking_weight": 0.02,
+                "mode_seeking_detail_weight": 0.03,
             },
-            "030d1b9ad14e616d0e85e3d24fad7b00a2f52258d77785f65583dfa8a2e7425b",
-            "07db828bbd8dbddafa0c5a1b57e5f4d5694de8701b57f4e5530da9563c567bcd",
+            "d3039b7285999fd6c768e42021245e732cd2405067490e51e13e993dd61a00a2",
+            "be27638e197167eb481fee2e828314bc5c9da6f794192316a8aa8a265e059dc8",
         ),
     ],
     ids=["default", "custom", "stabilised"],

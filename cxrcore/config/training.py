@@ -118,6 +118,14 @@ class GanTrainSettings(RunSettings):
         "images; pairs within each batch, so a batch of at least 2 per replica). 0 (paper): none.",
         json_schema_extra={"identity": True},
     )
+    mode_seeking_detail_weight: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="Weight of the mode-seeking term computed on the images' detail band (image minus its "
+        "Gaussian blur, std 3/64 of the side), so distinct latents also differ in fine structure such as where "
+        "the ribs fall; a batch of at least 2 per replica. 0 (paper): none.",
+        json_schema_extra={"identity": True},
+    )
     generator_ema: float = Field(
         default=0.0,
         ge=0.0,

@@ -220,6 +220,7 @@ TEMPLATES: tuple[JobTemplate, ...] = (
             Parameter("diff_augment"),
             Parameter("instance_noise"),
             Parameter("mode_seeking_weight"),
+            Parameter("mode_seeking_detail_weight"),
             Parameter("generator_ema"),
             Parameter(
                 "validation_fraction",

@@ -313,12 +313,15 @@ def plan_batches(settings: GanTrainSettings, train_images: int, replicas: int, l
             effective=batch_size,
             train_images=train_images,
         )
-    if settings.mode_seeking_weight > 0.0 and batch_size // replicas < 2:
-        raise ValueError(
-            f"The mode-seeking term pairs images within a batch, and class {settings.class_name!r} gets "
-            f"{batch_size // replicas} per replica ({train_images} training images, batch_size "
-            f"{settings.batch_size}, {replicas} replicas). Received: mode_seeking_weight={settings.mode_seeking_weight}"
-        )
+    weights = {"mode_seeking_weight": settings.mode_seeking_weight}
+    weights["mode_seeking_detail_weight"] = settings.mode_seeking_detail_weight
+    for name, weight in weights.items():
+        if weight > 0.0 and batch_size // replicas < 2:
+            raise ValueError(
+                f"The mode-seeking term pairs images within a batch, and class {settings.class_name!r} gets "
+                f"{batch_size // replicas} per replica ({train_images} training images, batch_size "
+                f"{settings.batch_size}, {replicas} replicas). Received: {name}={weight}"
+            )
     steps_per_epoch = train_images // batch_size
     if settings.max_steps_per_epoch is not None:
         steps_per_epoch = min(steps_per_epoch, settings.max_steps_per_epoch)
@@ -356,6 +359,7 @@ def build_dcgan(settings: GanTrainSettings, devices: Devices, *, total_steps: in
             instance_noise=settings.instance_noise,
             instance_noise_steps=total_steps,
             mode_seeking_weight=settings.mode_seeking_weight,
+            mode_seeking_detail_weight=settings.mode_seeking_detail_weight,
         )
         d_rate, g_rate = settings.learning_rates()
         d_optimizer, g_optimizer = default_gan_optimizers(
