@@ -77,13 +77,13 @@ __all__ = [
     "GANSampleGrid",
     "GENERATOR_PAPER_PARAMS",
     "DISCRIMINATOR_PAPER_PARAMS",
+    "DETAIL_SIGMA_FRACTION",
     "build_discriminator",
     "build_generator",
     "default_gan_optimizers",
+    "detail_band",
     "encode_png",
     "make_grid",
-    "DETAIL_SIGMA_FRACTION",
-    "detail_band",
     "mode_seeking_term",
     "to_uint8",
 ]
@@ -301,7 +301,7 @@ def _gaussian_taps(sigma: float) -> np.ndarray:
 
 
 def detail_band(images: Any, sigma: float) -> Any:
-    """The images minus their Gaussian blur: the detail finer than about ``2.5 * sigma`` pixels (ribs, vessels).
+    """The images minus their Gaussian blur: the detail finer than about ``5 * sigma`` pixels (ribs, vessels).
 
     The blur is separable, per channel, with zero padding (linear, so the band of a difference of two images is
     the difference of their bands).
