@@ -313,9 +313,11 @@ def plan_batches(settings: GanTrainSettings, train_images: int, replicas: int, l
             effective=batch_size,
             train_images=train_images,
         )
-    weights = {"mode_seeking_weight": settings.mode_seeking_weight}
-    weights["mode_seeking_detail_weight"] = settings.mode_seeking_detail_weight
-    for name, weight in weights.items():
+    terms = {
+        "mode_seeking_weight": settings.mode_seeking_weight,
+        "mode_seeking_detail_weight": settings.mode_seeking_detail_weight,
+    }
+    for name, weight in terms.items():
         if weight > 0.0 and batch_size // replicas < 2:
             raise ValueError(
                 f"The mode-seeking term pairs images within a batch, and class {settings.class_name!r} gets "
