@@ -226,6 +226,31 @@ def test_judge_flags_blank_collapsed_and_stalled_gans():
         judge([])
 
 
+@pytest.mark.parametrize(
+    ("kids", "broke_down"),
+    [
+        ((8.4, 0.16, 0.91), True),  # a late breakdown (seen standalone on PNEUMONIA: dark checkerboards)
+        ((8.4, 0.16, 0.05), False),  # still improving
+        ((8.4, 0.10, 0.18), False),  # worse, but under 2x the best
+        ((8.4, 0.005, 0.012), False),  # 2.4x the best, but within the estimate's noise
+        ((8.4, 0.02, 0.30, 0.05), False),  # recovered: judged on the published (last) generator
+        ((8.4, 0.02, 0.03, 0.09), True),  # the best need not be the step before
+    ],
+)
+def test_judge_flags_a_late_breakdown(kids, broke_down):
+    rows = [
+        {"step": 500 * index, "kid": kid, "mean": 0.5, "image_std": 0.2, "sample_std": 0.1}
+        for index, kid in enumerate(kids)
+    ]
+    verdict = judge(rows)
+    assert (verdict["status"] == "flagged") is broke_down
+    assert any(reason.startswith("broke down") for reason in verdict["reasons"]) is broke_down
+    if broke_down:
+        best = min(kids[:-1])
+        assert f"vs {best:.4f} at step {500 * kids.index(best)}" in verdict["reasons"][0]
+    assert verdict["thresholds"]["max_kid_regression"] == 2.0
+
+
 class _Log:
     def __init__(self) -> None:
         self.events: list[str] = []

@@ -13,7 +13,8 @@ measures the kept images the same way. Three families of numbers:
   trivially separable.
 
 :func:`judge` turns a trajectory of such measurements into ``{"status": "ok" | "flagged", "reasons": [...]}``:
-a GAN whose samples are near-constant (blank, uniform or collapsed) or whose KID never improved is flagged, and
+a GAN whose samples are near-constant (blank, uniform or collapsed), whose KID never improved, or whose final KID
+rose far above its best earlier one (a late breakdown) is flagged, and
 ``cxr-synthesize`` then refuses its images unless told to use them (``flagged_gan=use``), which the report says.
 """
 
@@ -54,11 +55,17 @@ class QualityThresholds:
         min_image_std: Mean per-image pixel standard deviation below which samples are blank or uniform.
         min_sample_std: Mean per-pixel standard deviation across samples below which they are one image.
         min_kid_improvement: Share by which the final KID must undercut the first measurement (two or more).
+        max_kid_regression: Factor by which the final KID may exceed the best earlier KID: beyond it (and beyond
+            ``kid_regression_margin``) the GAN broke down late in training, which the first-vs-last check misses.
+        kid_regression_margin: Absolute KID rise that counts as a breakdown at all, above the estimate's noise
+            when the best KID is near 0.
     """
 
     min_image_std: float = 0.02
     min_sample_std: float = 0.01
     min_kid_improvement: float = 0.1
+    max_kid_regression: float = 2.0
+    kid_regression_margin: float = 0.05
 
 
 #: The thresholds ``cxr-gan-train`` applies (recorded in ``gan.json``).
@@ -188,6 +195,16 @@ def judge(trajectory: list[dict[str, Any]], thresholds: QualityThresholds = QUAL
             f"KID never improved: {kids[-1]:.4f} at step {final['step']} vs {kids[0]:.4f} at step "
             f"{trajectory[0]['step']} (needs {thresholds.min_kid_improvement:.0%} lower)"
         )
+    scored = [row for row in trajectory if row.get("kid") is not None]
+    if len(scored) >= 2:
+        best = min(scored[:-1], key=lambda row: row["kid"])
+        rise = scored[-1]["kid"] - best["kid"]
+        if rise > thresholds.kid_regression_margin and scored[-1]["kid"] > thresholds.max_kid_regression * best["kid"]:
+            reasons.append(
+                f"broke down: KID {scored[-1]['kid']:.4f} at step {scored[-1]['step']} vs {best['kid']:.4f} at step "
+                f"{best['step']} (more than {thresholds.max_kid_regression:g}x the best and "
+                f"{thresholds.kid_regression_margin:g} higher)"
+            )
     return {
         "status": "flagged" if reasons else "ok",
         "reasons": reasons,
