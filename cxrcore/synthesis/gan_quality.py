@@ -188,20 +188,19 @@ def judge(trajectory: list[dict[str, Any]], thresholds: QualityThresholds = QUAL
             f"collapsed: std across samples {final['sample_std']:.4f} < {thresholds.min_sample_std} "
             "(every sample is nearly the same image)"
         )
-    kids = [row["kid"] for row in trajectory if row.get("kid") is not None]
-    # KID is an unbiased estimate and can be slightly negative: the margin is taken on its magnitude.
-    if len(kids) >= 2 and not kids[-1] < kids[0] - thresholds.min_kid_improvement * abs(kids[0]):
-        reasons.append(
-            f"KID never improved: {kids[-1]:.4f} at step {final['step']} vs {kids[0]:.4f} at step "
-            f"{trajectory[0]['step']} (needs {thresholds.min_kid_improvement:.0%} lower)"
-        )
     scored = [row for row in trajectory if row.get("kid") is not None]
     if len(scored) >= 2:
-        best = min(scored[:-1], key=lambda row: row["kid"])
-        rise = scored[-1]["kid"] - best["kid"]
-        if rise > thresholds.kid_regression_margin and scored[-1]["kid"] > thresholds.max_kid_regression * best["kid"]:
+        first, last = scored[0]["kid"], scored[-1]["kid"]
+        # KID is an unbiased estimate and can be slightly negative: the margin is taken on its magnitude.
+        if not last < first - thresholds.min_kid_improvement * abs(first):
             reasons.append(
-                f"broke down: KID {scored[-1]['kid']:.4f} at step {scored[-1]['step']} vs {best['kid']:.4f} at step "
+                f"KID never improved: {last:.4f} at step {final['step']} vs {first:.4f} at step "
+                f"{trajectory[0]['step']} (needs {thresholds.min_kid_improvement:.0%} lower)"
+            )
+        best = min(scored[:-1], key=lambda row: row["kid"])
+        if last - best["kid"] > thresholds.kid_regression_margin and last > thresholds.max_kid_regression * best["kid"]:
+            reasons.append(
+                f"broke down: KID {last:.4f} at step {scored[-1]['step']} vs {best['kid']:.4f} at step "
                 f"{best['step']} (more than {thresholds.max_kid_regression:g}x the best and "
                 f"{thresholds.kid_regression_margin:g} higher)"
             )
