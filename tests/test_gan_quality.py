@@ -19,7 +19,13 @@ import tensorflow as tf
 from cxrcore.config import GanTrainSettings
 from cxrcore.models.dcgan import DCGAN, build_discriminator, build_generator, detail_band, mode_seeking_term
 from cxrcore.models.gan_augment import AUGMENT_POLICIES, diff_augment, validate_policies
-from cxrcore.synthesis.gan_quality import QualityProbe, judge, sample_statistics, two_sample_accuracy
+from cxrcore.synthesis.gan_quality import (
+    QualityProbe,
+    judge,
+    repeated_detail_share,
+    sample_statistics,
+    two_sample_accuracy,
+)
 
 SEED = tf.constant([3, 4], dtype=tf.int32)
 
@@ -205,6 +211,40 @@ def test_two_sample_accuracy_separates_only_different_sets():
     assert two_sample_accuracy(real, _blobs(200, 1)) < 0.7
     assert two_sample_accuracy(real, np.full((200, 32, 32), 0.5, np.float32) + 0.01 * _blobs(200, 2)) > 0.95
     assert two_sample_accuracy(real[:4], real[:4]) is None
+
+
+def _ribbed(count: int, seed: int, *, fixed_ribs: bool, size: int = 32) -> np.ndarray:
+    """Blob "chests" with horizontal "ribs" (period 6 px): at one height in every image, or at random heights."""
+    rng = np.random.default_rng(seed)
+    rows = np.arange(size)[None, :, None]
+    phases = np.zeros(count) if fixed_ribs else rng.uniform(0, 2 * np.pi, count)
+    ribs = 0.3 * np.sin(2 * np.pi * rows / 6.0 + phases[:, None, None])
+    return np.clip(_blobs(count, seed, size) + ribs, 0, 1).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    ("images", "low", "high"),
+    [
+        (np.repeat(_blobs(1, 3), 20, axis=0), 1.0, 1.0),  # one image repeated
+        (np.random.default_rng(0).uniform(0, 1, (8, 32, 32)), 0.0, 0.05),  # independent noise, few images
+        (np.random.default_rng(1).uniform(0, 1, (400, 32, 32)), 0.0, 0.01),  # ... and many
+        (_ribbed(100, 0, fixed_ribs=True), 0.4, 1.0),  # varied outlines, the same ribs in every image
+        (_ribbed(100, 0, fixed_ribs=False), 0.0, 0.05),  # the ribs at different heights
+    ],
+    ids=["identical", "noise-8", "noise-400", "fixed-ribs", "varied-ribs"],
+)
+def test_repeated_detail_share_measures_what_every_image_repeats(images, low, high):
+    share = repeated_detail_share(images)
+    assert low <= share <= high
+    assert repeated_detail_share((images * 255).round().astype(np.uint8)) == pytest.approx(share, abs=0.02)
+
+
+def test_repeated_detail_share_needs_two_images_with_detail():
+    assert repeated_detail_share(_blobs(1, 0)) is None
+    assert repeated_detail_share(np.full((5, 16, 16), 0.4, np.float32)) is None
+    probe = QualityProbe(_ribbed(64, 1, fixed_ribs=False), reference_size=64, seed=0)
+    row = probe.measure(_ribbed(64, 2, fixed_ribs=True))
+    assert row["repeated_detail_share"] > 0.4 > 0.05 > row["real_repeated_detail_share"]
 
 
 def test_judge_flags_blank_collapsed_and_stalled_gans():

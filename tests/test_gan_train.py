@@ -114,6 +114,8 @@ def test_gan_train_publishes_every_output_and_skips_identical_rerun(store, tmp_p
     assert quality["status"] in ("ok", "flagged") and quality["final"] == quality["trajectory"][-1]
     assert quality["feature_extractor"] == "cxr-pixstat-v1" and summary["quality_status"] == quality["status"]
     assert all(0.0 <= row["two_sample_accuracy"] <= 1.0 for row in quality["trajectory"])
+    assert all(0.0 <= row["repeated_detail_share"] <= 1.0 for row in quality["trajectory"])
+    assert len({row["real_repeated_detail_share"] for row in quality["trajectory"]}) == 1  # one fixed reference
 
     losses = _losses(store, prefix)
     assert list(losses.columns[:4]) == ["epoch", "d_loss", "g_loss", "seconds"]

@@ -353,7 +353,8 @@ def test_flagged_gan_and_stabilisers_are_reported(store: Store, fast_figures: No
     _plant_classifier(store, "baseline", "custom_cnn", 0)
     quality = {"status": "flagged", "reasons": ["near-constant samples: mean per-image std 0.0010 < 0.02"],
                "trajectory": [{"step": 0, "kid": 9.1}, {"step": 40, "kid": 9.0}],
-               "final": {"step": 40, "kid": 9.0, "two_sample_accuracy": 1.0}}
+               "final": {"step": 40, "kid": 9.0, "two_sample_accuracy": 1.0, "repeated_detail_share": 0.31,
+                         "real_repeated_detail_share": 0.06}}
     stabilisers = {"beta_1": {"value": 0.5, "paper": 0.9}, "label_smoothing": {"value": 0.1, "paper": 0.0},
                    "discriminator_width_multiplier": {"value": 1.0, "paper": 0.25, "paper_note": "Table 1: the generator's"},
                    "paper_settings": False}
@@ -363,6 +364,8 @@ def test_flagged_gan_and_stabilisers_are_reported(store: Store, fast_figures: No
     selection = store.get_json(join_key(synthetic_prefix(RUN_ID, "NORMAL"), "selection.json"))
     selection["gan"] = {"quality": {"status": "flagged"}, "flagged_gan": "use"}
     selection["quality"]["two_sample_accuracy_kept"] = 0.97
+    selection["quality"]["repeated_detail_share_kept"] = 0.29
+    selection["quality"]["real_repeated_detail_share"] = 0.07
     with store.commit(synthetic_prefix(RUN_ID, "NORMAL"), inputs={"planted": "flagged"}) as tx:
         tx.put_json("selection.json", selection)
     build_report(store, RUN_ID, dataset=DATASET)
@@ -370,6 +373,7 @@ def test_flagged_gan_and_stabilisers_are_reported(store: Store, fast_figures: No
     gan = page.split('<section id="gan">')[1].split("</section>")[0]
     assert "GAN FLAGGED (NORMAL): near-constant samples" in gan and "WERE USED anyway (flagged_gan=use)" in gan
     assert "FLAGGED" in markdown and "9.1 -&gt; 9" in gan and "1; 0.97" in gan
+    assert "0.31; 0.29; 0.07" in gan  # repeated detail: final GAN; kept; real (the synthesize job's measure)
     assert (
         "beyond the paper&#x27;s: beta_1 0.5 (paper 0.9), discriminator_width_multiplier 1.0 (paper Table 1: the "
         "generator&#x27;s, 0.25), label_smoothing 0.1 (paper 0.0)" in gan
@@ -510,12 +514,14 @@ GOLDEN_FILES = ("index.html", "report.md", "tables.csv", "metrics.json")
 #: holds a panel) and metrics.json ``explanations`` (empty); tables.csv did not change.
 #: Changed on purpose ("full"): the DCGAN table gained GAN quality, the GAN's KID (step 0 -> final) and two-sample
 #: columns ("not measured" for these planted GANs without a quality record), metrics.json the matching keys.
+#: Changed on purpose ("full"): the DCGAN table gained the repeated-detail column (final GAN; kept; real: "–" here),
+#: metrics.json the matching keys.
 GOLDEN_DIGESTS: dict[str, dict[str, str]] = {
     "full": {
-        "index.html": "3a8b9c3bcc4c0ac960081a1e74d13e90f7a83a615f8dc39041eb1bd26012d502",
-        "report.md": "93dafe74c3a5c8af7e01bdad7ee669294cd8e64ca2cd0ee3457a65a49c2a1532",
+        "index.html": "535ea2ba6a926ac65aa47553f5c3b85614e0ff1ce9279ddf3adc53de638a4484",
+        "report.md": "8e419ef24c6dffc9c4b5830bb315ecb3c0cb8265113c31b9d8fe1adb84ca6c7b",
         "tables.csv": "563a4e7eaf886db7f0fdbe52770468776483b906a364bb34cdcc5195a9a9e821",
-        "metrics.json": "838ff4912138ca0cd4ccfc855870aa1919d5de319f1e479964e20ee2df3cc0c4",
+        "metrics.json": "c4a6498372912ae8d3fb6647b47ce74147b51b00b85c262711516f75fb20c368",
     },
     "partial": {
         "index.html": "2a3d1fb7a87624eea852ab04af67a7b73044d40a4b4ab9ae9ddf37bec8ec2b4d",

@@ -423,3 +423,6 @@ def test_flagged_gan_is_refused_unless_used_on_purpose(file_world, model_files, 
     accuracy = selection["quality"]["two_sample_accuracy_kept"]
     assert accuracy is None or 0.0 <= accuracy <= 1.0
     assert selection["quality"]["kept_statistics"]["image_std"] >= 0.0
+    for key in ("repeated_detail_share_kept", "real_repeated_detail_share"):
+        share = selection["quality"][key]
+        assert share is None or 0.0 <= share <= 1.0, key

@@ -46,7 +46,12 @@ from cxrcore.storage import (
 )
 from cxrcore.synthesis.generation import Candidates, candidate_confidence, generate
 from cxrcore.synthesis.images import diversity_features
-from cxrcore.synthesis.gan_quality import THUMBNAIL_SIZE, sample_statistics, two_sample_accuracy
+from cxrcore.synthesis.gan_quality import (
+    THUMBNAIL_SIZE,
+    repeated_detail_share,
+    sample_statistics,
+    two_sample_accuracy,
+)
 from cxrcore.synthesis.kid import pixel_statistics_features, quality_report
 from cxrcore.synthesis.outputs import (
     SAMPLE_TILES,
@@ -65,6 +70,9 @@ from cxrcore.synthesis.similarity import MEMORIZATION_MAX_SIZE, memorization_che
 from cxrcore.vocab import CLASS_NAMES
 
 __all__ = ["SynthesizeError", "job_inputs", "run"]
+
+#: Real images the repeated-detail share of the class is measured on (a seeded sample when there are more).
+_REAL_SAMPLE = 1000
 
 
 class SynthesizeError(ValueError):
@@ -301,6 +309,15 @@ def _load_real(plan: _Plan, settings: SynthesizeSettings) -> _Real:
 
 
 # ---------------------------------------------------------------------------------------------------- compute
+def _real_sample(images: np.ndarray, seed: int) -> np.ndarray:
+    """At most :data:`_REAL_SAMPLE` of the real images, drawn with ``seed`` (the repeated-detail share does not
+    depend on the set's size; this bounds its memory at the paper's 128 px)."""
+    if len(images) <= _REAL_SAMPLE:
+        return images
+    rng = np.random.default_rng([int(seed), 2])
+    return images[np.sort(rng.choice(len(images), _REAL_SAMPLE, replace=False))]
+
+
 @dataclasses.dataclass(frozen=True)
 class _Selection:
     """The selected images (rank order) and which of them are published after the memorization check."""
@@ -555,6 +572,8 @@ def run(settings: SynthesizeSettings) -> dict[str, Any]:
                 f"5-fold logistic regression on {THUMBNAIL_SIZE}x{THUMBNAIL_SIZE} thumbnails, kept synthetic vs "
                 "real training images (0.5 = indistinguishable)"
             )
+            quality["repeated_detail_share_kept"] = repeated_detail_share(candidates.final[choice.kept])
+            quality["real_repeated_detail_share"] = repeated_detail_share(_real_sample(real.images, settings.seed))
         shards = Path(tmp) / "synthetic-shards"
         shards.mkdir()
         selection = _commit(plan, settings, inputs, models, candidates, choice, real, quality, timer, shards)

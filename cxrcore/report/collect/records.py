@@ -188,6 +188,8 @@ class GanOutput:
             "kid_final": lookup(info, ("quality", "final", "kid")),
             "kid_start": _first_kid(lookup(info, ("quality", "trajectory"))),
             "two_sample_final": lookup(info, ("quality", "final", "two_sample_accuracy")),
+            "repeated_detail_final": lookup(info, ("quality", "final", "repeated_detail_share")),
+            "real_repeated_detail": lookup(info, ("quality", "final", "real_repeated_detail_share")),
             "quality_extractor": lookup(info, ("quality", "feature_extractor")),
         }
 
@@ -262,6 +264,8 @@ class SyntheticOutput:
             "kid_std": lookup(selection, ("quality", "kept", "kid_std"), ("quality", "kid_std"), ("kid_std",)),
             "kid_all_generated": lookup(selection, ("quality", "all_generated", "kid")),
             "two_sample_kept": lookup(selection, ("quality", "two_sample_accuracy_kept")),
+            "repeated_detail_kept": lookup(selection, ("quality", "repeated_detail_share_kept")),
+            "real_repeated_detail": lookup(selection, ("quality", "real_repeated_detail_share")),
             "gan_quality_status": lookup(selection, ("gan", "quality", "status")),
             "flagged_gan": lookup(selection, ("gan", "flagged_gan")),
             "extractor": lookup(selection, ("quality", "extractor"), ("extractor",), ("quality", "feature_extractor")),

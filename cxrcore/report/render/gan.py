@@ -16,7 +16,8 @@ __all__ = ["gan_section"]
 _GAN_COLUMNS = [
     "Class", "GAN epochs (steps)", "GAN quality", "KID of the GAN (step 0 -> final)", "Final D loss", "Final G loss",
     "GAN train time (s)", "Selection", "Generated", "Kept", "KID (lower is better)",
-    "Two-sample accuracy (final GAN; kept)", "Memorization: kept images near a real one",
+    "Two-sample accuracy (final GAN; kept)", "Repeated detail (final GAN; kept; real)",
+    "Memorization: kept images near a real one",
 ]
 _GAN_NOTE = (
     "The paper kept the last ~7% of 1,500 PNEUMONIA and 1,000 NORMAL images and reports no quality "
@@ -26,7 +27,9 @@ _GAN_NOTE = (
     "threshold. GAN quality: cxr-gan-train measures its generator every few hundred steps on fixed noise; a GAN "
     "whose samples are near-constant or whose KID never improved is FLAGGED and cxr-synthesize refuses its images "
     "unless flagged_gan=use. Two-sample accuracy: a logistic regression telling generated from real 16x16 "
-    "thumbnails (5-fold; 0.5 = indistinguishable, 1.0 = trivially separable)."
+    "thumbnails (5-fold; 0.5 = indistinguishable, 1.0 = trivially separable). Repeated detail: the share of the "
+    "images' fine detail (each image minus its blur) that is the same in every image; a GAN far above the real "
+    "images' share draws the same ribs in the same place in every sample."
 )
 
 
@@ -96,8 +99,19 @@ def _class_row(data: RunData, class_name: str) -> list[str]:
         format_value(selection.get("kept")) if synthetic else "–",
         _kid_text(selection),
         f"{format_value(gan_summary.get('two_sample_final'))}; {format_value(selection.get('two_sample_kept'))}",
+        _repeated_detail_text(gan_summary, selection),
         _memorization_text(selection),
     ]
+
+
+def _repeated_detail_text(gan_summary: dict[str, Any], selection: dict[str, Any]) -> str:
+    final, kept = gan_summary.get("repeated_detail_final"), selection.get("repeated_detail_kept")
+    real = selection.get("real_repeated_detail")
+    if real is None:
+        real = gan_summary.get("real_repeated_detail")
+    if final is None and kept is None:
+        return "–"
+    return f"{format_value(final)}; {format_value(kept)}; {format_value(real)}"
 
 
 def _quality_text(gan_summary: dict[str, Any]) -> str:
