@@ -26,6 +26,7 @@ from cxrcore.synthesis.gan_quality import (
     sample_statistics,
     two_sample_accuracy,
 )
+from cxrcore.synthesis.images import resize_images
 
 SEED = tf.constant([3, 4], dtype=tf.int32)
 
@@ -242,6 +243,11 @@ def test_repeated_detail_share_measures_what_every_image_repeats(images, low, hi
 def test_repeated_detail_share_needs_two_images_with_detail():
     assert repeated_detail_share(_blobs(1, 0)) is None
     assert repeated_detail_share(np.full((5, 16, 16), 0.4, np.float32)) is None
+    # Measured at a given side: the same as resizing first, whatever the input's scale.
+    ribbed = _ribbed(40, 3, fixed_ribs=True, size=64)
+    assert repeated_detail_share(ribbed, size=64) == repeated_detail_share(ribbed)
+    resized = repeated_detail_share(resize_images(ribbed, 32, method="area"))
+    assert repeated_detail_share((ribbed * 255).round().astype(np.uint8), size=32) == pytest.approx(resized, abs=0.02)
     probe = QualityProbe(_ribbed(64, 1, fixed_ribs=False), reference_size=64, seed=0)
     row = probe.measure(_ribbed(64, 2, fixed_ribs=True))
     assert row["repeated_detail_share"] > 0.4 > 0.05 > row["real_repeated_detail_share"]

@@ -572,8 +572,13 @@ def run(settings: SynthesizeSettings) -> dict[str, Any]:
                 f"5-fold logistic regression on {THUMBNAIL_SIZE}x{THUMBNAIL_SIZE} thumbnails, kept synthetic vs "
                 "real training images (0.5 = indistinguishable)"
             )
-            quality["repeated_detail_share_kept"] = repeated_detail_share(candidates.final[choice.kept])
-            quality["real_repeated_detail_share"] = repeated_detail_share(_real_sample(real.images, settings.seed))
+            # At the resolution both sets have (like the memorization check): the kept images are upsampled GAN
+            # output, with no detail finer than the GAN's side.
+            common = min(models.gan_size, real.stored_size)
+            quality["repeated_detail_share_kept"] = repeated_detail_share(candidates.final[choice.kept], size=common)
+            quality["real_repeated_detail_share"] = repeated_detail_share(
+                _real_sample(real.images, settings.seed), size=common
+            )
         shards = Path(tmp) / "synthetic-shards"
         shards.mkdir()
         selection = _commit(plan, settings, inputs, models, candidates, choice, real, quality, timer, shards)

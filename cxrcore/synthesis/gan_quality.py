@@ -97,7 +97,7 @@ def sample_statistics(images: np.ndarray) -> dict[str, float]:
     }
 
 
-def repeated_detail_share(images: np.ndarray) -> float | None:
+def repeated_detail_share(images: np.ndarray, *, size: int | None = None) -> float | None:
     """The share of the images' fine detail that is the same in every image (0: none repeats, 1: all of it).
 
     The detail is each image minus its Gaussian blur (std :data:`DETAIL_BLUR_FRACTION` of the side: ribs,
@@ -109,13 +109,18 @@ def repeated_detail_share(images: np.ndarray) -> float | None:
 
     Args:
         images: ``(n, h, w[, c])`` uint8 or float images in [0, 1].
+        size: Side to measure at (area resize) when given: sets of different resolutions are compared at their
+            common one, since detail finer than a set's resolution (an upsampled GAN's) is not there to repeat.
 
     Returns:
         The share in [0, 1], rounded to 4 places; ``None`` for fewer than 2 images or no detail at all.
     """
     from scipy.ndimage import gaussian_filter
 
-    gray = _gray_unit(images).astype(np.float64)
+    gray = _gray_unit(images)
+    if size is not None:
+        gray = resize_images(gray, size, method="area")
+    gray = gray.astype(np.float64)
     count = len(gray)
     if count < 2:
         return None
