@@ -17,7 +17,14 @@ import pytest
 import tensorflow as tf
 
 from cxrcore.config import GanTrainSettings
-from cxrcore.models.dcgan import DCGAN, build_discriminator, build_generator, detail_band, mode_seeking_term
+from cxrcore.models.dcgan import (
+    DCGAN,
+    build_discriminator,
+    build_generator,
+    detail_band,
+    detail_mean_term,
+    mode_seeking_term,
+)
 from cxrcore.models.gan_augment import AUGMENT_POLICIES, diff_augment, validate_policies
 from cxrcore.synthesis.gan_quality import (
     QualityProbe,
@@ -95,6 +102,7 @@ def test_step_budget_sets_the_epochs(steps, steps_per_epoch, epochs):
         ({"augment_policies": ["flip"]}, "DiffAugment"),
         ({"mode_seeking_weight": -0.1}, "mode_seeking_weight"),
         ({"mode_seeking_detail_weight": -0.1}, "mode_seeking_detail_weight"),
+        ({"detail_mean_weight": -0.1}, "detail_mean_weight"),
     ],
 )
 def test_dcgan_validates_stabilisers(options, message):
@@ -110,7 +118,7 @@ def test_dcgan_trains_with_every_stabiliser():
     discriminator = build_discriminator(input_size=16, width_multiplier=1 / 8)
     gan = DCGAN(discriminator, generator, latent_dim=8, seed=0, label_smoothing=0.1,
                 augment_policies=AUGMENT_POLICIES, instance_noise=0.1, instance_noise_steps=4,
-                mode_seeking_weight=0.02, mode_seeking_detail_weight=0.03)
+                mode_seeking_weight=0.02, mode_seeking_detail_weight=0.03, detail_mean_weight=5.0)
     gan.compile(keras.optimizers.Adam(2e-4, beta_1=0.5), keras.optimizers.Adam(1e-4, beta_1=0.5))
     before = [weight.copy() for weight in generator.get_weights()]
     images = np.random.default_rng(0).uniform(size=(8, 16, 16, 3)).astype(np.float32)
@@ -168,6 +176,71 @@ def test_detail_band_keeps_fine_structure(pattern, kept):
     np.testing.assert_allclose(
         np.asarray(detail_band(images - other, 1.5)), band - np.asarray(detail_band(other, 1.5)), atol=1e-5
     )
+
+
+def _ribs(count: int, seed: int, *, shifted: bool, size: int = 32) -> np.ndarray:
+    """Horizontal "ribs" 6 px apart plus noise: at one height in every image, or at a random height in each."""
+    rng = np.random.default_rng(seed)
+    rows = np.arange(size, dtype=np.float32)[None, :, None]
+    phase = rng.uniform(0.0, 2.0 * np.pi, (count, 1, 1)) if shifted else np.zeros((count, 1, 1))
+    images = 0.5 + 0.2 * np.sin(2.0 * np.pi * rows / 6.0 + phase) + 0.05 * rng.normal(size=(count, size, size))
+    return images.astype(np.float32)[..., None]
+
+
+@pytest.mark.parametrize(
+    ("generated", "expected"),
+    [
+        # The real set's ribs fall at random heights: its mean detail is faint.
+        (lambda: _ribs(64, 1, shifted=True), (-0.05, 0.05)),  # the same distribution: about 0
+        (lambda: _ribs(64, 1, shifted=False), (0.4, 1.2)),  # one rib cage in every sample: most of the energy
+        (lambda: np.full((64, 32, 32, 1), 0.5, np.float32), (-0.05, 0.05)),  # no detail at all repeats nothing
+        (lambda: 0.5 + 0.05 * np.random.default_rng(2).normal(size=(64, 32, 32, 1)), (-0.05, 0.05)),  # noise
+        # Two identical images: the unbiased pair estimate sees their shared detail in full.
+        (lambda: np.repeat(_ribs(1, 3, shifted=False), 2, axis=0), (0.4, 1.2)),
+    ],
+)
+def test_detail_mean_term_reads_detail_repeated_across_the_batch(generated, expected):
+    real = detail_band(tf.constant(_ribs(64, 0, shifted=True)), 1.5)
+    term = float(detail_mean_term(detail_band(tf.constant(generated(), tf.float32), 1.5), real))
+    assert expected[0] <= term <= expected[1], term
+
+
+def test_detail_mean_term_is_unbiased_and_ignores_each_images_own_detail():
+    """Over many draws of the same distribution the mean is 0 whatever the batch size (a biased estimate would
+    grow as the batch shrinks), and the gradient does not pull an image's own detail towards 0."""
+    real = detail_band(tf.constant(_ribs(8, 0, shifted=True)), 1.5)
+    for batch in (2, 8):
+        draws = [
+            float(detail_mean_term(detail_band(tf.constant(_ribs(batch, seed, shifted=True)), 1.5), real))
+            for seed in range(1, 200)
+        ]
+        assert abs(np.mean(draws)) < 3.0 * np.std(draws) / np.sqrt(len(draws)) + 1e-3, (batch, np.mean(draws))
+    # Against real detail whose mean is 0, the gradient on each generated image is the other image's detail:
+    # only the detail the two share is pushed on, not each image's own energy.
+    generated = tf.Variable(np.asarray(detail_band(tf.constant(_ribs(2, 5, shifted=True)), 1.5)))
+    with tf.GradientTape() as tape:
+        term = detail_mean_term(generated, tf.concat([real, -real], axis=0))
+    gradient = tape.gradient(term, generated).numpy()
+    np.testing.assert_allclose(gradient[0] / np.abs(gradient[0]).max(),
+                               generated.numpy()[1] / np.abs(generated.numpy()[1]).max(), atol=1e-4)
+
+
+def test_detail_mean_term_stops_the_generator_repeating_one_pattern():
+    """From the same start, with real images whose ribs fall at random heights, the term leaves the generated
+    set's mean detail nearer the real one than the plain loss does."""
+    real_images = np.repeat(_ribs(64, 0, shifted=True, size=16), 3, axis=-1)
+    distances = {}
+    for weight in (0.0, 20.0):
+        keras.utils.set_random_seed(0)
+        generator = build_generator(8, width_multiplier=1 / 8, output_size=16)
+        discriminator = build_discriminator(input_size=16, width_multiplier=1 / 8)
+        gan = DCGAN(discriminator, generator, latent_dim=8, seed=0, detail_mean_weight=weight)
+        gan.compile(keras.optimizers.Adam(2e-3, beta_1=0.5), keras.optimizers.Adam(2e-3, beta_1=0.5))
+        gan.fit(real_images, batch_size=16, epochs=8, verbose=0)
+        samples = gan.generate(256, seed=1).astype(np.float32)
+        real_detail = detail_band(tf.constant(real_images), gan.detail_sigma)
+        distances[weight] = float(detail_mean_term(detail_band(tf.constant(samples), gan.detail_sigma), real_detail))
+    assert distances[20.0] < 0.5 * distances[0.0], distances
 
 
 @pytest.mark.parametrize("sigma", [0.0, -1.0])
@@ -316,7 +389,7 @@ class _Log:
         (1, 32, 1, 0.0, (1, 1)),  # without the term a batch of one trains
     ],
 )
-@pytest.mark.parametrize("term", ["mode_seeking_weight", "mode_seeking_detail_weight"])
+@pytest.mark.parametrize("term", ["mode_seeking_weight", "mode_seeking_detail_weight", "detail_mean_weight"])
 def test_plan_batches_needs_pairs_for_the_mode_seeking_term(train_images, batch_size, replicas, weight, expected, term):
     from cxrcore.training.gan import plan_batches
 

@@ -33,6 +33,10 @@ the generator's loss; 0: none) joined the identity and the stabilisers; every co
 
 Changed on purpose: gan-train (``OUTPUT_FORMAT`` 6 -> 7). ``mode_seeking_detail_weight`` (the same term on the
 images' detail band; 0: none) joined the identity and the stabilisers; every committed GAN retrains once.
+
+Changed on purpose: gan-train (``OUTPUT_FORMAT`` 7 -> 8). ``detail_mean_weight`` (a term matching each generated
+batch's mean detail band to the real batch's; 0: none) joined the identity and the stabilisers; every committed
+GAN retrains once.
 """
 
 from __future__ import annotations
@@ -164,6 +168,7 @@ GOLDEN_IDENTITY = {
         "instance_noise": 0.0,
         "mode_seeking_weight": 0.0,
         "mode_seeking_detail_weight": 0.0,
+        "detail_mean_weight": 0.0,
         "generator_ema": 0.0,
         "validation_fraction": 0.0,
         "validation_seed": 0,
@@ -280,8 +285,8 @@ def test_prepare_inputs_and_version_ids_are_golden(
     [
         (
             {"run_id": "r1", "class_name": "NORMAL"},
-            "4721fd05582f608a03043be4e00f6e59027f75893e530fdeb9b2b2a069410626",
-            "9f70cec40e45736244601e2eedfedca02314df7e6c1829c964598022ccf7ec17",
+            "4e3928ff0c545ce19b13cad9c075d460c16cd922f22cb7fd0c0340ad6dd98788",
+            "86e6ab21d097fd0ef1ec825c646abde15ce0884ebfac5e9b75fbf29bf39d3a88",
         ),
         (
             {
@@ -300,8 +305,8 @@ def test_prepare_inputs_and_version_ids_are_golden(
                 "seed": 3,
                 "dataset": "other",
             },
-            "8b806e1700123d3152c61312693898c8e35fc3f4c059e5965ba42c7161e2854d",
-            "5f7564abf4e0d304a039f6f8f33b91d9739030850a212eb3d27a8841d936606a",
+            "1d1b3ec5d1407af776fb1db92bebf91acff9f68441a1e53bcc8ffceae50b25a1",
+            "cd81dba1c537e00aac086ff7ca45cac91a1e5cd0a89a017b35d7f1a46ad4ea4d",
         ),
         (
             {
@@ -320,9 +325,10 @@ def test_prepare_inputs_and_version_ids_are_golden(
                 "generator_ema": 0.99,
                 "mode_seeking_weight": 0.02,
                 "mode_seeking_detail_weight": 0.03,
+                "detail_mean_weight": 5.0,
             },
-            "d3039b7285999fd6c768e42021245e732cd2405067490e51e13e993dd61a00a2",
-            "be27638e197167eb481fee2e828314bc5c9da6f794192316a8aa8a265e059dc8",
+            "ea728e0a2f9662f6f315b666b973bd220420cb2886a9846fefb5603e5df9105f",
+            "00c9b11e7425bd647a3e5dfe72abaaa361d8ed593b5de0dd7625ab8c86210676",
         ),
     ],
     ids=["default", "custom", "stabilised"],

@@ -126,6 +126,15 @@ class GanTrainSettings(RunSettings):
         "the ribs fall; a batch of at least 2 per replica. 0 (paper): none.",
         json_schema_extra={"identity": True},
     )
+    detail_mean_weight: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="Weight of a term matching the mean detail band of each generated batch to the real batch's "
+        "(an unbiased linear MMD on image minus Gaussian blur, std 3/64 of the side, relative to the real detail "
+        "energy), so samples stop repeating one rib cage in one place; a batch of at least 2 per replica. 0 "
+        "(paper): none.",
+        json_schema_extra={"identity": True},
+    )
     generator_ema: float = Field(
         default=0.0,
         ge=0.0,

@@ -221,6 +221,7 @@ TEMPLATES: tuple[JobTemplate, ...] = (
             Parameter("instance_noise"),
             Parameter("mode_seeking_weight"),
             Parameter("mode_seeking_detail_weight"),
+            Parameter("detail_mean_weight"),
             Parameter("generator_ema"),
             Parameter(
                 "validation_fraction",

@@ -83,8 +83,8 @@ __all__ = [
 
 JOB_NAME = "cxr-gan-train"
 #: Version of the output layout written by this step (part of the inputs: a layout change retrains).
-OUTPUT_FORMAT = 7  # 2: quality, stabilisers; 3: validation_holdout; 4: D width; 5: generator weight average;
-# 6: mode-seeking term; 7: its detail-band variant
+OUTPUT_FORMAT = 8  # 2: quality, stabilisers; 3: validation_holdout; 4: D width; 5: generator weight average;
+# 6: mode-seeking term; 7: its detail-band variant; 8: the detail-mean term
 _INFO_FILE = "gan.json"
 
 log = get_logger(__name__)
@@ -276,6 +276,7 @@ def stabilisers(settings: GanTrainSettings) -> dict[str, Any]:
         "instance_noise": settings.instance_noise,
         "mode_seeking_weight": settings.mode_seeking_weight,
         "mode_seeking_detail_weight": settings.mode_seeking_detail_weight,
+        "detail_mean_weight": settings.detail_mean_weight,
         "discriminator_width_multiplier": settings.discriminator_width(),
         "generator_ema": settings.generator_ema,
     }

@@ -296,8 +296,8 @@ def plan_batches(settings: GanTrainSettings, train_images: int, replicas: int, l
     """The batch size and steps per epoch for ``train_images`` images on ``replicas`` replicas.
 
     Raises:
-        ValueError: Fewer training images than replicas, or a mode-seeking term with fewer than 2 images per
-            replica (it pairs images within a batch).
+        ValueError: Fewer training images than replicas, or a mode-seeking or detail-mean term with fewer than
+            2 images per replica (they compare images within a batch).
     """
     if train_images < replicas:
         raise ValueError(
@@ -316,11 +316,12 @@ def plan_batches(settings: GanTrainSettings, train_images: int, replicas: int, l
     terms = {
         "mode_seeking_weight": settings.mode_seeking_weight,
         "mode_seeking_detail_weight": settings.mode_seeking_detail_weight,
+        "detail_mean_weight": settings.detail_mean_weight,
     }
     for name, weight in terms.items():
         if weight > 0.0 and batch_size // replicas < 2:
             raise ValueError(
-                f"The mode-seeking term pairs images within a batch, and class {settings.class_name!r} gets "
+                f"The {name} term compares images within a batch, and class {settings.class_name!r} gets "
                 f"{batch_size // replicas} per replica ({train_images} training images, batch_size "
                 f"{settings.batch_size}, {replicas} replicas). Received: {name}={weight}"
             )
@@ -362,6 +363,7 @@ def build_dcgan(settings: GanTrainSettings, devices: Devices, *, total_steps: in
             instance_noise_steps=total_steps,
             mode_seeking_weight=settings.mode_seeking_weight,
             mode_seeking_detail_weight=settings.mode_seeking_detail_weight,
+            detail_mean_weight=settings.detail_mean_weight,
         )
         d_rate, g_rate = settings.learning_rates()
         d_optimizer, g_optimizer = default_gan_optimizers(
