@@ -608,6 +608,7 @@ class DCGAN(keras.Model):
 
         # Generator update: fresh noise, targets "real".
         misleading_targets = ops.ones((batch_size, 1))
+        real_detail = detail_band(real_images, self.detail_sigma) if self.detail_mean_weight > 0.0 else None
         with tf.GradientTape() as tape:
             noise = self._noise(batch_size)
             fake_images = ops.cast(self.generator(noise, training=True), "float32")
@@ -616,14 +617,12 @@ class DCGAN(keras.Model):
             total_g_loss = g_loss
             if self.mode_seeking_weight > 0.0:
                 total_g_loss = total_g_loss + self.mode_seeking_weight * mode_seeking_term(fake_images, noise)
-            if self.mode_seeking_detail_weight > 0.0:
+            if self.mode_seeking_detail_weight > 0.0 or real_detail is not None:
                 detail = detail_band(fake_images, self.detail_sigma)
+            if self.mode_seeking_detail_weight > 0.0:
                 total_g_loss = total_g_loss + self.mode_seeking_detail_weight * mode_seeking_term(detail, noise)
-            if self.detail_mean_weight > 0.0:
-                term = detail_mean_term(
-                    detail_band(fake_images, self.detail_sigma), detail_band(real_images, self.detail_sigma)
-                )
-                total_g_loss = total_g_loss + self.detail_mean_weight * term
+            if real_detail is not None:
+                total_g_loss = total_g_loss + self.detail_mean_weight * detail_mean_term(detail, real_detail)
             scaled_g_loss = self.g_optimizer.scale_loss(total_g_loss)
         g_weights = self.generator.trainable_weights
         g_gradients = tape.gradient(scaled_g_loss, g_weights)
