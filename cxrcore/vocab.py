@@ -17,6 +17,7 @@ from types import MappingProxyType
 
 __all__ = [
     "GAN_AUGMENT_POLICIES",
+    "GAN_PUBLISH_RULES",
     "BACKBONE_NAMES",
     "BATCH_NAME_PATTERN",
     "CHECKPOINT_NAME_PATTERN",
@@ -92,10 +93,13 @@ CONDITIONS: tuple[str, str] = ("baseline", "augmented")
 #: Train/test split strategies (the settings' default first): grouped by patient, the paper's pooled
 #: stratified 80/20, the source's own folders.
 SPLIT_STRATEGIES: tuple[str, ...] = ("patient", "paper", "official")
-#: How synthetic images are kept: the paper's last generated share, then our alternatives.
 #: DiffAugment transformations of the DCGAN discriminator, in application order (cxrcore.models.gan_augment).
 GAN_AUGMENT_POLICIES: tuple[str, ...] = ("brightness", "contrast", "translation", "cutout")
+#: How synthetic images are kept: the paper's last generated share, then our alternatives.
 SELECTION_STRATEGIES: tuple[str, ...] = ("last-fraction", "discriminator", "confidence", "diversity")
+#: Which measured generator cxr-gan-train publishes: the last (paper), the lowest-KID one, or the last unless it
+#: broke down late (then the lowest-KID one before it).
+GAN_PUBLISH_RULES: tuple[str, ...] = ("last", "best", "guarded")
 #: Where synthetic images go: the training split only, or merged before splitting as the paper did.
 PROTOCOLS: tuple[str, ...] = ("clean", "paper-merge")
 #: Classifier optimizer choices: ``paper`` is Adam, but RMSprop for InceptionV3 and SGD for ResNet50.

@@ -28,6 +28,8 @@ from cxrcore.models.dcgan import (
 from cxrcore.models.gan_augment import AUGMENT_POLICIES, diff_augment, validate_policies
 from cxrcore.synthesis.gan_quality import (
     QualityProbe,
+    best_measurement,
+    choose_published,
     judge,
     repeated_detail_share,
     sample_statistics,
@@ -370,9 +372,105 @@ def test_judge_flags_a_late_breakdown(kids, broke_down):
     assert verdict["thresholds"]["max_kid_regression"] == 2.0
 
 
+def _trajectory(kids):
+    return [
+        {"step": 100 * index, "epoch": index, "kid": kid, "mean": 0.5, "image_std": 0.2, "sample_std": 0.1}
+        for index, kid in enumerate(kids)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kids", "rule", "published_step", "why"),
+    [
+        ((8.4, 0.16, 0.91), "last", 200, None),  # the paper: whatever the last generator drew
+        ((8.4, 0.16, 0.91), "guarded", 100, "broke down: KID 0.9100 at step 200"),
+        ((8.4, 0.16, 0.91), "best", 100, "lowest KID"),
+        ((8.4, 0.10, 0.05, 0.06), "guarded", 300, None),  # a little worse is not a breakdown: the last stays
+        ((8.4, 0.10, 0.05, 0.06), "best", 200, "lowest KID"),  # best takes the minimum wherever it is
+        ((8.4, 0.10, 0.05, 0.05), "best", 200, "lowest KID"),  # ties: the earliest
+        ((8.4, 0.02, 0.30, 0.05), "guarded", 300, None),  # recovered by the end
+        ((8.4, 0.02, 0.03, 0.09), "guarded", 100, "vs 0.0200 at step 100"),  # the best need not be the step before
+        ((0.5, 0.9, 2.0), "guarded", 100, "broke down"),  # never improved: still the best trained one
+        ((0.5, 0.9, 2.0), "best", 100, "lowest KID"),  # the untrained generator is never published
+        ((8.4,), "best", 0, None),  # only the untrained measurement: nothing to choose
+        ((8.4, None, 0.2), "best", 200, None),  # unscored rows are skipped
+        ((8.4, 0.1, float("nan")), "guarded", 100, "broke down: KID nan at step 200"),  # diverged to NaN
+        ((8.4, float("nan"), 0.2), "best", 200, None),  # a NaN measurement is never the best
+    ],
+)
+def test_choose_published_picks_the_measured_generator_by_rule(kids, rule, published_step, why):
+    rows = _trajectory(kids)
+    published = choose_published(rows, rule)
+    assert published["rule"] == rule and published["step"] == published_step
+    assert published["index"] == published_step // 100 and published["epoch"] == published_step // 100
+    assert published["kid"] == rows[published["index"]]["kid"]
+    assert published["last_step"] == rows[-1]["step"] and published["last_kid"] is rows[-1]["kid"]
+    assert published["replaced_last"] is (published["index"] != len(rows) - 1)
+    assert (published["reason"] is None) is (why is None)
+    if why is not None:
+        assert why in published["reason"]
+    # The verdict on the trajectory up to the published generator never holds a later breakdown against it.
+    verdict = judge(rows[: published["index"] + 1])
+    assert not any(reason.startswith("broke down") for reason in verdict["reasons"]) or rule == "last"
+
+
+def test_choose_published_refuses_unknown_rules_and_empty_trajectories():
+    with pytest.raises(ValueError, match="Received: rule='newest'"):
+        choose_published(_trajectory((1.0, 0.5)), "newest")
+    with pytest.raises(ValueError, match="trajectory=\\[\\]"):
+        choose_published([], "guarded")
+    assert best_measurement(_trajectory((1.0,))) is None
+
+
+@pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
+def test_quality_monitor_keeps_the_measured_networks_with_the_weight_average(tmp_path):
+    """record.best holds the generator as measured (the moving average) and the discriminator, at the lowest KID."""
+    from cxrcore.training.gan import QualityMonitor
+    from cxrcore.training.gan_state import MeasuredNetworks, TrainingRecord
+
+    generator = build_generator(8, width_multiplier=0.125, output_size=32, channels=1)
+    discriminator = build_discriminator(input_size=32, channels=1, width_multiplier=0.125)
+    model = DCGAN(discriminator, generator, latent_dim=8, seed=0)
+    d_opt, g_opt = keras.optimizers.Adam(1e-2), keras.optimizers.Adam(1e-2, use_ema=True, ema_momentum=0.5)
+    model.compile(d_optimizer=d_opt, g_optimizer=g_opt)
+    model.fit(np.random.default_rng(0).random((8, 32, 32, 1)).astype("float32"), batch_size=4, epochs=1, verbose=0)
+
+    class ScriptedProbe:
+        kids = iter([0.5, 0.2, 0.3])
+
+        def measure(self, generated):
+            stats = sample_statistics(generated)
+            return {**stats, "kid": next(self.kids), "two_sample_accuracy": None}
+
+    record = TrainingRecord(samples_dir=tmp_path / "samples")
+    monitor = QualityMonitor(record, ScriptedProbe(), every=1, steps_per_epoch=2, epochs=3, num_images=4, seed=0,
+                             logger=_Log())
+    monitor.set_model(model)
+    with model.averaged_generator() as averaged:
+        expected_generator = [np.array(value) for value in averaged.get_weights()]
+    assert any(not np.array_equal(a, b) for a, b in zip(expected_generator, generator.get_weights(), strict=True))
+    monitor.on_epoch_end(0)  # step 2, KID 0.5: the first trained measurement is the best so far
+    monitor.on_epoch_end(1)  # step 4, KID 0.2: better
+    best = record.best
+    monitor.on_epoch_end(2)  # step 6, KID 0.3: worse, nothing kept
+    assert record.best is best and (best.step, best.epoch, best.kid) == (4, 2, 0.2)
+    for kept, expected in zip(best.generator, expected_generator, strict=True):
+        np.testing.assert_array_equal(kept, expected)
+    for kept, expected in zip(best.discriminator, discriminator.get_weights(), strict=True):
+        np.testing.assert_array_equal(kept, expected)
+    restored = MeasuredNetworks.from_arrays(best.arrays(), "a checkpoint")
+    assert (restored.step, restored.epoch, restored.kid) == (4, 2, 0.2)
+    assert all(np.array_equal(a, b) for a, b in zip(restored.generator, best.generator, strict=True))
+    with pytest.raises(ValueError, match="lacks its measured step"):
+        MeasuredNetworks.from_arrays({"g_00000": np.zeros(2)}, "epoch-0003")
+
+
 class _Log:
     def __init__(self) -> None:
         self.events: list[str] = []
+
+    def info(self, event: str, **_fields) -> None:
+        self.events.append(event)
 
     def warning(self, event: str, **_fields) -> None:
         self.events.append(event)

@@ -267,6 +267,113 @@ def test_gan_train_step_budget_with_stabilisers(tmp_path, file_store, shrunk_set
     assert longer["resumed_from_epoch"] == 3 and longer["epochs"] == 4
 
 
+def _published_statistics(store: Store, prefix: str, settings: GanTrainSettings, tmp_path: Path) -> dict[str, float]:
+    """Sample statistics of the published generator.keras on the quality measurements' fixed noise."""
+    import keras
+
+    from cxrcore.synthesis.gan_quality import sample_statistics
+    from cxrcore.training.gan import QUALITY_IMAGES, QUALITY_NOISE_OFFSET
+
+    local = store.get_file(f"{prefix}/generator.keras", tmp_path / f"{prefix.replace('/', '_')}-stats.keras")
+    generator = keras.models.load_model(local, compile=False)
+    rng = np.random.default_rng(settings.seed + QUALITY_NOISE_OFFSET)
+    noise = rng.standard_normal((QUALITY_IMAGES, settings.latent_dim)).astype(np.float32)
+    images = np.concatenate([np.asarray(generator(noise[start : start + 64], training=False))
+                             for start in range(0, len(noise), 64)])
+    return sample_statistics(images)
+
+
+def _assert_published_row(statistics: dict[str, float], row: dict[str, float]) -> None:
+    for name in ("mean", "image_std", "sample_std"):
+        assert statistics[name] == pytest.approx(row[name], abs=2e-4), name
+
+
+def test_gan_train_publishes_the_best_generator_when_the_last_broke_down(tmp_path, file_store, shrunk_settings,
+                                                                         monkeypatch):
+    """A late breakdown (injected into the measured KIDs) under publish=guarded: the lowest-KID generator and its
+    discriminator are published, with their epoch's grid; publish=last on the same checkpoints republishes the broken
+    one (flagged) without training; guarded again restores the kept networks from the final checkpoint."""
+    from cxrcore.synthesis.gan_quality import QualityProbe
+
+    store = file_store
+    make_demo_dataset(store, tmp_path)
+    measure = QualityProbe.measure
+    kids = iter([5.0, 0.30, 0.10, 0.90])  # untrained, steps 2 and 4 improve, step 6 breaks down
+
+    def scripted(self, generated):
+        return {**measure(self, generated), "kid": next(kids)}
+
+    monkeypatch.setattr(QualityProbe, "measure", scripted)
+    settings = _settings(
+        shrunk_settings, store, run_id="guard", class_name="PNEUMONIA", steps=6, quality_every=2, checkpoint_every=1,
+        generator_ema=0.5, publish="guarded", g_learning_rate=0.02, d_learning_rate=0.02,
+    )
+    gan_train.run(settings)
+    prefix = gan_prefix("guard", "PNEUMONIA")
+    info = store.get_json(f"{prefix}/gan.json")
+    quality = info["quality"]
+    assert [row["kid"] for row in quality["trajectory"]] == [5.0, 0.30, 0.10, 0.90]
+    # A tiny GAN after 6 steps draws near-constant images (flagged for that), but the breakdown is not held
+    # against the published generator, which preceded it.
+    assert quality["final"]["step"] == 4 and quality["last"]["step"] == 6
+    assert not any(reason.startswith("broke down") for reason in quality["reasons"])
+    steps_4_and_6 = quality["trajectory"][2], quality["trajectory"][3]
+    assert any(steps_4_and_6[0][name] != steps_4_and_6[1][name] for name in ("mean", "image_std", "sample_std"))
+    published = quality["published"]
+    assert (published["rule"], published["step"], published["epoch"], published["replaced_last"]) == (
+        "guarded", 4, 2, True
+    )
+    assert "broke down: KID 0.9000 at step 6" in published["reason"]
+    # The published networks are those measured at step 4 (the generator's moving average as measured), and the
+    # report's grid is that epoch's.
+    _assert_published_row(_published_statistics(store, prefix, settings, tmp_path), quality["trajectory"][2])
+    discriminator = _published_weights(store, prefix, "discriminator", tmp_path)
+    for name, expected_equal in (("epoch-0002", True), ("epoch-0003", False)):
+        if store.read_marker(f"{prefix}/checkpoints/{name}") is None:
+            continue
+        held = _checkpoint_discriminator(store, f"{prefix}/checkpoints/{name}", settings, tmp_path)
+        assert all(np.array_equal(a, b) for a, b in zip(discriminator, held, strict=True)) is expected_equal
+    assert store.get_bytes(f"{prefix}/samples.png") == store.get_bytes(f"{prefix}/samples/epoch-0002.png")
+    final_checkpoint = store.require_committed(f"{prefix}/checkpoints/epoch-0003")
+    assert "best.npz" in final_checkpoint.outputs
+    first_generator = _generator_weights(store, prefix, tmp_path)
+    with np.load(store.get_file(f"{prefix}/checkpoints/epoch-0003/best.npz", tmp_path / "best.npz")) as kept:
+        assert kept["measured"].tolist() == [4, 2] and float(kept["kid"]) == 0.10
+        kept_generator = [kept[name] for name in sorted(kept.files) if name.startswith("g_")]
+    for published_array, kept_array in zip(first_generator, kept_generator, strict=True):
+        np.testing.assert_array_equal(published_array, kept_array)
+
+    # publish=last: same trajectory, so the final checkpoint is restored and nothing trains or is measured again.
+    last = gan_train.run(settings.model_copy(update={"publish": "last"}))
+    assert last["resumed_from_epoch"] == 3 and last["epochs_trained"] == 0
+    quality = store.get_json(f"{prefix}/gan.json")["quality"]
+    assert any(reason.startswith("broke down") for reason in quality["reasons"])
+    assert quality["published"]["replaced_last"] is False and quality["published"]["reason"] is None
+    _assert_published_row(_published_statistics(store, prefix, settings, tmp_path), quality["trajectory"][3])
+    assert store.get_bytes(f"{prefix}/samples.png") == store.get_bytes(f"{prefix}/samples/epoch-0003.png")
+
+    # guarded again: the step-4 networks come back from the checkpoint's best.npz.
+    gan_train.run(settings)
+    assert store.get_json(f"{prefix}/gan.json")["quality"]["published"]["step"] == 4
+    for again, first in zip(_generator_weights(store, prefix, tmp_path), first_generator, strict=True):
+        np.testing.assert_array_equal(again, first)
+
+
+def _published_weights(store: Store, prefix: str, network: str, tmp_path: Path) -> list[np.ndarray]:
+    import keras
+
+    local = store.get_file(f"{prefix}/{network}.keras", tmp_path / f"{prefix.replace('/', '_')}-{network}.keras")
+    return keras.models.load_model(local, compile=False).get_weights()
+
+
+def _checkpoint_discriminator(store: Store, key: str, settings: GanTrainSettings, tmp_path: Path) -> list[np.ndarray]:
+    discriminator = build_discriminator(input_size=settings.image_size, channels=3,
+                                        width_multiplier=settings.discriminator_width())
+    local = store.get_file(f"{key}/discriminator.weights.h5", tmp_path / f"{key.replace('/', '_')}-d.weights.h5")
+    discriminator.load_weights(local)
+    return discriminator.get_weights()
+
+
 def test_gan_train_refuses_a_class_without_training_images(tmp_path, file_store):
     store = file_store
     source = tmp_path / "only-test-pneumonia"

@@ -37,6 +37,11 @@ images' detail band; 0: none) joined the identity and the stabilisers; every com
 Changed on purpose: gan-train (``OUTPUT_FORMAT`` 7 -> 8). ``detail_mean_weight`` (a term matching each generated
 batch's mean detail band to the real batch's; 0: none) joined the identity and the stabilisers; every committed
 GAN retrains once.
+
+Changed on purpose: gan-train (``OUTPUT_FORMAT`` 8 -> 9). ``publish`` (which measured generator is published) and
+``quality_every`` (the measurements it chooses from) joined the job identity but not the trajectory (they choose
+among the weights, they do not change them), and checkpoints carry the lowest-KID networks (``best.npz``); every
+committed GAN retrains once.
 """
 
 from __future__ import annotations
@@ -172,6 +177,8 @@ GOLDEN_IDENTITY = {
         "generator_ema": 0.0,
         "validation_fraction": 0.0,
         "validation_seed": 0,
+        "quality_every": 500,
+        "publish": "last",
         "max_steps_per_epoch": None,
         "mixed_precision": False,
         "xla": False,
@@ -285,8 +292,8 @@ def test_prepare_inputs_and_version_ids_are_golden(
     [
         (
             {"run_id": "r1", "class_name": "NORMAL"},
-            "4e3928ff0c545ce19b13cad9c075d460c16cd922f22cb7fd0c0340ad6dd98788",
-            "86e6ab21d097fd0ef1ec825c646abde15ce0884ebfac5e9b75fbf29bf39d3a88",
+            "1775e1eb0313bbb27adad93badb9c4fb5820750ec6db549b796fceb81f55ebc8",
+            "fbff2550c60822ad920d432f98db16d8d388822aedca911daddce61b8fa0b907",
         ),
         (
             {
@@ -305,8 +312,8 @@ def test_prepare_inputs_and_version_ids_are_golden(
                 "seed": 3,
                 "dataset": "other",
             },
-            "1d1b3ec5d1407af776fb1db92bebf91acff9f68441a1e53bcc8ffceae50b25a1",
-            "cd81dba1c537e00aac086ff7ca45cac91a1e5cd0a89a017b35d7f1a46ad4ea4d",
+            "9293faa56bc204fa9698db94c693a7e613f15b9cfb29758227784d1960ff28ff",
+            "c522531a8ca386549775a917aa2e185cfd78a747849510f8f72e52c6d0f3ea48",
         ),
         (
             {
@@ -326,9 +333,10 @@ def test_prepare_inputs_and_version_ids_are_golden(
                 "mode_seeking_weight": 0.02,
                 "mode_seeking_detail_weight": 0.03,
                 "detail_mean_weight": 5.0,
+                "publish": "guarded",
             },
-            "ea728e0a2f9662f6f315b666b973bd220420cb2886a9846fefb5603e5df9105f",
-            "00c9b11e7425bd647a3e5dfe72abaaa361d8ed593b5de0dd7625ab8c86210676",
+            "56f4bcca4603aeadc9468da407c4f8eca2ffa284569eda7997241aaf9464205a",
+            "efe50697724541a40343f913e5c7503cbddb93261e026c61194994bbb2da91a7",
         ),
     ],
     ids=["default", "custom", "stabilised"],
@@ -340,6 +348,20 @@ def test_gan_train_inputs_are_golden(settings, inputs_hash, trajectory_hash):
     marker = SimpleNamespace(digest=DATASET_DIGEST)
     assert hash_inputs(gan_train.job_inputs(gan, marker, "v123")) == inputs_hash
     assert hash_inputs(gan_train.trajectory_inputs(gan, marker, "v123")) == trajectory_hash
+
+
+@pytest.mark.parametrize("change", [{"publish": "best"}, {"publish": "guarded"}, {"quality_every": 100}])
+def test_gan_publish_rule_changes_the_output_not_the_trajectory(change):
+    """Choosing another measured generator republishes from the same checkpoints; it does not retrain."""
+    from cxrcore import gan_train
+
+    marker = SimpleNamespace(digest=DATASET_DIGEST)
+    base = GanTrainSettings(run_id="r1", class_name="NORMAL", steps=1000)
+    changed = base.model_copy(update=change)
+    assert hash_inputs(gan_train.job_inputs(changed, marker, "v1")) != hash_inputs(
+        gan_train.job_inputs(base, marker, "v1")
+    )
+    assert gan_train.trajectory_inputs(changed, marker, "v1") == gan_train.trajectory_inputs(base, marker, "v1")
 
 
 @pytest.mark.parametrize(

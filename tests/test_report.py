@@ -355,12 +355,18 @@ def test_flagged_gan_and_stabilisers_are_reported(store: Store, fast_figures: No
                "trajectory": [{"step": 0, "kid": 9.1}, {"step": 40, "kid": 9.0}],
                "final": {"step": 40, "kid": 9.0, "two_sample_accuracy": 1.0, "repeated_detail_share": 0.31,
                          "real_repeated_detail_share": 0.06}}
+    published = {"rule": "guarded", "step": 500, "epoch": 5, "kid": 0.17, "last_step": 1032, "last_kid": 1.78,
+                 "replaced_last": True, "reason": "the last generator broke down: KID 1.7800 at step 1032"}
     stabilisers = {"beta_1": {"value": 0.5, "paper": 0.9}, "label_smoothing": {"value": 0.1, "paper": 0.0},
                    "discriminator_width_multiplier": {"value": 1.0, "paper": 0.25, "paper_note": "Table 1: the generator's"},
                    "paper_settings": False}
     with store.commit(gan_prefix(RUN_ID, "NORMAL"), inputs={"planted": "flagged"}) as tx:
         tx.put_json("gan.json", {"training": {"epochs": 2, "steps": 40, "stabilisers": stabilisers},
                                  "quality": quality})
+    with store.commit(gan_prefix(RUN_ID, "PNEUMONIA"), inputs={"planted": "recovered"}) as tx:
+        tx.put_json("gan.json", {"training": {"epochs": 10, "steps": 1032},
+                                 "quality": {"status": "ok", "reasons": [], "published": published,
+                                             "final": {"step": 500, "kid": 0.17}}})
     selection = store.get_json(join_key(synthetic_prefix(RUN_ID, "NORMAL"), "selection.json"))
     selection["gan"] = {"quality": {"status": "flagged"}, "flagged_gan": "use"}
     selection["quality"]["two_sample_accuracy_kept"] = 0.97
@@ -378,7 +384,12 @@ def test_flagged_gan_and_stabilisers_are_reported(store: Store, fast_figures: No
         "beyond the paper&#x27;s: beta_1 0.5 (paper 0.9), discriminator_width_multiplier 1.0 (paper Table 1: the "
         "generator&#x27;s, 0.25), label_smoothing 0.1 (paper 0.0)" in gan
     )
-    assert "GAN FLAGGED (PNEUMONIA)" not in gan  # the planted PNEUMONIA GAN has no quality record
+    assert "GAN FLAGGED (PNEUMONIA)" not in gan  # the PNEUMONIA GAN published its generator from before a breakdown
+    assert (
+        "DCGAN PNEUMONIA: the published generator is the one measured at step 500 (KID 0.17), not the last (step "
+        "1,032, KID 1.78), under publish=guarded: the last generator broke down" in gan
+    )
+    assert "DCGAN NORMAL: the published generator" not in gan
 
 
 @pytest.mark.parametrize("store", ["file"], indirect=True)
@@ -516,12 +527,14 @@ GOLDEN_FILES = ("index.html", "report.md", "tables.csv", "metrics.json")
 #: columns ("not measured" for these planted GANs without a quality record), metrics.json the matching keys.
 #: Changed on purpose ("full"): the DCGAN table gained the repeated-detail column (final GAN; kept; real: "–" here),
 #: metrics.json the matching keys.
+#: Changed on purpose ("full" metrics.json): each GAN's summary gained ``published`` (which measured generator
+#: cxr-gan-train published; null for these planted GANs without a quality record).
 GOLDEN_DIGESTS: dict[str, dict[str, str]] = {
     "full": {
         "index.html": "535ea2ba6a926ac65aa47553f5c3b85614e0ff1ce9279ddf3adc53de638a4484",
         "report.md": "8e419ef24c6dffc9c4b5830bb315ecb3c0cb8265113c31b9d8fe1adb84ca6c7b",
         "tables.csv": "563a4e7eaf886db7f0fdbe52770468776483b906a364bb34cdcc5195a9a9e821",
-        "metrics.json": "c4a6498372912ae8d3fb6647b47ce74147b51b00b85c262711516f75fb20c368",
+        "metrics.json": "b7b28a44ac153bfe36da16ab66ffbc60a4048fca3625917f95edc7daa2df8468",
     },
     "partial": {
         "index.html": "2a3d1fb7a87624eea852ab04af67a7b73044d40a4b4ab9ae9ddf37bec8ec2b4d",

@@ -15,6 +15,7 @@ from cxrcore.vocab import (
     BACKBONE_NAMES,
     CONDITIONS,
     GAN_AUGMENT_POLICIES,
+    GAN_PUBLISH_RULES,
     MODEL_NAMES,
     OPTIMIZERS,
     PAPER_CLASSIFIER_EPOCHS,
@@ -162,8 +163,15 @@ class GanTrainSettings(RunSettings):
     quality_every: int = Field(
         default=500,
         ge=1,
-        description="Steps between quality measurements (KID, two-sample test, sample statistics).",
-        json_schema_extra={"identity": False},
+        description="Steps between quality measurements (KID, two-sample test, sample statistics); the measured "
+        "generators are the ones `publish` chooses from.",
+        json_schema_extra={"identity": True},
+    )
+    publish: Literal[GAN_PUBLISH_RULES] = Field(
+        default="last",
+        description="Which measured generator (and its discriminator) to publish: last (paper), best (lowest "
+        "KID), or guarded (the last unless it broke down late, then the lowest-KID one before it).",
+        json_schema_extra={"identity": True},
     )
     checkpoint_every: int = Field(
         default=5,

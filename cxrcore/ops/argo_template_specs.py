@@ -223,6 +223,8 @@ TEMPLATES: tuple[JobTemplate, ...] = (
             Parameter("mode_seeking_detail_weight"),
             Parameter("detail_mean_weight"),
             Parameter("generator_ema"),
+            Parameter("quality_every"),
+            Parameter("publish"),
             Parameter(
                 "validation_fraction",
                 comment=("The classifiers' validation-fraction: their validation patients are left out of the GAN.",),
@@ -231,7 +233,7 @@ TEMPLATES: tuple[JobTemplate, ...] = (
             Parameter("mixed_precision"),
             Parameter("xla"),
         ),
-        internal=("latent_dim", "learning_rate", "checkpoint_every", "quality_every", "validation_seed"),
+        internal=("latent_dim", "learning_rate", "checkpoint_every", "validation_seed"),
         gpu=True,
         active_deadline_seconds=43200,
     ),

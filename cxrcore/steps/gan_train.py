@@ -5,17 +5,20 @@ a dataset version (test images never reach the GAN) and publishes it under ``run
 (:func:`cxrcore.layout.gan_prefix`)::
 
     runs/<run_id>/gan/<CLASS>/
-        generator.keras  discriminator.keras      full models (keras.models.load_model)
+        generator.keras  discriminator.keras      full models (keras.models.load_model): the measured generator
+                                                  ``publish`` chose (the last one unless told otherwise) and
+                                                  the discriminator as it was then
         losses.csv                                epoch, d_loss, g_loss, seconds, d_real_accuracy,
                                                   d_fake_accuracy, images_per_second (one row per epoch)
-        samples.png                               grid of the last epoch (fixed, seeded noise)
+        samples.png                               grid of the published generator's epoch (fixed, seeded noise)
         samples/epoch-NNNN.png                    one grid per epoch
         gan.json                                  settings, parameter counts, dataset version and digest,
                                                   train image count, validation_holdout (the classifiers'
                                                   validation split left out), epochs/steps, stabilisers, resume point,
                                                   wall time, device, and ``quality``: the measurements
                                                   every ``quality_every`` steps and the verdict (``ok`` or
-                                                  ``flagged`` with reasons; cxrcore.synthesis.gan_quality)
+                                                  ``flagged`` with reasons; cxrcore.synthesis.gan_quality),
+                                                  and ``quality.published``: which generator was published
         _SUCCESS                                  marker (written last)
         checkpoints/epoch-NNNN/                   each its own committed output (:mod:`cxrcore.training.gan_state`)
 
@@ -29,6 +32,14 @@ from 100 to 150 epochs resumes from its epoch-100 checkpoint. On start the job r
 checkpoint of the same trajectory whose epoch does not exceed the requested count. On one device the resumed run
 reproduces the uninterrupted one exactly (the tests check it); under ``MirroredStrategy`` it matches up to the
 order of cross-device reductions. A killed pod loses at most ``checkpoint_every`` epochs.
+
+Which generator is published (``publish``; :func:`cxrcore.synthesis.gan_quality.choose_published`): ``last``
+(the paper's), ``best`` (the lowest KID of the measured trained generators) or ``guarded`` (the last unless it
+broke down late, then the lowest-KID one). The networks of the lowest-KID measurement so far travel in every
+checkpoint (``best.npz``), so a resumed run publishes the same ones, and ``publish`` and ``quality_every`` are
+not part of the trajectory: changing the rule republishes from the final checkpoint without training again. The
+verdict is taken on the measurements up to the published generator; ``quality.published`` records the rule,
+the step and, when it is not the last, why.
 
 Hardware (:mod:`cxrcore.ml.devices`): ``batch_size`` is the *global* batch, so results do not depend on the GPU
 count; ``mixed_precision`` and ``xla`` apply on GPU only.
@@ -83,8 +94,8 @@ __all__ = [
 
 JOB_NAME = "cxr-gan-train"
 #: Version of the output layout written by this step (part of the inputs: a layout change retrains).
-OUTPUT_FORMAT = 8  # 2: quality, stabilisers; 3: validation_holdout; 4: D width; 5: generator weight average;
-# 6: mode-seeking term; 7: its detail-band variant; 8: the detail-mean term
+OUTPUT_FORMAT = 9  # 2: quality, stabilisers; 3: validation_holdout; 4: D width; 5: generator weight average;
+# 6: mode-seeking term; 7: its detail-band variant; 8: the detail-mean term; 9: publish (best.npz in checkpoints)
 _INFO_FILE = "gan.json"
 
 log = get_logger(__name__)
@@ -96,7 +107,8 @@ def trajectory_inputs(settings: GanTrainSettings, dataset_marker: Marker, datase
 
     That is :func:`cxrcore.config.identity` of the settings without the total epoch count (a longer run passes
     through the same states), plus the resolved dataset version and its marker digest. Settings marked as not
-    changing the result (store, logging, ``checkpoint_every``) are left out.
+    changing the result (store, logging, ``checkpoint_every``) are left out, and so are ``publish`` and
+    ``quality_every``: they choose among the states, they do not change them.
 
     Args:
         settings: The job settings.
@@ -110,7 +122,9 @@ def trajectory_inputs(settings: GanTrainSettings, dataset_marker: Marker, datase
     del (
         recorded["epochs"],
         recorded["steps"],
-    )  # in job_inputs only: a longer budget passes the same states
+        recorded["publish"],
+        recorded["quality_every"],
+    )  # in job_inputs only: a longer budget passes the same states, and these choose among them
     return {
         "job": "gan-train",
         "format": OUTPUT_FORMAT,
@@ -124,12 +138,15 @@ def trajectory_inputs(settings: GanTrainSettings, dataset_marker: Marker, datase
 
 
 def job_inputs(settings: GanTrainSettings, dataset_marker: Marker, dataset_version: str) -> dict[str, Any]:
-    """The ``inputs`` of the GAN prefix's marker: the trajectory plus the epoch count or the step budget."""
+    """The ``inputs`` of the GAN prefix's marker: the trajectory, the epoch count or the step budget, and which
+    measured generator is published (``publish``, ``quality_every``)."""
     recorded = identity(settings)
     budget = {"epochs": recorded["epochs"]} if recorded["steps"] is None else {"steps": recorded["steps"]}
     return {
         "trajectory": trajectory_inputs(settings, dataset_marker, dataset_version),
         **budget,
+        "publish": recorded["publish"],
+        "quality_every": recorded["quality_every"],
     }
 
 
@@ -255,7 +272,7 @@ def gan_info(
             "final_d_loss": last["d_loss"],
             "final_g_loss": last["g_loss"],
         },
-        "quality": quality_section(training.record.quality),
+        "quality": quality_section(training.record.quality, training.published),
         "device": device,
     }
 
@@ -292,16 +309,24 @@ def stabilisers(settings: GanTrainSettings) -> dict[str, Any]:
     return record
 
 
-def quality_section(trajectory: list[dict[str, Any]]) -> dict[str, Any]:
-    """``gan.json``'s ``quality``: the verdict (:func:`cxrcore.synthesis.gan_quality.judge`), final and best rows."""
-    verdict = judge(trajectory)
+def quality_section(trajectory: list[dict[str, Any]], published: dict[str, Any]) -> dict[str, Any]:
+    """``gan.json``'s ``quality`` (pure).
+
+    The verdict (:func:`cxrcore.synthesis.gan_quality.judge`) is taken on the measurements up to the published
+    generator, whose row is ``final``; ``published`` is
+    :func:`cxrcore.synthesis.gan_quality.choose_published`'s answer and ``last`` the last measurement.
+    """
+    up_to_published = trajectory[: published["index"] + 1]
+    verdict = judge(up_to_published)
     scored = [row for row in trajectory if row.get("kid") is not None]
     return {
         **verdict,
         "feature_extractor": FEATURE_EXTRACTOR_NAME,
         "two_sample_test": f"5-fold logistic regression on {THUMBNAIL_SIZE}x{THUMBNAIL_SIZE} thumbnails, "
         "generated vs real training images (0.5 = indistinguishable)",
-        "final": trajectory[-1],
+        "published": {name: value for name, value in published.items() if name != "index"},
+        "final": up_to_published[-1],
+        "last": trajectory[-1],
         "best_kid": min(scored, key=lambda row: row["kid"]) if scored else None,
         "trajectory": trajectory,
     }
@@ -348,10 +373,10 @@ def _publish(
     inputs: dict[str, Any],
     work_dir: Path,
 ) -> Marker:
-    """Saves both networks (verified) and commits the GAN prefix, leaving its checkpoints in place."""
-    with training.model.averaged_generator() as published:  # the weight average when the run keeps one
-        generator = save_model(published, work_dir / "models" / "generator.keras")
-    discriminator = save_model(training.model.discriminator, work_dir / "models" / "discriminator.keras")
+    """Saves both published networks (verified) and commits the GAN prefix, leaving its checkpoints in place."""
+    with training.published_networks() as (published_generator, published_discriminator):
+        generator = save_model(published_generator, work_dir / "models" / "generator.keras")
+        discriminator = save_model(published_discriminator, work_dir / "models" / "discriminator.keras")
     with store.commit(
         prefix,
         inputs=inputs,
@@ -361,7 +386,7 @@ def _publish(
         put_verified(transaction, "generator.keras", generator)
         put_verified(transaction, "discriminator.keras", discriminator)
         transaction.put_bytes("losses.csv", training.record.losses_csv())
-        transaction.put_bytes("samples.png", training.record.last_grid)
+        transaction.put_bytes("samples.png", training.published_grid())
         transaction.put_dir(training.record.samples_dir, "samples")
         transaction.put_json(_INFO_FILE, info)
     return transaction.marker
@@ -380,6 +405,7 @@ def _log_committed(logger: Any, uri: str, training: GanTraining, info: dict[str,
         steps=info["training"]["steps"],
         resumed_from_epoch=training.initial_epoch,
         quality=quality["status"],
+        published_step=quality["published"]["step"],
         kid=quality["final"]["kid"],
         two_sample_accuracy=quality["final"]["two_sample_accuracy"],
         final_d_loss=round(last["d_loss"], 5),

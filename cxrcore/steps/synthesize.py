@@ -153,11 +153,15 @@ def _dataset_version(store: Store, settings: SynthesizeSettings, gan_info: dict[
 
 
 def gan_quality(gan_info: dict[str, Any]) -> dict[str, Any]:
-    """The GAN's verdict from ``gan.json``: ``{"status": "ok" | "flagged" | "unknown", "reasons": [...]}``."""
+    """The GAN's verdict from ``gan.json``: ``{"status": "ok" | "flagged" | "unknown", "reasons": [...]}``, plus
+    ``published`` (which measured generator was published, from format 9) when ``gan.json`` records it."""
     quality = gan_info.get("quality")
     if not isinstance(quality, dict) or quality.get("status") not in ("ok", "flagged"):
         return {"status": "unknown", "reasons": ["gan.json has no quality verdict (written before format 2)"]}
-    return {"status": quality["status"], "reasons": list(quality.get("reasons", []))}
+    verdict: dict[str, Any] = {"status": quality["status"], "reasons": list(quality.get("reasons", []))}
+    if isinstance(quality.get("published"), dict):
+        verdict["published"] = quality["published"]
+    return verdict
 
 
 def _check_gan_quality(settings: SynthesizeSettings, gan_uri: str, gan_info: dict[str, Any], logger: Any) -> None:

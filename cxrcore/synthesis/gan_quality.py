@@ -19,11 +19,14 @@ measures the kept images the same way. Four families of numbers:
 a GAN whose samples are near-constant (blank, uniform or collapsed), whose KID never improved, or whose final KID
 rose far above its best earlier one (a late breakdown) is flagged, and
 ``cxr-synthesize`` then refuses its images unless told to use them (``flagged_gan=use``), which the report says.
+:func:`choose_published` picks which measured generator is published (the last, the lowest-KID one, or the last
+unless it broke down); the verdict is then taken on the trajectory up to that one.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import numpy as np
@@ -34,12 +37,16 @@ from cxrcore.synthesis.kid import (
     kernel_inception_distance,
     pixel_statistics_features,
 )
+from cxrcore.vocab import GAN_PUBLISH_RULES
 
 __all__ = [
     "QUALITY_THRESHOLDS",
     "THUMBNAIL_SIZE",
     "QualityProbe",
     "QualityThresholds",
+    "best_measurement",
+    "breakdown_reason",
+    "choose_published",
     "judge",
     "repeated_detail_share",
     "sample_statistics",
@@ -208,6 +215,105 @@ class QualityProbe:
         }
 
 
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def breakdown_reason(
+    trajectory: list[dict[str, Any]], thresholds: QualityThresholds = QUALITY_THRESHOLDS
+) -> str | None:
+    """Why the last measured generator broke down late, or ``None`` when it did not.
+
+    A breakdown is a final KID more than ``max_kid_regression`` times the best earlier KID and more than
+    ``kid_regression_margin`` above it, or a final KID that is not a number (rows without a KID are skipped; fewer
+    than two scored rows never break down).
+
+    Args:
+        trajectory: :meth:`QualityProbe.measure` rows, each with a ``step``, oldest first.
+        thresholds: Where a GAN counts as failed.
+    """
+    scored = [row for row in trajectory if row.get("kid") is not None]
+    earlier = [row for row in scored[:-1] if math.isfinite(row["kid"])]
+    if not earlier:
+        return None
+    last = scored[-1]["kid"]
+    best = min(earlier, key=lambda row: row["kid"])
+    if not math.isfinite(last):
+        return f"broke down: KID {last} at step {scored[-1]['step']} vs {best['kid']:.4f} at step {best['step']}"
+    if last - best["kid"] > thresholds.kid_regression_margin and last > thresholds.max_kid_regression * best["kid"]:
+        return (
+            f"broke down: KID {last:.4f} at step {scored[-1]['step']} vs {best['kid']:.4f} at step "
+            f"{best['step']} (more than {thresholds.max_kid_regression:g}x the best and "
+            f"{thresholds.kid_regression_margin:g} higher)"
+        )
+    return None
+
+
+def best_measurement(trajectory: list[dict[str, Any]]) -> int | None:
+    """Index of the trained generator with the lowest finite KID (the earliest on a tie), or ``None`` without one.
+
+    The step-0 row (the untrained generator) is never a candidate.
+    """
+    candidates = [index for index, row in enumerate(trajectory) if row["step"] > 0 and _finite(row.get("kid"))]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda index: trajectory[index]["kid"])
+
+
+def choose_published(
+    trajectory: list[dict[str, Any]], rule: str, thresholds: QualityThresholds = QUALITY_THRESHOLDS
+) -> dict[str, Any]:
+    """Which measured generator ``cxr-gan-train`` publishes under ``rule`` (:data:`cxrcore.vocab.GAN_PUBLISH_RULES`).
+
+    * ``last``: the generator after the last step (the paper's).
+    * ``best``: the trained generator with the lowest KID (Keras' ``restore_best_weights``, monitored on KID).
+    * ``guarded``: the last one, unless it broke down late (:func:`breakdown_reason`); then the lowest-KID one.
+
+    Args:
+        trajectory: :meth:`QualityProbe.measure` rows with ``step`` and ``epoch``, oldest first; the last row
+            measures the generator after the last step.
+        rule: One of ``last``, ``best``, ``guarded``.
+        thresholds: Where a GAN counts as broken down.
+
+    Returns:
+        ``{"rule", "index", "step", "epoch", "kid", "last_step", "last_kid", "replaced_last", "reason"}``: the
+        chosen row's index in ``trajectory`` and its step, epoch and KID; ``reason`` says why another row than the
+        last was chosen (``None`` when the last was).
+
+    Raises:
+        ValueError: An empty trajectory or an unknown rule.
+    """
+    if rule not in GAN_PUBLISH_RULES:
+        raise ValueError(f"rule must be one of {', '.join(GAN_PUBLISH_RULES)}. Received: rule={rule!r}")
+    if not trajectory:
+        raise ValueError("choose_published needs at least one quality measurement. Received: trajectory=[]")
+    last_index = len(trajectory) - 1
+    index, reason = last_index, None
+    best = best_measurement(trajectory)
+    if rule == "best" and best is not None and best != last_index:
+        index = best
+        reason = f"lowest KID of the trained generators (the last, step {trajectory[-1]['step']}, had " + (
+            "none)" if trajectory[-1].get("kid") is None else f"{trajectory[-1]['kid']:.4f})"
+        )
+    elif rule == "guarded" and best is not None and best != last_index:
+        broke_down = breakdown_reason(trajectory, thresholds)
+        if broke_down is not None:
+            index = best
+            reason = f"the last generator {broke_down}; published the lowest-KID one before it"
+    chosen, last = trajectory[index], trajectory[-1]
+    return {
+        "rule": rule,
+        "index": index,
+        "step": chosen["step"],
+        "epoch": chosen["epoch"],
+        "kid": chosen.get("kid"),
+        "last_step": last["step"],
+        "last_kid": last.get("kid"),
+        "replaced_last": index != last_index,
+        "reason": reason,
+    }
+
+
 def judge(trajectory: list[dict[str, Any]], thresholds: QualityThresholds = QUALITY_THRESHOLDS) -> dict[str, Any]:
     """Flags a GAN from its quality trajectory (oldest first; the last row is the published generator).
 
@@ -244,13 +350,9 @@ def judge(trajectory: list[dict[str, Any]], thresholds: QualityThresholds = QUAL
                 f"KID never improved: {last:.4f} at step {final['step']} vs {first:.4f} at step "
                 f"{trajectory[0]['step']} (needs {thresholds.min_kid_improvement:.0%} lower)"
             )
-        best = min(scored[:-1], key=lambda row: row["kid"])
-        if last - best["kid"] > thresholds.kid_regression_margin and last > thresholds.max_kid_regression * best["kid"]:
-            reasons.append(
-                f"broke down: KID {last:.4f} at step {scored[-1]['step']} vs {best['kid']:.4f} at step "
-                f"{best['step']} (more than {thresholds.max_kid_regression:g}x the best and "
-                f"{thresholds.kid_regression_margin:g} higher)"
-            )
+        broke_down = breakdown_reason(scored, thresholds)
+        if broke_down is not None:
+            reasons.append(broke_down)
     return {
         "status": "flagged" if reasons else "ok",
         "reasons": reasons,

@@ -13,10 +13,12 @@ skips the batches already consumed, so it sees the batches the uninterrupted run
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import math
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +37,9 @@ from cxrcore.models.dcgan import (
     default_gan_optimizers,
 )
 from cxrcore.storage import StoreError, TransientStoreError
-from cxrcore.synthesis.gan_quality import QualityProbe
+from cxrcore.synthesis.gan_quality import QualityProbe, choose_published
 from cxrcore.training.gan_state import (
+    MeasuredNetworks,
     TrainingRecord,
     assign_optimizer_arrays,
     optimizer_arrays,
@@ -131,6 +134,10 @@ class QualityMonitor(keras.callbacks.Callback):
     :class:`TrainingRecord` (so checkpoints carry them) and logged as ``gan_quality``. The noise comes from a
     NumPy generator of its own, so measuring never changes the training's random streams.
 
+    When a trained generator measures the lowest KID so far, both networks' weights are kept in
+    ``record.best`` (the generator's as measured: the moving average when the run keeps one), so the job can
+    publish that generator instead of the last (``publish``) and checkpoints carry it across a resume.
+
     Args:
         record: The shared training record.
         probe: The fixed real reference.
@@ -174,6 +181,7 @@ class QualityMonitor(keras.callbacks.Callback):
         }
         row["seconds"] = round(time.monotonic() - started, 3)
         self.record.quality.append(row)
+        self._keep_if_best(row)
         self.logger.info(
             "gan_quality",
             step=row["step"],
@@ -184,6 +192,22 @@ class QualityMonitor(keras.callbacks.Callback):
             image_std=row["image_std"],
             sample_std=row["sample_std"],
             seconds=row["seconds"],
+        )
+
+    def _keep_if_best(self, row: dict[str, Any]) -> None:
+        """Keeps both networks in ``record.best`` when ``row`` is the lowest KID of a trained generator so far."""
+        best = self.record.best
+        kid = row["kid"]
+        if row["step"] == 0 or kid is None or not math.isfinite(kid) or (best is not None and kid >= best.kid):
+            return
+        with self.model.averaged_generator() as generator:
+            generator_weights = [np.array(value) for value in generator.get_weights()]
+        self.record.best = MeasuredNetworks(
+            step=row["step"],
+            epoch=row["epoch"],
+            kid=float(row["kid"]),
+            generator=generator_weights,
+            discriminator=[np.array(value) for value in self.model.discriminator.get_weights()],
         )
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
@@ -457,6 +481,8 @@ class GanTraining:
         resumed_from: Key of that checkpoint, or ``None``.
         checkpoints_written: Epochs checkpointed by this run.
         train_seconds: Seconds spent in ``fit``.
+        published: Which measured generator is published
+            (:func:`cxrcore.synthesis.gan_quality.choose_published` under ``settings.publish``).
     """
 
     model: DCGAN
@@ -467,6 +493,46 @@ class GanTraining:
     resumed_from: str | None
     checkpoints_written: list[int]
     train_seconds: float
+    published: dict[str, Any]
+
+    @contextlib.contextmanager
+    def published_networks(self) -> Iterator[tuple[keras.Model, keras.Model]]:
+        """Lends ``(generator, discriminator)`` holding the published weights for the block, then puts back the
+        trained ones.
+
+        The last generator is the moving average when the run keeps one
+        (:meth:`cxrcore.models.dcgan.DCGAN.averaged_generator`); an earlier one is ``record.best``.
+
+        Raises:
+            RuntimeError: The chosen measurement is not the one ``record.best`` holds.
+        """
+        if not self.published["replaced_last"]:
+            with self.model.averaged_generator() as generator:
+                yield generator, self.model.discriminator
+            return
+        best = self.record.best
+        if best is None or best.step != self.published["step"]:
+            held = None if best is None else best.step
+            raise RuntimeError(
+                f"The generator of step {self.published['step']} is to be published, but the kept networks are "
+                f"of step {held}"
+            )
+        generator, discriminator = self.model.generator, self.model.discriminator
+        trained = (generator.get_weights(), discriminator.get_weights())
+        try:
+            generator.set_weights(best.generator)
+            discriminator.set_weights(best.discriminator)
+            yield generator, discriminator
+        finally:
+            generator.set_weights(trained[0])
+            discriminator.set_weights(trained[1])
+
+    def published_grid(self) -> bytes:
+        """The sample grid of the published generator's epoch (the newest grid when it is the last)."""
+        if not self.published["replaced_last"]:
+            return self.record.last_grid
+        path = self.record.samples_dir / f"epoch-{self.published['epoch']:04d}.png"
+        return path.read_bytes()
 
 
 def _fit(
@@ -587,6 +653,17 @@ def train_gan(
             f"Training of {series.prefix} ended with {len(record.losses)} of {epochs} epochs recorded; "
             "refusing to publish"
         )
+    published = choose_published(record.quality, settings.publish)
+    if published["replaced_last"]:
+        logger.warning(
+            "gan_published_earlier",
+            rule=settings.publish,
+            step=published["step"],
+            kid=published["kid"],
+            last_step=published["last_step"],
+            last_kid=published["last_kid"],
+            reason=published["reason"],
+        )
     return GanTraining(
         model=model,
         epochs=epochs,
@@ -596,4 +673,5 @@ def train_gan(
         resumed_from=resumed_from,
         checkpoints_written=checkpoint.written,
         train_seconds=seconds,
+        published=published,
     )

@@ -7,6 +7,9 @@ See docs/architecture.md#store-layout. A checkpoint ``checkpoints/epoch-NNNN/`` 
                           state) and every seed-generator state (training noise, Dropout masks)
     state.json            epoch, losses and quality measurements so far, train image count, steps per epoch,
                           batch size
+    best.npz              the lowest-KID measured generator so far (its published weights: the moving average
+                          when the run keeps one) and its discriminator, with the step it was measured at;
+                          absent before the first measurement after step 0
     samples/epoch-NNNN.png  every grid so far (so a resumed run still publishes all)
 
 ``save_weights`` stores weights only; the seed states decide the next noise and dropout masks, so the
@@ -29,7 +32,9 @@ from cxrcore.ml.model_io import SavedFile, fetch_verified, save_model
 from cxrcore.storage import Store
 
 __all__ = [
+    "BEST_FILE",
     "CHECKPOINT_FILES",
+    "MeasuredNetworks",
     "LOSS_COLUMNS",
     "TrainingRecord",
     "assign_optimizer_arrays",
@@ -43,6 +48,8 @@ _DISCRIMINATOR_WEIGHTS = "discriminator.weights.h5"
 _OPTIMIZERS = "optimizers.npz"
 #: Files of every checkpoint besides the sample grids.
 CHECKPOINT_FILES = (_GENERATOR_WEIGHTS, _DISCRIMINATOR_WEIGHTS, _OPTIMIZERS, STATE_FILE)
+#: The lowest-KID measured networks so far (optional: only once a trained generator has been measured).
+BEST_FILE = "best.npz"
 _SAMPLES = "samples"
 #: Columns of ``losses.csv`` (the first four are the contract; the rest are diagnostics).
 LOSS_COLUMNS = (
@@ -56,6 +63,52 @@ LOSS_COLUMNS = (
 )
 
 
+@dataclasses.dataclass(frozen=True)
+class MeasuredNetworks:
+    """The weights of both networks as they were when one quality measurement was taken.
+
+    Attributes:
+        step: The measurement's step.
+        epoch: The measurement's epoch.
+        kid: Its KID.
+        generator: The generator's weights as measured and published (``get_weights`` order; the moving
+            average of the trainable ones when the run keeps one).
+        discriminator: The discriminator's weights (``get_weights`` order).
+    """
+
+    step: int
+    epoch: int
+    kid: float
+    generator: list[np.ndarray]
+    discriminator: list[np.ndarray]
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The content of ``best.npz``."""
+        arrays = {f"g_{index:05d}": value for index, value in enumerate(self.generator)}
+        arrays.update({f"d_{index:05d}": value for index, value in enumerate(self.discriminator)})
+        arrays["measured"] = np.asarray([self.step, self.epoch], dtype=np.int64)
+        arrays["kid"] = np.asarray(self.kid, dtype=np.float64)
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], key: str) -> MeasuredNetworks:
+        """Reads :meth:`arrays` back.
+
+        Raises:
+            ValueError: ``measured`` or ``kid`` is missing or malformed.
+        """
+        measured = arrays.get("measured")
+        if measured is None or measured.shape != (2,) or "kid" not in arrays:
+            raise ValueError(f"Checkpoint {key}: {BEST_FILE} lacks its measured step and KID")
+        return cls(
+            step=int(measured[0]),
+            epoch=int(measured[1]),
+            kid=float(arrays["kid"]),
+            generator=[arrays[name] for name in sorted(arrays) if name.startswith("g_")],
+            discriminator=[arrays[name] for name in sorted(arrays) if name.startswith("d_")],
+        )
+
+
 @dataclasses.dataclass
 class TrainingRecord:
     """What the callbacks share: the loss history and where the sample grids are staged.
@@ -66,12 +119,15 @@ class TrainingRecord:
         last_grid: PNG bytes of the newest grid, or ``None`` before the first epoch.
         quality: Quality measurements (:meth:`cxrcore.synthesis.gan_quality.QualityProbe.measure` rows with
             ``step`` and ``epoch``), oldest first.
+        best: Both networks at the lowest-KID measurement of a trained generator so far
+            (:func:`cxrcore.synthesis.gan_quality.best_measurement`), or ``None`` before one.
     """
 
     samples_dir: Path
     losses: list[dict[str, float]] = dataclasses.field(default_factory=list)
     last_grid: bytes | None = None
     quality: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    best: MeasuredNetworks | None = None
 
     def write_grid(self, epoch_index: int, png: bytes) -> None:
         """Sink of ``GANSampleGrid``: stages the grid of Keras epoch ``epoch_index`` (0-based)."""
@@ -87,6 +143,7 @@ class TrainingRecord:
         """Forgets every epoch (after a failed restore)."""
         self.losses.clear()
         self.quality.clear()
+        self.best = None
         self.last_grid = None
         for path in self.grids():
             path.unlink()
@@ -175,6 +232,8 @@ def stage_checkpoint(
         _DISCRIMINATOR_WEIGHTS: save_model(model.discriminator, local / _DISCRIMINATOR_WEIGHTS, weights_only=True),
     }
     np.savez(local / _OPTIMIZERS, **optimizer_arrays(model))
+    if record.best is not None and record.best.epoch <= epoch:
+        np.savez(local / BEST_FILE, **record.best.arrays())
     quality = [row for row in record.quality if row["epoch"] <= epoch]
     write_state(
         local,
@@ -228,6 +287,16 @@ def restore_checkpoint(
     fetch_verified(store, checkpoint.key, checkpoint.marker, grids)
     record.losses[:] = state["losses"]
     record.quality[:] = state.get("quality", [])
+    record.best = None
+    if BEST_FILE in checkpoint.marker.outputs:
+        fetch_verified(store, checkpoint.key, checkpoint.marker, {BEST_FILE: local / BEST_FILE})
+        with np.load(local / BEST_FILE, allow_pickle=False) as saved:
+            record.best = MeasuredNetworks.from_arrays({name: saved[name] for name in saved.files}, checkpoint.key)
+        if not any(row["step"] == record.best.step for row in record.quality):
+            raise ValueError(
+                f"Checkpoint {checkpoint.key}: {BEST_FILE} was measured at step {record.best.step}, which its "
+                f"state.json does not list. Received: step={record.best.step}"
+            )
     staged = record.grids()
     record.last_grid = staged[-1].read_bytes() if staged else None
     return state

@@ -191,6 +191,7 @@ class GanOutput:
             "repeated_detail_final": lookup(info, ("quality", "final", "repeated_detail_share")),
             "real_repeated_detail": lookup(info, ("quality", "final", "real_repeated_detail_share")),
             "quality_extractor": lookup(info, ("quality", "feature_extractor")),
+            "published": lookup(info, ("quality", "published")),
         }
 
 

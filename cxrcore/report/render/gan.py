@@ -58,6 +58,7 @@ def gan_section(data: RunData, figures: Mapping[str, bytes]) -> list[Block]:
         )
     ]
     blocks += _quality_warnings(data)
+    blocks += _published_notes(data)
     blocks += _stabiliser_notes(data)
     for class_name in CLASS_NAMES:
         synthetic = data.synthetic.get(class_name)
@@ -142,6 +143,25 @@ def _quality_warnings(data: RunData) -> list[Block]:
                 if used else "cxr-synthesize refused its images, so no augmented classifier used them")
         reasons = "; ".join(str(reason) for reason in summary.get("quality_reasons", []))
         blocks.append(Paragraph(f"GAN FLAGGED ({class_name}): {reasons}. {fate}.", warning=True))
+    return blocks
+
+
+def _published_notes(data: RunData) -> list[Block]:
+    """One note per GAN whose published generator is not its last (``publish`` chose an earlier one), with why."""
+    blocks: list[Block] = []
+    for class_name in CLASS_NAMES:
+        gan = data.gans.get(class_name)
+        published = (gan.summary() if gan else {}).get("published")
+        if not isinstance(published, dict) or not published.get("replaced_last"):
+            continue
+        blocks.append(Paragraph(
+            f"DCGAN {class_name}: the published generator is the one measured at step "
+            f"{format_value(published.get('step'))} (KID {format_value(published.get('kid'))}), not the last "
+            f"(step {format_value(published.get('last_step'))}, KID {format_value(published.get('last_kid'))}), "
+            f"under publish={published.get('rule')}: {published.get('reason')}. Its numbers are the ones shown as "
+            "final above; the synthetic images come from it.",
+            warning=True,
+        ))
     return blocks
 
 
