@@ -25,8 +25,9 @@ _GAN_NOTE = (
     "images (of the kept set; all generated after the semicolon), on the feature extractor named. "
     "Memorization: share of kept images whose nearest real training image is at least as similar as the "
     "threshold. GAN quality: cxr-gan-train measures its generator every few hundred steps on fixed noise; a GAN "
-    "whose samples are near-constant or whose KID never improved is FLAGGED and cxr-synthesize refuses its images "
-    "unless flagged_gan=use. Two-sample accuracy: a logistic regression telling generated from real 16x16 "
+    "whose samples are near-constant, whose KID never improved or whose final KID broke down late is FLAGGED and "
+    "cxr-synthesize refuses its images unless flagged_gan=use. Final: the published generator (the last one unless "
+    "said below). Two-sample accuracy: a logistic regression telling generated from real 16x16 "
     "thumbnails (5-fold; 0.5 = indistinguishable, 1.0 = trivially separable). Repeated detail: the share of the "
     "images' fine detail (each image minus its blur) that is the same in every image; a GAN far above the real "
     "images' share draws the same ribs in the same place in every sample."
@@ -147,12 +148,20 @@ def _quality_warnings(data: RunData) -> list[Block]:
 
 
 def _published_notes(data: RunData) -> list[Block]:
-    """One note per GAN whose published generator is not its last (``publish`` chose an earlier one), with why."""
+    """Which measured generator each GAN published, when ``gan.json`` says (format 9): a warning when it is not the
+    last one (``publish`` chose an earlier one, with why), a plain note when a rule other than ``last`` kept it."""
     blocks: list[Block] = []
     for class_name in CLASS_NAMES:
         gan = data.gans.get(class_name)
         published = (gan.summary() if gan else {}).get("published")
-        if not isinstance(published, dict) or not published.get("replaced_last"):
+        if not isinstance(published, dict):
+            continue
+        if not published.get("replaced_last"):
+            if published.get("rule") != "last":
+                blocks.append(Paragraph(
+                    f"DCGAN {class_name}: published the last generator (step {format_value(published.get('step'))}) "
+                    f"under publish={published.get('rule')}: no earlier one replaced it."
+                ))
             continue
         blocks.append(Paragraph(
             f"DCGAN {class_name}: the published generator is the one measured at step "
