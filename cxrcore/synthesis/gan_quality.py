@@ -290,14 +290,13 @@ def choose_published(
     last_index = len(trajectory) - 1
     index, reason = last_index, None
     best = best_measurement(trajectory)
-    if rule == "best" and best is not None and best != last_index:
-        index = best
-        reason = f"lowest KID of the trained generators (the last, step {trajectory[-1]['step']}, had " + (
-            "none)" if trajectory[-1].get("kid") is None else f"{trajectory[-1]['kid']:.4f})"
-        )
-    elif rule == "guarded" and best is not None and best != last_index:
-        broke_down = breakdown_reason(trajectory, thresholds)
-        if broke_down is not None:
+    if best is not None and best != last_index:
+        if rule == "best":
+            index = best
+            reason = f"lowest KID of the trained generators (the last, step {trajectory[-1]['step']}, had " + (
+                "none)" if trajectory[-1].get("kid") is None else f"{trajectory[-1]['kid']:.4f})"
+            )
+        elif rule == "guarded" and (broke_down := breakdown_reason(trajectory, thresholds)) is not None:
             index = best
             reason = f"the last generator {broke_down}; published the lowest-KID one before it"
     chosen, last = trajectory[index], trajectory[-1]

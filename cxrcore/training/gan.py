@@ -37,7 +37,7 @@ from cxrcore.models.dcgan import (
     default_gan_optimizers,
 )
 from cxrcore.storage import StoreError, TransientStoreError
-from cxrcore.synthesis.gan_quality import QualityProbe, choose_published
+from cxrcore.synthesis.gan_quality import QualityProbe, best_measurement, choose_published
 from cxrcore.training.gan_state import (
     MeasuredNetworks,
     TrainingRecord,
@@ -181,7 +181,8 @@ class QualityMonitor(keras.callbacks.Callback):
         }
         row["seconds"] = round(time.monotonic() - started, 3)
         self.record.quality.append(row)
-        self._keep_if_best(row)
+        if best_measurement(self.record.quality) == len(self.record.quality) - 1:
+            self._keep(row)
         self.logger.info(
             "gan_quality",
             step=row["step"],
@@ -194,12 +195,9 @@ class QualityMonitor(keras.callbacks.Callback):
             seconds=row["seconds"],
         )
 
-    def _keep_if_best(self, row: dict[str, Any]) -> None:
-        """Keeps both networks in ``record.best`` when ``row`` is the lowest KID of a trained generator so far."""
-        best = self.record.best
-        kid = row["kid"]
-        if row["step"] == 0 or kid is None or not math.isfinite(kid) or (best is not None and kid >= best.kid):
-            return
+    def _keep(self, row: dict[str, Any]) -> None:
+        """Keeps both networks in ``record.best`` as measured by ``row`` (the best measurement so far:
+        :func:`cxrcore.synthesis.gan_quality.best_measurement`, the rule ``publish`` chooses by)."""
         with self.model.averaged_generator() as generator:
             generator_weights = [np.array(value) for value in generator.get_weights()]
         self.record.best = MeasuredNetworks(

@@ -265,11 +265,12 @@ def restore_checkpoint(
         cxrcore.storage.StoreError: A download failed or an object does not match its recorded sha256.
     """
     local = work_dir / f"resume-{checkpoint.epoch:04d}"
+    kept = (BEST_FILE,) if BEST_FILE in checkpoint.marker.outputs else ()
     fetch_verified(
         store,
         checkpoint.key,
         checkpoint.marker,
-        {name: local / name for name in CHECKPOINT_FILES},
+        {name: local / name for name in (*CHECKPOINT_FILES, *kept)},
     )
     state = read_state(local)
     if state.get("epoch") != checkpoint.epoch or len(state.get("losses", [])) != checkpoint.epoch:
@@ -288,8 +289,7 @@ def restore_checkpoint(
     record.losses[:] = state["losses"]
     record.quality[:] = state.get("quality", [])
     record.best = None
-    if BEST_FILE in checkpoint.marker.outputs:
-        fetch_verified(store, checkpoint.key, checkpoint.marker, {BEST_FILE: local / BEST_FILE})
+    if kept:
         with np.load(local / BEST_FILE, allow_pickle=False) as saved:
             record.best = MeasuredNetworks.from_arrays({name: saved[name] for name in saved.files}, checkpoint.key)
         if not any(row["step"] == record.best.step for row in record.quality):
