@@ -43,3 +43,15 @@ def make_demo_dataset(
     write_demo_dataset(source, per_class=per_class, size=size, seed=seed)
     settings = PrepareSettings(source=str(source), name=name, image_size=size, split=split, seed=seed)
     return import_dataset(store, settings)
+
+
+def write_inception_weights(path: Path, *, seed: int = 0) -> Path:
+    """Writes a seeded, randomly initialised InceptionV3 (include_top=False) weights file, the stand-in for
+    ImageNet weights that cannot be downloaded here (the arrays do not depend on the input size)."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    model = keras.applications.InceptionV3(include_top=False, weights=None, input_shape=(75, 75, 3), pooling="avg")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save_weights(path)
+    return path

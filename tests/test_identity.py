@@ -42,6 +42,10 @@ Changed on purpose: gan-train (``OUTPUT_FORMAT`` 8 -> 9). ``publish`` (which mea
 ``quality_every`` (the measurements it chooses from) joined the job identity but not the trajectory (they choose
 among the weights, they do not change them), and checkpoints carry the lowest-KID networks (``best.npz``); every
 committed GAN retrains once.
+
+Changed on purpose: synthesize (``SYNTHESIZE_FORMAT`` 1 -> 2). selection.json gained ``quality.inception``
+(InceptionV3 KID/FID of the kept set, or why it was not measured) and the inputs record what scored it
+(``inception``: the weights and their hash, ``off`` or ``absent``); every committed synthetic set is made once more.
 """
 
 from __future__ import annotations
@@ -365,12 +369,13 @@ def test_gan_publish_rule_changes_the_output_not_the_trajectory(change):
 
 
 @pytest.mark.parametrize(
-    ("settings", "confidence_model", "inputs_hash"),
+    ("settings", "confidence_model", "inception", "inputs_hash"),
     [
         (
             {"run_id": "r1", "class_name": "PNEUMONIA"},
             None,
-            "eb5a34d3e6b3864db55f4d49c149d726212386eb397557d110c127c028dda7cb",
+            {"weights": "absent"},
+            "025613ed6a0f94904012fa9b8c67660e6009917be78a2ce0c9b00191300929a5",
         ),
         (
             {
@@ -387,12 +392,13 @@ def test_gan_publish_rule_changes_the_output_not_the_trajectory(change):
                 "seed": 2,
             },
             {"uri": "s3://b/m.keras", "sha256": "e" * 64},
-            "eac349b167732058c2c0d8ca5e7a17ae854923f4f998eec03d84fe69c0b21312",
+            {"weights": "s3://b/inceptionv3.weights.h5", "sha256": "a" * 64},
+            "f260d741127f04c51670b6b27405f971b6430d6198b05c91e7c0eb61d8556418",
         ),
     ],
     ids=["default", "custom"],
 )
-def test_synthesize_inputs_are_golden(settings, confidence_model, inputs_hash):
+def test_synthesize_inputs_are_golden(settings, confidence_model, inception, inputs_hash):
     from cxrcore import synthesize
 
     synth = SynthesizeSettings(**settings)
@@ -401,6 +407,7 @@ def test_synthesize_inputs_are_golden(settings, confidence_model, inputs_hash):
         gan={"prefix": "runs/r1/gan/X", "digest": "f" * 64},
         dataset={"name": synth.dataset, "version": "v123", "digest": DATASET_DIGEST},
         confidence_model=confidence_model,
+        inception=inception,
     )
     assert hash_inputs(inputs) == inputs_hash
 

@@ -395,6 +395,33 @@ def test_flagged_gan_and_stabilisers_are_reported(store: Store, fast_figures: No
     assert "DCGAN NORMAL: published the last generator (step 40) under publish=guarded" in gan
 
 
+def test_inception_scores_are_reported_or_said_missing(store: Store, fast_figures: None) -> None:
+    """selection.json quality.inception (format 2): the measured numbers per class, or why there are none."""
+    _plant_dataset(store)
+    _plant_gan(store)
+    _plant_classifier(store, "baseline", "custom_cnn", 0)
+    measured = {"status": "measured", "extractor": "keras-inceptionv3-imagenet-avgpool", "input_size": 299,
+                "num_real": 2000, "kept": {"kid": 0.0412, "kid_std": 0.003, "fid": 61.25, "num_images": 105},
+                "all_generated": {"kid": 0.052, "kid_std": 0.001, "fid": 40.5, "num_images": 1500}}
+    skipped = {"status": "skipped", "reason": "inception=auto: ImageNet weights of inceptionv3 are not in the cache"}
+    for class_name, record in (("NORMAL", measured), ("PNEUMONIA", skipped)):
+        selection = store.get_json(join_key(synthetic_prefix(RUN_ID, class_name), "selection.json"))
+        selection["quality"]["inception"] = record
+        with store.commit(synthetic_prefix(RUN_ID, class_name), inputs={"planted": class_name}) as tx:
+            tx.put_json("selection.json", selection)
+    build_report(store, RUN_ID, dataset=DATASET)
+    page, markdown, metrics, _ = _read_report(store)
+    gan = page.split('<section id="gan">')[1].split("</section>")[0]
+    assert (
+        "InceptionV3 scores of the synthetic sets (keras-inceptionv3-imagenet-avgpool; 2048-d average pool at 299 "
+        "px): NORMAL: kept (105) KID 0.0412 ± 0.003, FID 61.25; all generated (1,500) KID 0.052 ± 0.001, FID 40.5 "
+        "against 2,000 real" in gan
+    )
+    assert "InceptionV3 KID/FID not measured: PNEUMONIA (no ImageNet InceptionV3 file in the Keras cache" in gan
+    assert "InceptionV3 scores" in markdown
+    assert metrics["synthetic"]["NORMAL"]["selection"]["quality"]["inception"]["kept"]["fid"] == 61.25
+
+
 @pytest.mark.parametrize("store", ["file"], indirect=True)
 def test_contaminated_protocol_is_labelled(store: Store, fast_figures: None) -> None:
     _plant_dataset(store)
@@ -533,12 +560,14 @@ GOLDEN_FILES = ("index.html", "report.md", "tables.csv", "metrics.json")
 #: Changed on purpose ("full" metrics.json): each GAN's summary gained ``published`` (which measured generator
 #: cxr-gan-train published; null for these planted GANs without a quality record), and the DCGAN table's note
 #: names the late breakdown among the flagging rules and says that "final" is the published generator.
+#: Changed on purpose ("full" metrics.json): each synthetic summary gained ``inception`` (selection.json
+#: quality.inception, cxr-synthesize format 2; null for these planted sets without one).
 GOLDEN_DIGESTS: dict[str, dict[str, str]] = {
     "full": {
         "index.html": "9cf52f110e3041973a77eb3e007695c195b57eb8238b6a1c7313149b03ef982f",
         "report.md": "f41c4592f3325f0215f461ab269048653561bea6ed631e22bfe24839ea0b39a2",
         "tables.csv": "563a4e7eaf886db7f0fdbe52770468776483b906a364bb34cdcc5195a9a9e821",
-        "metrics.json": "b7b28a44ac153bfe36da16ab66ffbc60a4048fca3625917f95edc7daa2df8468",
+        "metrics.json": "93e380292250e937f9dae9fb1f30f612156c0d876515a248559cf8853d05aa05",
     },
     "partial": {
         "index.html": "2a3d1fb7a87624eea852ab04af67a7b73044d40a4b4ab9ae9ddf37bec8ec2b4d",

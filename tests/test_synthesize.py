@@ -38,7 +38,7 @@ from cxrcore.models.dcgan import build_discriminator, build_generator
 from cxrcore.storage import Store, open_store, sha256_bytes
 from cxrcore.synthesis import similarity
 from jobs.synthesize import main as job_main
-from tests.helpers import make_demo_dataset
+from tests.helpers import make_demo_dataset, write_inception_weights
 
 GAN_SIZE = 32
 LATENT_DIM = 8
@@ -426,3 +426,123 @@ def test_flagged_gan_is_refused_unless_used_on_purpose(file_world, model_files, 
     for key in ("repeated_detail_share_kept", "real_repeated_detail_share"):
         share = selection["quality"][key]
         assert share is None or 0.0 <= share <= 1.0, key
+
+
+# ---------------------------------------------------------------------------------------------------- InceptionV3
+@pytest.fixture(scope="module")
+def inception_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A seeded InceptionV3 weights file (no ImageNet download here): what a user's own file looks like."""
+    return write_inception_weights(tmp_path_factory.mktemp("inception") / "inceptionv3.weights.h5")
+
+
+@pytest.fixture
+def empty_keras_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A Keras home without any ImageNet file (what Keras read at import is patched too)."""
+    from keras.src.backend import config as keras_config
+
+    home = tmp_path / "keras-home"
+    home.mkdir()
+    monkeypatch.setenv("KERAS_HOME", str(home))
+    monkeypatch.setattr(keras_config, "_KERAS_DIR", str(home))
+    return home
+
+
+def test_inception_scores_from_a_weights_uri(s3_world, model_files, inception_weights):
+    """inception=<s3:// URI>: the kept set gets InceptionV3 KID and FID at 299 px, named by the file's sha256."""
+    store, run_id = s3_world.store, "run-inception"
+    commit_gan(store, run_id, "NORMAL", model_files.generator, model_files.discriminator)
+    store.put_file("weights/inceptionv3.weights.h5", inception_weights)
+    uri = f"{store.uri}/weights/inceptionv3.weights.h5"
+    settings = make_settings(s3_world, run_id, class_name="NORMAL", inception=uri)
+
+    assert synthesize.run(settings)["status"] == "created"
+
+    prefix = synthetic_prefix(run_id, "NORMAL")
+    selection = store.get_json(f"{prefix}/selection.json")
+    inception = selection["quality"]["inception"]
+    digest = sha256_bytes(inception_weights.read_bytes())
+    real = load_dataset(store, "demo").manifest
+    num_real = int(((real["class"] == "NORMAL") & (real["split"] == "train")).sum())
+    k = round(KEEP_FRACTION * NUM_IMAGES)
+    assert inception["status"] == "measured" and inception["extractor"] == f"inceptionv3-sha256-{digest[:12]}"
+    assert inception["weights"] == {"weights": uri, "sha256": digest} and inception["input_size"] == 299
+    assert (inception["kept"]["num_images"], inception["all_generated"]["num_images"]) == (k, NUM_IMAGES)
+    assert inception["num_real"] == num_real
+    for key in ("kept", "all_generated"):
+        assert np.isfinite(inception[key]["kid"]) and inception[key]["fid"] >= 0.0, key
+    assert selection["timings_s"]["inception_s"] > 0.0
+    assert store.read_marker(prefix).inputs["inception"] == {"weights": uri, "sha256": digest}
+    assert synthesize.run(settings)["status"] == "unchanged"
+
+    # Turning the scores off is another output (its marker records what was used), not a silent reuse.
+    off = make_settings(s3_world, run_id, class_name="NORMAL", inception="off")
+    assert synthesize.run(off)["status"] == "created"
+    assert store.get_json(f"{prefix}/selection.json")["quality"]["inception"] == {
+        "status": "off", "reason": "inception=off"}
+    assert store.read_marker(prefix).inputs["inception"] == {"weights": "off"}
+
+
+def test_inception_auto_uses_the_keras_cache_when_it_holds_the_file(
+    file_world, model_files, inception_weights, monkeypatch
+):
+    """inception=auto with Keras' ImageNet file verified in the cache: measured under the ImageNet extractor name.
+
+    Keras' own file cannot be downloaded here, so the cache check is stood in for and the extractor is built from
+    the test file at InceptionV3's smallest side; the wiring (what is recorded, and under which name) is real.
+    """
+    from cxrcore.models import weights_cache
+    from cxrcore.steps import synthesize as step
+
+    built: list[str] = []
+
+    def build(weights):
+        built.append(weights)
+        return step_build(str(inception_weights), input_size=75)
+
+    step_build = step.build_inception_extractor
+    monkeypatch.setattr(weights_cache, "require_imagenet_weights", lambda backbone: inception_weights)
+    monkeypatch.setattr(step, "build_inception_extractor", build)
+    store, run_id = file_world.store, "run-inception-auto"
+    commit_gan(store, run_id, "PNEUMONIA", model_files.generator, model_files.discriminator)
+
+    assert synthesize.run(make_settings(file_world, run_id))["status"] == "created"
+
+    inception = store.get_json(f"{synthetic_prefix(run_id, 'PNEUMONIA')}/selection.json")["quality"]["inception"]
+    assert built == ["imagenet"] and inception["status"] == "measured"
+    assert inception["extractor"] == "keras-inceptionv3-imagenet-avgpool"
+    assert inception["weights"]["weights"] == "imagenet" and inception["input_size"] == 75
+
+
+def test_inception_without_the_cache_is_skipped_under_auto_and_fails_early_under_imagenet(
+    file_world, model_files, empty_keras_home, capsys, monkeypatch
+):
+    from cxrcore.models.weights_cache import IMAGENET_NO_TOP, WeightsCacheError
+    from cxrcore.steps import synthesize as step
+
+    store, run_id = file_world.store, "run-inception-absent"
+    commit_gan(store, run_id, "PNEUMONIA", model_files.generator, model_files.discriminator)
+    prefix = synthetic_prefix(run_id, "PNEUMONIA")
+    fname = IMAGENET_NO_TOP["inceptionv3"].fname
+
+    assert synthesize.run(make_settings(file_world, run_id))["status"] == "created"
+    inception = store.get_json(f"{prefix}/selection.json")["quality"]["inception"]
+    assert inception["status"] == "skipped" and fname in inception["reason"]
+    assert store.read_marker(prefix).inputs["inception"] == {"weights": "absent"}
+    marker = store.read_marker(prefix)
+
+    # imagenet: the job stops before generating anything (exit 1, the log names the file and KERAS_HOME), and
+    # the committed output is untouched.
+    def no_generation(*args, **kwargs):
+        raise AssertionError("generated before the weights check")
+
+    monkeypatch.setattr(step, "generate", no_generation)
+    with pytest.raises(WeightsCacheError, match=fname):
+        synthesize.run(make_settings(file_world, run_id, inception="imagenet"))
+    capsys.readouterr()
+    code = job_main(["--store", store.uri, "--run-id", run_id, "--dataset", "demo", "--class-name", "PNEUMONIA",
+                     "--num-images", str(NUM_IMAGES), "--output-size", str(OUTPUT_SIZE), "--inception", "imagenet"])
+    err = capsys.readouterr().err
+    assert code == 1 and fname in err and f"KERAS_HOME={empty_keras_home}" in err
+    assert store.read_marker(prefix) == marker
+    with pytest.raises(synthesize.SynthesizeError, match="No InceptionV3 weights file at"):
+        synthesize.run(make_settings(file_world, run_id, inception=str(empty_keras_home / "absent.weights.h5")))

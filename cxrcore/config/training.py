@@ -283,6 +283,13 @@ class SynthesizeSettings(RunSettings):
         "or use its images anyway (recorded in selection.json and shown in the report).",
         json_schema_extra={"identity": False},
     )
+    inception: str = Field(
+        default="auto",
+        description="InceptionV3 KID/FID of the kept set, beside the offline KID: auto (when the Keras cache holds "
+        "Keras' ImageNet InceptionV3 file; else recorded as skipped), imagenet (required: exit 1 before generating "
+        "when it is missing), off, or a path / s3:// URI of an InceptionV3 include_top=False weights file.",
+        json_schema_extra={"identity": "resolved"},  # what was used: the weights' hash, or why none
+    )
     batch_size: int = Field(default=64, ge=1, json_schema_extra={"identity": False})
 
     def resolved_num_images(self) -> int:

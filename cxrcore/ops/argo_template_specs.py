@@ -250,6 +250,11 @@ TEMPLATES: tuple[JobTemplate, ...] = (
             Parameter("selection"),
             Parameter("keep_fraction"),
             Parameter("flagged_gan"),
+            Parameter(
+                "inception",
+                comment=("InceptionV3 KID/FID of the kept set: auto (when the image baked ImageNet weights), imagenet "
+                         "(required), off, or a weights file path / s3:// URI.",),
+            ),
             Parameter("seed"),
         ),
         internal=("confidence_model", "memorization_threshold", "drop_memorized", "batch_size"),

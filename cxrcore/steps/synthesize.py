@@ -11,7 +11,9 @@ the pure functions of :mod:`cxrcore.synthesis`; only this module reads and write
    :func:`cxrcore.inference.predict_pixels`, like every other use of a classifier.
 4. Memorization (:func:`cxrcore.synthesis.similarity.memorization_check`) against every REAL training image of
    the class, at ``min(GAN size, stored real size, 64)`` px.
-5. Quality (:func:`cxrcore.synthesis.kid.quality_report`): KID on offline pixel-statistics features.
+5. Quality (:func:`cxrcore.synthesis.kid.quality_report`): KID on offline pixel-statistics features; with
+   InceptionV3 weights (``inception``), KID and FID on InceptionV3 features too
+   (:func:`cxrcore.synthesis.inception.inception_quality`).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from cxrcore.config import SynthesizeSettings, identity
 from cxrcore.data.dataset import dataset_prefix, load_dataset, resolve_version
 from cxrcore.data.images import encode_png
 from cxrcore.data.writer import DatasetWriter, ImageRecord, dataset_info
-from cxrcore.inference import fetch_model, load_model_file
+from cxrcore.inference import fetch_file, fetch_model, load_model_file
 from cxrcore.layout import gan_prefix, synthetic_prefix
 from cxrcore.logging import get_logger
 from cxrcore.storage import (
@@ -53,6 +55,12 @@ from cxrcore.synthesis.gan_quality import (
     two_sample_accuracy,
 )
 from cxrcore.synthesis.kid import pixel_statistics_features, quality_report
+from cxrcore.synthesis.inception import (
+    INCEPTION_EXTRACTOR_DESCRIPTION,
+    INCEPTION_EXTRACTOR_NAME,
+    build_inception_extractor,
+    inception_quality,
+)
 from cxrcore.synthesis.outputs import (
     SAMPLE_TILES,
     SHARD_SIZE,
@@ -73,6 +81,9 @@ __all__ = ["SynthesizeError", "job_inputs", "run"]
 
 #: Real images the repeated-detail share of the class is measured on (a seeded sample when there are more).
 _REAL_SAMPLE = 1000
+#: Real images the InceptionV3 KID/FID of the class is measured against (a seeded sample when there are more):
+#: bounds the 299 px forward passes on a CPU box; FID's bias at 2,000 real images is small next to its spread.
+_INCEPTION_REAL_SAMPLE = 2000
 
 
 class SynthesizeError(ValueError):
@@ -85,6 +96,7 @@ def job_inputs(
     gan: dict[str, str],
     dataset: dict[str, Any],
     confidence_model: dict[str, str] | None,
+    inception: dict[str, str],
 ) -> dict[str, Any]:
     """The ``inputs`` of the synthetic output's marker.
 
@@ -93,6 +105,8 @@ def job_inputs(
         gan: ``{"prefix", "digest"}`` of the committed GAN.
         dataset: ``{"name", "version", "digest"}`` of the real dataset version.
         confidence_model: ``{"uri", "sha256"}`` of the ``confidence`` selection's classifier, or ``None``.
+        inception: What the InceptionV3 scores used (:class:`_Inception` ``record``): ``{"weights": "off"}``,
+            ``{"weights": "absent"}`` (``auto`` without the file), or the weights and their hash.
 
     Returns:
         A JSON-ready dict.
@@ -102,6 +116,7 @@ def job_inputs(
         "gan": gan,
         "dataset": dataset,
         "confidence_model": confidence_model,
+        "inception": inception,
         "settings": identity(settings),
     }
 
@@ -240,6 +255,88 @@ def _confidence_model(settings: SynthesizeSettings, directory: Path) -> tuple[Pa
     return path, {"uri": redact_uri(uri), "sha256": sha256_file(path)}
 
 
+@dataclasses.dataclass(frozen=True)
+class _Inception:
+    """Which InceptionV3 weights score the kept set, or why none do.
+
+    Attributes:
+        weights: ``"imagenet"`` or a local file for :func:`build_inception_extractor`; ``None``: not measured.
+        name: The extractor's recorded name.
+        description: The extractor in words.
+        record: What the marker's inputs record (the weights and their hash, ``off`` or ``absent``).
+        reason: Why nothing is measured (when ``weights`` is ``None``).
+    """
+
+    weights: str | None
+    name: str = ""
+    description: str = ""
+    record: dict[str, str] = dataclasses.field(default_factory=dict)
+    reason: str = ""
+
+    def skipped(self) -> dict[str, Any]:
+        """The ``quality.inception`` record of a run that did not measure."""
+        status = "off" if self.record.get("weights") == "off" else "skipped"
+        return {"status": status, "reason": self.reason}
+
+
+def _inception(settings: SynthesizeSettings, directory: Path, logger: Any) -> _Inception:
+    """Resolves ``settings.inception`` before anything is generated, so ``imagenet`` without the file fails early.
+
+    Raises:
+        cxrcore.models.weights_cache.WeightsCacheError: ``imagenet`` and the Keras cache lacks Keras' file (the
+            message names the file, ``KERAS_HOME`` and the fixes; exit 1).
+        SynthesizeError: A weights path or URI that does not exist.
+    """
+    from cxrcore.models.weights_cache import IMAGENET_NO_TOP, WeightsCacheError, require_imagenet_weights
+
+    choice = settings.inception.strip()
+    if choice.lower() == "off":
+        return _Inception(None, record={"weights": "off"}, reason="inception=off")
+    if choice.lower() in ("auto", "imagenet"):
+        try:
+            path = require_imagenet_weights("inceptionv3")
+        except WeightsCacheError as exc:
+            if choice.lower() == "imagenet":
+                raise
+            logger.info("inception_scores_skipped", reason=str(exc))
+            return _Inception(None, record={"weights": "absent"}, reason=f"inception=auto: {exc}")
+        logger.info("inception_weights_cached", path=str(path))
+        record = {"weights": "imagenet", "keras_file_hash": IMAGENET_NO_TOP["inceptionv3"].file_hash}
+        return _Inception("imagenet", INCEPTION_EXTRACTOR_NAME, INCEPTION_EXTRACTOR_DESCRIPTION, record)
+    try:
+        local = fetch_file(choice, directory / "inception", s3=settings.s3.as_options(settings.io_workers))
+    except FileNotFoundError as exc:
+        raise SynthesizeError(f"No InceptionV3 weights file at {redact_uri(choice)}: {exc}") from exc
+    digest = sha256_file(local)
+    name = f"inceptionv3-sha256-{digest[:12]}"
+    description = (
+        f"InceptionV3 (include_top=False, pooling='avg') with the weights file {redact_uri(choice)} (sha256 "
+        f"{digest}), otherwise as {INCEPTION_EXTRACTOR_NAME}: its values compare only with runs of the same file."
+    )
+    return _Inception(str(local), name, description, {"weights": redact_uri(choice), "sha256": digest})
+
+
+def _inception_quality(
+    inception: _Inception, candidates: Candidates, kept: np.ndarray, real: np.ndarray, seed: int
+) -> dict[str, Any]:
+    """``quality.inception`` of ``selection.json``: InceptionV3 KID and FID of the kept and of all generated
+    images against (a seeded sample of at most :data:`_INCEPTION_REAL_SAMPLE` of) the real ones."""
+    if inception.weights is None:
+        return inception.skipped()
+    extractor = build_inception_extractor(inception.weights)
+    result = inception_quality(
+        extractor,
+        kept=candidates.final[kept],
+        generated=candidates.final,
+        real=_real_sample(real, seed, size=_INCEPTION_REAL_SAMPLE),
+        name=inception.name,
+        description=inception.description,
+        seed=seed,
+    )
+    result["weights"] = inception.record
+    return result
+
+
 # ---------------------------------------------------------------------------------------------------- load
 @dataclasses.dataclass(frozen=True)
 class _Models:
@@ -313,13 +410,13 @@ def _load_real(plan: _Plan, settings: SynthesizeSettings) -> _Real:
 
 
 # ---------------------------------------------------------------------------------------------------- compute
-def _real_sample(images: np.ndarray, seed: int) -> np.ndarray:
-    """At most :data:`_REAL_SAMPLE` of the real images, drawn with ``seed`` (the repeated-detail share does not
-    depend on the set's size; this bounds its memory at the paper's 128 px)."""
-    if len(images) <= _REAL_SAMPLE:
+def _real_sample(images: np.ndarray, seed: int, size: int = _REAL_SAMPLE) -> np.ndarray:
+    """At most ``size`` of the real images, drawn with ``seed`` (the repeated-detail share does not depend on
+    the set's size; this bounds its memory at the paper's 128 px)."""
+    if len(images) <= size:
         return images
     rng = np.random.default_rng([int(seed), 2])
-    return images[np.sort(rng.choice(len(images), _REAL_SAMPLE, replace=False))]
+    return images[np.sort(rng.choice(len(images), size, replace=False))]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -545,7 +642,9 @@ def run(settings: SynthesizeSettings) -> dict[str, Any]:
     plan = _plan(settings, log)
     with tempfile.TemporaryDirectory(prefix="cxr-synthesize-") as tmp:
         classifier_path, model_record = _confidence_model(settings, Path(tmp))
-        inputs = job_inputs(settings, gan=plan.gan_record, dataset=plan.dataset_record, confidence_model=model_record)
+        inception = _inception(settings, Path(tmp), log)
+        inputs = job_inputs(settings, gan=plan.gan_record, dataset=plan.dataset_record, confidence_model=model_record,
+                            inception=inception.record)
         if plan.store.is_committed(plan.output_prefix, inputs):
             log.info("synthesize_unchanged", uri=plan.output_uri)
             committed = plan.store.get_json(join_key(plan.output_prefix, "selection.json"))
@@ -583,6 +682,8 @@ def run(settings: SynthesizeSettings) -> dict[str, Any]:
             quality["real_repeated_detail_share"] = repeated_detail_share(
                 _real_sample(real.images, settings.seed), size=common
             )
+        with timer.phase("inception_s"):
+            quality["inception"] = _inception_quality(inception, candidates, choice.kept, real.images, settings.seed)
         shards = Path(tmp) / "synthetic-shards"
         shards.mkdir()
         selection = _commit(plan, settings, inputs, models, candidates, choice, real, quality, timer, shards)

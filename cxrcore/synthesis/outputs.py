@@ -39,8 +39,9 @@ __all__ = [
     "summary",
 ]
 
-#: Version of the synthesis algorithm and output format; part of the idempotency inputs.
-SYNTHESIZE_FORMAT = 1
+#: Version of the synthesis algorithm and output format; part of the idempotency inputs. 2: ``quality.inception``
+#: (InceptionV3 KID/FID, or why not measured) and the ``inception`` input.
+SYNTHESIZE_FORMAT = 2
 #: Images per ``shards/shard-NNNNN.npy`` of a synthetic output.
 SHARD_SIZE = 1024
 #: Synthetic (and real) images shown in ``samples.png``.

@@ -270,6 +270,7 @@ class SyntheticOutput:
             "gan_quality_status": lookup(selection, ("gan", "quality", "status")),
             "flagged_gan": lookup(selection, ("gan", "flagged_gan")),
             "extractor": lookup(selection, ("quality", "extractor"), ("extractor",), ("quality", "feature_extractor")),
+            "inception": lookup(selection, ("quality", "inception")),
             "memorization_share": lookup(
                 selection,
                 ("memorization", "flagged_share"),

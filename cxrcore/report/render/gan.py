@@ -61,6 +61,7 @@ def gan_section(data: RunData, figures: Mapping[str, bytes]) -> list[Block]:
     blocks += _quality_warnings(data)
     blocks += _published_notes(data)
     blocks += _stabiliser_notes(data)
+    blocks += _inception_notes(data)
     for class_name in CLASS_NAMES:
         synthetic = data.synthetic.get(class_name)
         share = synthetic.summary().get("memorization_share") if synthetic else None
@@ -192,6 +193,46 @@ def _stabiliser_notes(data: RunData) -> list[Block]:
             if isinstance(entry, dict) and entry.get("value") != entry.get("paper")
         ]
         blocks.append(Paragraph(f"DCGAN training settings, {class_name}, beyond the paper's: {', '.join(changed)}."))
+    return blocks
+
+
+def _inception_notes(data: RunData) -> list[Block]:
+    """InceptionV3 KID and FID of each class's kept set (``selection.json`` quality.inception, format 2), or why
+    they were not measured; nothing for older outputs."""
+    measured, missing = [], []
+    extractors = set()
+    for class_name in CLASS_NAMES:
+        synthetic = data.synthetic.get(class_name)
+        record = (synthetic.summary() if synthetic else {}).get("inception")
+        if not isinstance(record, dict):
+            continue
+        if record.get("status") != "measured":
+            why = "inception=off" if record.get("status") == "off" else (
+                "no ImageNet InceptionV3 file in the Keras cache; images built with BAKE_IMAGENET_WEIGHTS=true "
+                "have it"
+            )
+            missing.append(f"{class_name} ({why})")
+            continue
+        extractors.add(str(record.get("extractor")))
+        parts = []
+        for key, label in (("kept", "kept"), ("all_generated", "all generated")):
+            entry = record.get(key) if isinstance(record.get(key), dict) else {}
+            kid = format_value(entry.get("kid"))
+            if entry.get("kid_std") is not None:
+                kid += f" ± {format_value(entry['kid_std'])}"
+            parts.append(f"{label} ({format_value(entry.get('num_images'))}) KID {kid}, FID "
+                         f"{format_value(entry.get('fid'))}")
+        measured.append(f"{class_name}: {'; '.join(parts)} against {format_value(record.get('num_real'))} real")
+    blocks: list[Block] = []
+    if measured:
+        blocks.append(Paragraph(
+            f"InceptionV3 scores of the synthetic sets ({', '.join(sorted(extractors))}; 2048-d average pool at "
+            f"299 px): {'. '.join(measured)}. Keras' ImageNet weights, not the TF-slim FID graph, so close to but "
+            "not identical with published values; FID grows as counts shrink, so compare equal counts only."
+        ))
+    if missing:
+        blocks.append(Paragraph(f"InceptionV3 KID/FID not measured: {'; '.join(missing)}. The KID column uses the "
+                                "offline extractor named there."))
     return blocks
 
 
