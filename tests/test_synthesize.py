@@ -546,3 +546,12 @@ def test_inception_without_the_cache_is_skipped_under_auto_and_fails_early_under
     assert store.read_marker(prefix) == marker
     with pytest.raises(synthesize.SynthesizeError, match="No InceptionV3 weights file at"):
         synthesize.run(make_settings(file_world, run_id, inception=str(empty_keras_home / "absent.weights.h5")))
+    # A file of another network: refused before generating, naming the file (exit 1), nothing committed.
+    wrong = empty_keras_home / "vgg16.weights.h5"
+    keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3)).save_weights(wrong)
+    with pytest.raises(synthesize.SynthesizeError, match=r"Unusable InceptionV3 weights .*vgg16\.weights\.h5"):
+        synthesize.run(make_settings(file_world, run_id, inception=str(wrong)))
+    code = job_main(["--store", store.uri, "--run-id", run_id, "--dataset", "demo", "--class-name", "PNEUMONIA",
+                     "--num-images", str(NUM_IMAGES), "--output-size", str(OUTPUT_SIZE), "--inception", str(wrong)])
+    assert code == 1 and "vgg16.weights.h5" in capsys.readouterr().err
+    assert store.read_marker(prefix) == marker

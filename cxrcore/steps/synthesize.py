@@ -261,6 +261,7 @@ class _Inception:
 
     Attributes:
         weights: ``"imagenet"`` or a local file for :func:`build_inception_extractor`; ``None``: not measured.
+        extractor: The network built from them (built up front: a wrong file fails before anything is generated).
         name: The extractor's recorded name.
         description: The extractor in words.
         record: What the marker's inputs record (the weights and their hash, ``off`` or ``absent``).
@@ -268,6 +269,7 @@ class _Inception:
     """
 
     weights: str | None
+    extractor: Any = None
     name: str = ""
     description: str = ""
     record: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -285,7 +287,8 @@ def _inception(settings: SynthesizeSettings, directory: Path, logger: Any) -> _I
     Raises:
         cxrcore.models.weights_cache.WeightsCacheError: ``imagenet`` and the Keras cache lacks Keras' file (the
             message names the file, ``KERAS_HOME`` and the fixes; exit 1).
-        SynthesizeError: A weights path or URI that does not exist.
+        SynthesizeError: A weights path or URI that does not exist, or a file that is not InceptionV3's
+            ``include_top=False`` weights (the message names it).
     """
     from cxrcore.models.weights_cache import IMAGENET_NO_TOP, WeightsCacheError, require_imagenet_weights
 
@@ -302,18 +305,23 @@ def _inception(settings: SynthesizeSettings, directory: Path, logger: Any) -> _I
             return _Inception(None, record={"weights": "absent"}, reason=f"inception=auto: {exc}")
         logger.info("inception_weights_cached", path=str(path))
         record = {"weights": "imagenet", "keras_file_hash": IMAGENET_NO_TOP["inceptionv3"].file_hash}
-        return _Inception("imagenet", INCEPTION_EXTRACTOR_NAME, INCEPTION_EXTRACTOR_DESCRIPTION, record)
+        extractor = build_inception_extractor("imagenet")
+        return _Inception("imagenet", extractor, INCEPTION_EXTRACTOR_NAME, INCEPTION_EXTRACTOR_DESCRIPTION, record)
     try:
         local = fetch_file(choice, directory / "inception", s3=settings.s3.as_options(settings.io_workers))
     except FileNotFoundError as exc:
         raise SynthesizeError(f"No InceptionV3 weights file at {redact_uri(choice)}: {exc}") from exc
+    try:
+        extractor = build_inception_extractor(str(local))
+    except ValueError as exc:
+        raise SynthesizeError(f"Unusable InceptionV3 weights {redact_uri(choice)}: {exc}") from exc
     digest = sha256_file(local)
     name = f"inceptionv3-sha256-{digest[:12]}"
     description = (
         f"InceptionV3 (include_top=False, pooling='avg') with the weights file {redact_uri(choice)} (sha256 "
         f"{digest}), otherwise as {INCEPTION_EXTRACTOR_NAME}: its values compare only with runs of the same file."
     )
-    return _Inception(str(local), name, description, {"weights": redact_uri(choice), "sha256": digest})
+    return _Inception(str(local), extractor, name, description, {"weights": redact_uri(choice), "sha256": digest})
 
 
 def _inception_quality(
@@ -321,11 +329,10 @@ def _inception_quality(
 ) -> dict[str, Any]:
     """``quality.inception`` of ``selection.json``: InceptionV3 KID and FID of the kept and of all generated
     images against (a seeded sample of at most :data:`_INCEPTION_REAL_SAMPLE` of) the real ones."""
-    if inception.weights is None:
+    if inception.extractor is None:
         return inception.skipped()
-    extractor = build_inception_extractor(inception.weights)
     result = inception_quality(
-        extractor,
+        inception.extractor,
         kept=candidates.final[kept],
         generated=candidates.final,
         real=_real_sample(real, seed, size=_INCEPTION_REAL_SAMPLE),
