@@ -11,6 +11,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import hashlib
 import io
 import shutil
 from pathlib import Path
@@ -27,7 +28,7 @@ from cxrcore.data.ingest import import_dataset
 from cxrcore.layout import gan_prefix
 from cxrcore.models.dcgan import build_discriminator, build_generator
 from cxrcore.storage import Store
-from tests.helpers import make_demo_dataset
+from tests.helpers import make_demo_dataset, write_inception_weights
 
 pytestmark = pytest.mark.filterwarnings(
     # Raised inside Keras' own save_weights (h5py reading TF variables); nothing this project can change.
@@ -265,6 +266,45 @@ def test_gan_train_step_budget_with_stabilisers(tmp_path, file_store, shrunk_set
     # A longer budget of the same trajectory resumes from the committed epoch-3 checkpoint.
     longer = gan_train.run(settings.model_copy(update={"steps": 8}))
     assert longer["resumed_from_epoch"] == 3 and longer["epochs"] == 4
+
+
+def test_gan_train_scores_with_inception_without_changing_the_trajectory(tmp_path, file_store, shrunk_settings,
+                                                                         monkeypatch):
+    """inception=<weights file>: every measurement gains InceptionV3 KID and FID; the weights trained are the same."""
+    from cxrcore.steps import inception_weights as resolver
+
+    store = file_store
+    make_demo_dataset(store, tmp_path)
+    weights = write_inception_weights(tmp_path / "inceptionv3.weights.h5")
+    real_build = resolver.build_inception_extractor
+    # InceptionV3's smallest side keeps 256 images per measurement fast on CPU; the file is the real one.
+    monkeypatch.setattr(resolver, "build_inception_extractor", lambda path: real_build(path, input_size=75))
+    plain = _settings(shrunk_settings, store, run_id="plain", class_name="NORMAL", steps=4, quality_every=2,
+                      inception="off")
+    scored = plain.model_copy(update={"run_id": "scored", "inception": str(weights)})
+    gan_train.run(plain)
+    gan_train.run(scored)
+
+    plain_info = store.get_json(f"{gan_prefix('plain', 'NORMAL')}/gan.json")
+    info = store.get_json(f"{gan_prefix('scored', 'NORMAL')}/gan.json")
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert info["quality"]["inception"]["status"] == "measured"
+    assert info["quality"]["inception"]["extractor"] == f"inceptionv3-sha256-{digest[:12]}"
+    assert info["quality"]["inception"]["weights"] == {"weights": str(weights), "sha256": digest}
+    rows = info["quality"]["trajectory"]
+    assert [row["step"] for row in rows] == [0, 2, 4]
+    for row in rows:
+        assert np.isfinite(row["inception_kid"]) and row["inception_fid"] >= 0.0, row
+        assert row["inception_extractor"] == f"inceptionv3-sha256-{digest[:12]}"
+    assert plain_info["quality"]["inception"] == {"status": "off", "reason": "inception=off"}
+    assert all("inception_kid" not in row for row in plain_info["quality"]["trajectory"])
+    # Scoring changed no weight: both runs published the same generator and logged the same losses.
+    for a, b in zip(_generator_weights(store, gan_prefix("plain", "NORMAL"), tmp_path),
+                    _generator_weights(store, gan_prefix("scored", "NORMAL"), tmp_path), strict=True):
+        np.testing.assert_array_equal(a, b)
+    pd.testing.assert_frame_equal(_losses(store, gan_prefix("plain", "NORMAL")).drop(columns=["seconds", "images_per_second"]),
+                                  _losses(store, gan_prefix("scored", "NORMAL")).drop(columns=["seconds", "images_per_second"]))
+    assert [row["kid"] for row in rows] == [row["kid"] for row in plain_info["quality"]["trajectory"]]
 
 
 def _published_statistics(store: Store, prefix: str, settings: GanTrainSettings, tmp_path: Path) -> dict[str, float]:

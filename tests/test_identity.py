@@ -46,6 +46,10 @@ committed GAN retrains once.
 Changed on purpose: synthesize (``SYNTHESIZE_FORMAT`` 1 -> 2). selection.json gained ``quality.inception``
 (InceptionV3 KID/FID of the kept set, or why it was not measured) and the inputs record what scored it
 (``inception``: the weights and their hash, ``off`` or ``absent``); every committed synthetic set is made once more.
+
+Changed on purpose: gan-train (``OUTPUT_FORMAT`` 9 -> 10). The quality measurements gained InceptionV3 KID and FID
+when weights are at hand (gan.json ``quality.inception`` says which, or why none); the job inputs record what scored
+them (``inception``), the trajectory does not (it changes no weight); every committed GAN retrains once.
 """
 
 from __future__ import annotations
@@ -296,8 +300,8 @@ def test_prepare_inputs_and_version_ids_are_golden(
     [
         (
             {"run_id": "r1", "class_name": "NORMAL"},
-            "1775e1eb0313bbb27adad93badb9c4fb5820750ec6db549b796fceb81f55ebc8",
-            "fbff2550c60822ad920d432f98db16d8d388822aedca911daddce61b8fa0b907",
+            "aaa90737ec90f29f80b5b429bcc7f5bc4c3b1dfb69b639850b2162906312d8e5",
+            "b677c18c27ee44804325be54d37190248583937c0cdd8755f0c404e55a65d7f6",
         ),
         (
             {
@@ -316,8 +320,8 @@ def test_prepare_inputs_and_version_ids_are_golden(
                 "seed": 3,
                 "dataset": "other",
             },
-            "9293faa56bc204fa9698db94c693a7e613f15b9cfb29758227784d1960ff28ff",
-            "c522531a8ca386549775a917aa2e185cfd78a747849510f8f72e52c6d0f3ea48",
+            "55d0417e78a5f6b8fd2aa70170bfecb9618d3f9da62559617d6991a36d16817e",
+            "775a503c0719ea163a75ae3efc050e78211f03acae2f0b3eae0d33940bdd91e0",
         ),
         (
             {
@@ -339,8 +343,8 @@ def test_prepare_inputs_and_version_ids_are_golden(
                 "detail_mean_weight": 5.0,
                 "publish": "guarded",
             },
-            "56f4bcca4603aeadc9468da407c4f8eca2ffa284569eda7997241aaf9464205a",
-            "efe50697724541a40343f913e5c7503cbddb93261e026c61194994bbb2da91a7",
+            "75bff205e6269e22363d9dae5b9297c28cd16ba448d5c06981a38025512799e9",
+            "5101d675d512b8c3d32121dc43f955d626fbe5660bf663a9e8ce3fbc31944066",
         ),
     ],
     ids=["default", "custom", "stabilised"],
@@ -350,7 +354,7 @@ def test_gan_train_inputs_are_golden(settings, inputs_hash, trajectory_hash):
 
     gan = GanTrainSettings(**settings)
     marker = SimpleNamespace(digest=DATASET_DIGEST)
-    assert hash_inputs(gan_train.job_inputs(gan, marker, "v123")) == inputs_hash
+    assert hash_inputs(gan_train.job_inputs(gan, marker, "v123", {"weights": "absent"})) == inputs_hash
     assert hash_inputs(gan_train.trajectory_inputs(gan, marker, "v123")) == trajectory_hash
 
 
@@ -362,8 +366,23 @@ def test_gan_publish_rule_changes_the_output_not_the_trajectory(change):
     marker = SimpleNamespace(digest=DATASET_DIGEST)
     base = GanTrainSettings(run_id="r1", class_name="NORMAL", steps=1000)
     changed = base.model_copy(update=change)
-    assert hash_inputs(gan_train.job_inputs(changed, marker, "v1")) != hash_inputs(
-        gan_train.job_inputs(base, marker, "v1")
+    assert hash_inputs(gan_train.job_inputs(changed, marker, "v1", {"weights": "off"})) != hash_inputs(
+        gan_train.job_inputs(base, marker, "v1", {"weights": "off"})
+    )
+    assert gan_train.trajectory_inputs(changed, marker, "v1") == gan_train.trajectory_inputs(base, marker, "v1")
+
+
+@pytest.mark.parametrize("inception", ["off", "imagenet", "s3://b/inceptionv3.weights.h5"])
+def test_gan_inception_scores_change_the_output_not_the_trajectory(inception):
+    """What scores the measurements with InceptionV3 is recorded in the inputs; it never changes the weights."""
+    from cxrcore import gan_train
+
+    marker = SimpleNamespace(digest=DATASET_DIGEST)
+    base = GanTrainSettings(run_id="r1", class_name="NORMAL", steps=1000)
+    changed = base.model_copy(update={"inception": inception})
+    record = {"weights": inception, "sha256": "a" * 64}
+    assert hash_inputs(gan_train.job_inputs(changed, marker, "v1", record)) != hash_inputs(
+        gan_train.job_inputs(base, marker, "v1", {"weights": "absent"})
     )
     assert gan_train.trajectory_inputs(changed, marker, "v1") == gan_train.trajectory_inputs(base, marker, "v1")
 

@@ -404,6 +404,13 @@ def test_inception_scores_are_reported_or_said_missing(store: Store, fast_figure
                 "num_real": 2000, "kept": {"kid": 0.0412, "kid_std": 0.003, "fid": 61.25, "num_images": 105},
                 "all_generated": {"kid": 0.052, "kid_std": 0.001, "fid": 40.5, "num_images": 1500}}
     skipped = {"status": "skipped", "reason": "inception=auto: ImageNet weights of inceptionv3 are not in the cache"}
+    final = {"step": 40, "kid": 0.2, "inception_kid": 0.0871, "inception_fid": 152.5,
+             "inception_extractor": "keras-inceptionv3-imagenet-avgpool"}
+    with store.commit(gan_prefix(RUN_ID, "NORMAL"), inputs={"planted": "inception"}) as tx:
+        tx.put_json("gan.json", {"training": {"epochs": 2, "steps": 40},
+                                 "quality": {"status": "ok", "reasons": [], "final": final,
+                                             "inception": {"status": "measured",
+                                                           "extractor": "keras-inceptionv3-imagenet-avgpool"}}})
     for class_name, record in (("NORMAL", measured), ("PNEUMONIA", skipped)):
         selection = store.get_json(join_key(synthetic_prefix(RUN_ID, class_name), "selection.json"))
         selection["quality"]["inception"] = record
@@ -414,7 +421,7 @@ def test_inception_scores_are_reported_or_said_missing(store: Store, fast_figure
     gan = page.split('<section id="gan">')[1].split("</section>")[0]
     assert (
         "InceptionV3 scores of the synthetic sets (keras-inceptionv3-imagenet-avgpool; 2048-d average pool at 299 "
-        "px): NORMAL: kept (105) KID 0.0412 ± 0.003, FID 61.25; all generated (1,500) KID 0.052 ± 0.001, FID 40.5 "
+        "px): NORMAL GAN (the published generator&#x27;s measurement): KID 0.0871, FID 152.5. NORMAL: kept (105) KID 0.0412 ± 0.003, FID 61.25; all generated (1,500) KID 0.052 ± 0.001, FID 40.5 "
         "against 2,000 real" in gan
     )
     assert "InceptionV3 KID/FID not measured: PNEUMONIA (no ImageNet InceptionV3 file in the Keras cache" in gan
@@ -561,13 +568,14 @@ GOLDEN_FILES = ("index.html", "report.md", "tables.csv", "metrics.json")
 #: cxr-gan-train published; null for these planted GANs without a quality record), and the DCGAN table's note
 #: names the late breakdown among the flagging rules and says that "final" is the published generator.
 #: Changed on purpose ("full" metrics.json): each synthetic summary gained ``inception`` (selection.json
-#: quality.inception, cxr-synthesize format 2; null for these planted sets without one).
+#: quality.inception, cxr-synthesize format 2; null for these planted sets without one), and each GAN summary
+#: ``inception`` and ``inception_final`` (gan.json quality, cxr-gan-train format 10; nulls here).
 GOLDEN_DIGESTS: dict[str, dict[str, str]] = {
     "full": {
         "index.html": "9cf52f110e3041973a77eb3e007695c195b57eb8238b6a1c7313149b03ef982f",
         "report.md": "f41c4592f3325f0215f461ab269048653561bea6ed631e22bfe24839ea0b39a2",
         "tables.csv": "563a4e7eaf886db7f0fdbe52770468776483b906a364bb34cdcc5195a9a9e821",
-        "metrics.json": "93e380292250e937f9dae9fb1f30f612156c0d876515a248559cf8853d05aa05",
+        "metrics.json": "2e9e6b56f63d2713736e2f66574e7639e611b576580b6154d182152dd6773616",
     },
     "partial": {
         "index.html": "2a3d1fb7a87624eea852ab04af67a7b73044d40a4b4ab9ae9ddf37bec8ec2b4d",

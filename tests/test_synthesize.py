@@ -491,17 +491,17 @@ def test_inception_auto_uses_the_keras_cache_when_it_holds_the_file(
     the test file at InceptionV3's smallest side; the wiring (what is recorded, and under which name) is real.
     """
     from cxrcore.models import weights_cache
-    from cxrcore.steps import synthesize as step
+    from cxrcore.steps import inception_weights as resolver
 
     built: list[str] = []
 
     def build(weights):
         built.append(weights)
-        return step_build(str(inception_weights), input_size=75)
+        return real_build(str(inception_weights), input_size=75)
 
-    step_build = step.build_inception_extractor
+    real_build = resolver.build_inception_extractor
     monkeypatch.setattr(weights_cache, "require_imagenet_weights", lambda backbone: inception_weights)
-    monkeypatch.setattr(step, "build_inception_extractor", build)
+    monkeypatch.setattr(resolver, "build_inception_extractor", build)
     store, run_id = file_world.store, "run-inception-auto"
     commit_gan(store, run_id, "PNEUMONIA", model_files.generator, model_files.discriminator)
 

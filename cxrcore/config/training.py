@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     Field,
@@ -29,6 +29,17 @@ from cxrcore.vocab import (
     PROTOCOLS,
     SELECTION_STRATEGIES,
 )
+
+#: The ``inception`` setting of cxr-gan-train (its quality measurements) and cxr-synthesize (the kept set).
+InceptionChoice = Annotated[
+    str,
+    Field(
+        description="InceptionV3 KID/FID beside the offline KID: auto (when the Keras cache holds Keras' ImageNet "
+        "InceptionV3 file; else recorded as skipped), imagenet (required: exit 1 before any work when it is "
+        "missing), off, or a path / s3:// URI of an InceptionV3 include_top=False weights file.",
+        json_schema_extra={"identity": "resolved"},  # what scored: the weights' hash, or why nothing did
+    ),
+]
 
 
 class GanTrainSettings(RunSettings):
@@ -173,6 +184,7 @@ class GanTrainSettings(RunSettings):
         "KID), or guarded (the last unless it broke down late, then the lowest-KID one before it).",
         json_schema_extra={"identity": True},
     )
+    inception: InceptionChoice = "auto"
     checkpoint_every: int = Field(
         default=5,
         ge=1,
@@ -283,13 +295,7 @@ class SynthesizeSettings(RunSettings):
         "or use its images anyway (recorded in selection.json and shown in the report).",
         json_schema_extra={"identity": False},
     )
-    inception: str = Field(
-        default="auto",
-        description="InceptionV3 KID/FID of the kept set, beside the offline KID: auto (when the Keras cache holds "
-        "Keras' ImageNet InceptionV3 file; else recorded as skipped), imagenet (required: exit 1 before generating "
-        "when it is missing), off, or a path / s3:// URI of an InceptionV3 include_top=False weights file.",
-        json_schema_extra={"identity": "resolved"},  # what was used: the weights' hash, or why none
-    )
+    inception: InceptionChoice = "auto"
     batch_size: int = Field(default=64, ge=1, json_schema_extra={"identity": False})
 
     def resolved_num_images(self) -> int:

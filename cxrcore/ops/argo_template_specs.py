@@ -226,6 +226,11 @@ TEMPLATES: tuple[JobTemplate, ...] = (
             Parameter("quality_every"),
             Parameter("publish"),
             Parameter(
+                "inception",
+                comment=("InceptionV3 KID/FID in every quality measurement: auto (when the image baked ImageNet "
+                         "weights), imagenet (required), off, or a weights file path / s3:// URI.",),
+            ),
+            Parameter(
                 "validation_fraction",
                 comment=("The classifiers' validation-fraction: their validation patients are left out of the GAN.",),
             ),

@@ -63,6 +63,7 @@ from cxrcore.logging import get_logger
 from cxrcore.ml.checkpoints import CHECKPOINTS_DIR, CheckpointSeries, checkpoint_key
 from cxrcore.ml.devices import Devices, configure_devices
 from cxrcore.ml.model_io import put_verified, save_model
+from cxrcore.steps.inception_weights import InceptionScorer, resolve_inception
 from cxrcore.models import (
     DISCRIMINATOR_PAPER_PARAMS,
     GENERATOR_PAPER_PARAMS,
@@ -94,8 +95,9 @@ __all__ = [
 
 JOB_NAME = "cxr-gan-train"
 #: Version of the output layout written by this step (part of the inputs: a layout change retrains).
-OUTPUT_FORMAT = 9  # 2: quality, stabilisers; 3: validation_holdout; 4: D width; 5: generator weight average;
-# 6: mode-seeking term; 7: its detail-band variant; 8: the detail-mean term; 9: publish (best.npz in checkpoints)
+OUTPUT_FORMAT = 10  # 2: quality, stabilisers; 3: validation_holdout; 4: D width; 5: generator weight average;
+# 6: mode-seeking term; 7: its detail-band variant; 8: the detail-mean term; 9: publish (best.npz in checkpoints);
+# 10: InceptionV3 KID/FID in the measurements (quality.inception says which weights, or why none)
 _INFO_FILE = "gan.json"
 
 log = get_logger(__name__)
@@ -137,9 +139,13 @@ def trajectory_inputs(settings: GanTrainSettings, dataset_marker: Marker, datase
     }
 
 
-def job_inputs(settings: GanTrainSettings, dataset_marker: Marker, dataset_version: str) -> dict[str, Any]:
-    """The ``inputs`` of the GAN prefix's marker: the trajectory, the epoch count or the step budget, and which
-    measured generator is published (``publish``, ``quality_every``)."""
+def job_inputs(
+    settings: GanTrainSettings, dataset_marker: Marker, dataset_version: str, inception: dict[str, str]
+) -> dict[str, Any]:
+    """The ``inputs`` of the GAN prefix's marker: the trajectory, the epoch count or the step budget, which
+    measured generator is published (``publish``, ``quality_every``) and what scored the measurements besides
+    the offline KID (``inception``: :class:`cxrcore.steps.inception_weights.InceptionScorer` ``record``; not part
+    of the trajectory, which it does not change)."""
     recorded = identity(settings)
     budget = {"epochs": recorded["epochs"]} if recorded["steps"] is None else {"steps": recorded["steps"]}
     return {
@@ -147,6 +153,7 @@ def job_inputs(settings: GanTrainSettings, dataset_marker: Marker, dataset_versi
         **budget,
         "publish": recorded["publish"],
         "quality_every": recorded["quality_every"],
+        "inception": inception,
     }
 
 
@@ -211,11 +218,13 @@ def gan_info(
     device: dict[str, Any],
     wall_seconds: float,
     validation_holdout: dict[str, Any],
+    inception: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The content of ``gan.json`` (pure).
 
     ``validation_holdout`` records the classifiers' validation split left out of training (fraction, seed,
-    images, digest of its ids: :func:`cxrcore.training.classifier_data.validation_digest`).
+    images, digest of its ids: :func:`cxrcore.training.classifier_data.validation_digest`); ``inception`` what
+    scored the measurements with InceptionV3 (``quality.inception``), or why nothing did.
     """
     last = training.record.losses[-1]
     epochs = training.epochs
@@ -272,7 +281,7 @@ def gan_info(
             "final_d_loss": last["d_loss"],
             "final_g_loss": last["g_loss"],
         },
-        "quality": quality_section(training.record.quality, training.published),
+        "quality": quality_section(training.record.quality, training.published, inception=inception),
         "device": device,
     }
 
@@ -309,12 +318,16 @@ def stabilisers(settings: GanTrainSettings) -> dict[str, Any]:
     return record
 
 
-def quality_section(trajectory: list[dict[str, Any]], published: dict[str, Any]) -> dict[str, Any]:
+def quality_section(
+    trajectory: list[dict[str, Any]], published: dict[str, Any], *, inception: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """``gan.json``'s ``quality`` (pure).
 
     The verdict (:func:`cxrcore.synthesis.gan_quality.judge`) is taken on the measurements up to the published
     generator, whose row is ``final``; ``published`` is
     :func:`cxrcore.synthesis.gan_quality.choose_published`'s answer and ``last`` the last measurement.
+    ``inception`` says what scored the rows' ``inception_kid`` / ``inception_fid`` (or why they have none); the
+    verdict and the publishing rules use the offline KID only.
     """
     up_to_published = trajectory[: published["index"] + 1]
     verdict = judge(up_to_published)
@@ -328,6 +341,7 @@ def quality_section(trajectory: list[dict[str, Any]], published: dict[str, Any])
         "final": up_to_published[-1],
         "last": trajectory[-1],
         "best_kid": min(scored, key=lambda row: row["kid"]) if scored else None,
+        "inception": inception if inception is not None else {"status": "off", "reason": "not requested"},
         "trajectory": trajectory,
     }
 
@@ -443,14 +457,38 @@ def run(settings: GanTrainSettings) -> dict[str, Any]:
     version = resolve_version(store, settings.dataset, settings.dataset_version)
     dataset_marker = store.require_committed(dataset_prefix(settings.dataset, version))
     trajectory = trajectory_inputs(settings, dataset_marker, version)
-    inputs = job_inputs(settings, dataset_marker, version)
+    with tempfile.TemporaryDirectory(prefix="cxr-gan-") as tmp:
+        work_dir = Path(tmp)
+        inception = resolve_inception(settings.inception, directory=work_dir,
+                                      s3=settings.s3.as_options(settings.io_workers), logger=logger)
+        inputs = job_inputs(settings, dataset_marker, version, inception.record)
+        budget = {"epochs": settings.resolved_epochs(), "steps": settings.steps}
+
+        marker = store.read_marker(prefix)
+        if marker is not None and marker.inputs_hash == hash_inputs(inputs):
+            logger.info("gan_unchanged", uri=store.url(prefix), dataset_version=version, **budget)
+            return _existing_summary(store, prefix, marker)
+        return _train_and_publish(
+            settings, store, prefix, version, dataset_marker, trajectory, inputs, inception, work_dir, started, logger
+        )
+
+
+def _train_and_publish(
+    settings: GanTrainSettings,
+    store: Store,
+    prefix: str,
+    version: str,
+    dataset_marker: Marker,
+    trajectory: dict[str, Any],
+    inputs: dict[str, Any],
+    inception: InceptionScorer,
+    work_dir: Path,
+    started: float,
+    logger: Any,
+) -> dict[str, Any]:
+    """The training half of :func:`run`: data, devices, InceptionV3 (after the devices are configured, before the
+    DCGAN, whose build resets Keras' session and seed), training, ``gan.json`` and the commit."""
     budget = {"epochs": settings.resolved_epochs(), "steps": settings.steps}
-
-    marker = store.read_marker(prefix)
-    if marker is not None and marker.inputs_hash == hash_inputs(inputs):
-        logger.info("gan_unchanged", uri=store.url(prefix), dataset_version=version, **budget)
-        return _existing_summary(store, prefix, marker)
-
     images, holdout = _train_images(store, settings, version)
     logger.info(
         "gan_data",
@@ -464,26 +502,33 @@ def run(settings: GanTrainSettings) -> dict[str, Any]:
     devices: Devices = configure_devices(mixed_precision=settings.mixed_precision, xla=settings.xla, logger=logger)
     device = devices.describe()
     logger.info("gan_device", **device)
-    with tempfile.TemporaryDirectory(prefix="cxr-gan-") as tmp:
-        work_dir = Path(tmp)
-        training = train_gan(
-            settings,
-            images=images,
-            series=_checkpoint_series(store, prefix, trajectory),
-            devices=devices,
-            work_dir=work_dir,
-            logger=logger,
-        )
-        info = gan_info(
-            settings,
-            training,
-            dataset_version=version,
-            dataset_digest=dataset_marker.digest,
-            train_images=len(images),
-            validation_holdout=holdout,
-            device=device,
-            wall_seconds=time.monotonic() - started,
-        )
-        committed = _publish(store, prefix, training, info, inputs, work_dir)
+    extractor = inception.build()  # a file of another network fails here, before any training
+    training = train_gan(
+        settings,
+        images=images,
+        series=_checkpoint_series(store, prefix, trajectory),
+        devices=devices,
+        work_dir=work_dir,
+        logger=logger,
+        inception=None if extractor is None else (extractor, inception.name),
+    )
+    scored = (
+        inception.skipped()
+        if extractor is None
+        else {"status": "measured", "extractor": inception.name, "description": inception.description,
+              "weights": inception.record}
+    )
+    info = gan_info(
+        settings,
+        training,
+        dataset_version=version,
+        dataset_digest=dataset_marker.digest,
+        train_images=len(images),
+        validation_holdout=holdout,
+        device=device,
+        wall_seconds=time.monotonic() - started,
+        inception=scored,
+    )
+    committed = _publish(store, prefix, training, info, inputs, work_dir)
     _log_committed(logger, store.url(prefix), training, info)
     return _summary(store, prefix, info, status="trained", marker=committed)

@@ -34,9 +34,10 @@ from cxrcore.config import SynthesizeSettings, identity
 from cxrcore.data.dataset import dataset_prefix, load_dataset, resolve_version
 from cxrcore.data.images import encode_png
 from cxrcore.data.writer import DatasetWriter, ImageRecord, dataset_info
-from cxrcore.inference import fetch_file, fetch_model, load_model_file
+from cxrcore.inference import fetch_model, load_model_file
 from cxrcore.layout import gan_prefix, synthetic_prefix
 from cxrcore.logging import get_logger
+from cxrcore.steps.inception_weights import InceptionScorer, InceptionWeightsError, resolve_inception
 from cxrcore.storage import (
     Marker,
     NotCommittedError,
@@ -55,12 +56,7 @@ from cxrcore.synthesis.gan_quality import (
     two_sample_accuracy,
 )
 from cxrcore.synthesis.kid import pixel_statistics_features, quality_report
-from cxrcore.synthesis.inception import (
-    INCEPTION_EXTRACTOR_DESCRIPTION,
-    INCEPTION_EXTRACTOR_NAME,
-    build_inception_extractor,
-    inception_quality,
-)
+from cxrcore.synthesis.inception import inception_quality
 from cxrcore.synthesis.outputs import (
     SAMPLE_TILES,
     SHARD_SIZE,
@@ -105,7 +101,7 @@ def job_inputs(
         gan: ``{"prefix", "digest"}`` of the committed GAN.
         dataset: ``{"name", "version", "digest"}`` of the real dataset version.
         confidence_model: ``{"uri", "sha256"}`` of the ``confidence`` selection's classifier, or ``None``.
-        inception: What the InceptionV3 scores used (:class:`_Inception` ``record``): ``{"weights": "off"}``,
+        inception: What the InceptionV3 scores used (:class:`InceptionScorer` ``record``): ``{"weights": "off"}``,
             ``{"weights": "absent"}`` (``auto`` without the file), or the weights and their hash.
 
     Returns:
@@ -255,84 +251,15 @@ def _confidence_model(settings: SynthesizeSettings, directory: Path) -> tuple[Pa
     return path, {"uri": redact_uri(uri), "sha256": sha256_file(path)}
 
 
-@dataclasses.dataclass(frozen=True)
-class _Inception:
-    """Which InceptionV3 weights score the kept set, or why none do.
-
-    Attributes:
-        weights: ``"imagenet"`` or a local file for :func:`build_inception_extractor`; ``None``: not measured.
-        extractor: The network built from them (built up front: a wrong file fails before anything is generated).
-        name: The extractor's recorded name.
-        description: The extractor in words.
-        record: What the marker's inputs record (the weights and their hash, ``off`` or ``absent``).
-        reason: Why nothing is measured (when ``weights`` is ``None``).
-    """
-
-    weights: str | None
-    extractor: Any = None
-    name: str = ""
-    description: str = ""
-    record: dict[str, str] = dataclasses.field(default_factory=dict)
-    reason: str = ""
-
-    def skipped(self) -> dict[str, Any]:
-        """The ``quality.inception`` record of a run that did not measure."""
-        status = "off" if self.record.get("weights") == "off" else "skipped"
-        return {"status": status, "reason": self.reason}
-
-
-def _inception(settings: SynthesizeSettings, directory: Path, logger: Any) -> _Inception:
-    """Resolves ``settings.inception`` before anything is generated, so ``imagenet`` without the file fails early.
-
-    Raises:
-        cxrcore.models.weights_cache.WeightsCacheError: ``imagenet`` and the Keras cache lacks Keras' file (the
-            message names the file, ``KERAS_HOME`` and the fixes; exit 1).
-        SynthesizeError: A weights path or URI that does not exist, or a file that is not InceptionV3's
-            ``include_top=False`` weights (the message names it).
-    """
-    from cxrcore.models.weights_cache import IMAGENET_NO_TOP, WeightsCacheError, require_imagenet_weights
-
-    choice = settings.inception.strip()
-    if choice.lower() == "off":
-        return _Inception(None, record={"weights": "off"}, reason="inception=off")
-    if choice.lower() in ("auto", "imagenet"):
-        try:
-            path = require_imagenet_weights("inceptionv3")
-        except WeightsCacheError as exc:
-            if choice.lower() == "imagenet":
-                raise
-            logger.info("inception_scores_skipped", reason=str(exc))
-            return _Inception(None, record={"weights": "absent"}, reason=f"inception=auto: {exc}")
-        logger.info("inception_weights_cached", path=str(path))
-        record = {"weights": "imagenet", "keras_file_hash": IMAGENET_NO_TOP["inceptionv3"].file_hash}
-        extractor = build_inception_extractor("imagenet")
-        return _Inception("imagenet", extractor, INCEPTION_EXTRACTOR_NAME, INCEPTION_EXTRACTOR_DESCRIPTION, record)
-    try:
-        local = fetch_file(choice, directory / "inception", s3=settings.s3.as_options(settings.io_workers))
-    except FileNotFoundError as exc:
-        raise SynthesizeError(f"No InceptionV3 weights file at {redact_uri(choice)}: {exc}") from exc
-    try:
-        extractor = build_inception_extractor(str(local))
-    except ValueError as exc:
-        raise SynthesizeError(f"Unusable InceptionV3 weights {redact_uri(choice)}: {exc}") from exc
-    digest = sha256_file(local)
-    name = f"inceptionv3-sha256-{digest[:12]}"
-    description = (
-        f"InceptionV3 (include_top=False, pooling='avg') with the weights file {redact_uri(choice)} (sha256 "
-        f"{digest}), otherwise as {INCEPTION_EXTRACTOR_NAME}: its values compare only with runs of the same file."
-    )
-    return _Inception(str(local), extractor, name, description, {"weights": redact_uri(choice), "sha256": digest})
-
-
 def _inception_quality(
-    inception: _Inception, candidates: Candidates, kept: np.ndarray, real: np.ndarray, seed: int
+    inception: InceptionScorer, extractor: Any, candidates: Candidates, kept: np.ndarray, real: np.ndarray, seed: int
 ) -> dict[str, Any]:
     """``quality.inception`` of ``selection.json``: InceptionV3 KID and FID of the kept and of all generated
     images against (a seeded sample of at most :data:`_INCEPTION_REAL_SAMPLE` of) the real ones."""
-    if inception.extractor is None:
+    if extractor is None:
         return inception.skipped()
     result = inception_quality(
-        inception.extractor,
+        extractor,
         kept=candidates.final[kept],
         generated=candidates.final,
         real=_real_sample(real, seed, size=_INCEPTION_REAL_SAMPLE),
@@ -649,7 +576,11 @@ def run(settings: SynthesizeSettings) -> dict[str, Any]:
     plan = _plan(settings, log)
     with tempfile.TemporaryDirectory(prefix="cxr-synthesize-") as tmp:
         classifier_path, model_record = _confidence_model(settings, Path(tmp))
-        inception = _inception(settings, Path(tmp), log)
+        try:
+            inception = resolve_inception(settings.inception, directory=Path(tmp),
+                                          s3=settings.s3.as_options(settings.io_workers), logger=log)
+        except InceptionWeightsError as exc:
+            raise SynthesizeError(str(exc)) from exc
         inputs = job_inputs(settings, gan=plan.gan_record, dataset=plan.dataset_record, confidence_model=model_record,
                             inception=inception.record)
         if plan.store.is_committed(plan.output_prefix, inputs):
@@ -657,6 +588,10 @@ def run(settings: SynthesizeSettings) -> dict[str, Any]:
             committed = plan.store.get_json(join_key(plan.output_prefix, "selection.json"))
             return summary("unchanged", plan.output_uri, committed)
         with timer.phase("load_s"):
+            try:
+                extractor = inception.build()  # before any image: a file of another network fails here
+            except InceptionWeightsError as exc:
+                raise SynthesizeError(str(exc)) from exc
             models = _load_models(plan, Path(tmp), classifier_path)
             real = _load_real(plan, settings)
         log.info("synthesize_start", num_images=plan.num_images, keep=plan.keep, strategy=settings.selection,
@@ -690,7 +625,8 @@ def run(settings: SynthesizeSettings) -> dict[str, Any]:
                 _real_sample(real.images, settings.seed), size=common
             )
         with timer.phase("inception_s"):
-            quality["inception"] = _inception_quality(inception, candidates, choice.kept, real.images, settings.seed)
+            quality["inception"] = _inception_quality(inception, extractor, candidates, choice.kept, real.images,
+                                                      settings.seed)
         shards = Path(tmp) / "synthetic-shards"
         shards.mkdir()
         selection = _commit(plan, settings, inputs, models, candidates, choice, real, quality, timer, shards)

@@ -186,9 +186,20 @@ class QualityProbe:
         real: The class's real training images, ``(n, h, w[, c])`` uint8 or float in [0, 1].
         reference_size: Real images kept as the reference (drawn with ``seed``).
         seed: Seed of the draw, the KID subsets and the two-sample folds.
+        inception: InceptionV3 network (:func:`cxrcore.synthesis.inception.build_inception_extractor`) that also
+            scores every measurement (``inception_kid``, ``inception_fid``); ``None``: the offline KID only.
+        inception_name: Its recorded name.
     """
 
-    def __init__(self, real: np.ndarray, *, reference_size: int = 256, seed: int = 0) -> None:
+    def __init__(
+        self,
+        real: np.ndarray,
+        *,
+        reference_size: int = 256,
+        seed: int = 0,
+        inception: Any = None,
+        inception_name: str = "",
+    ) -> None:
         if reference_size < 2:
             raise ValueError(f"`reference_size` must be >= 2. Received: reference_size={reference_size}")
         gray = _gray_unit(real)
@@ -198,12 +209,19 @@ class QualityProbe:
         self.seed = seed
         self.real_features = pixel_statistics_features(self.real)
         self.real_repeated_detail_share = repeated_detail_share(self.real)
+        self.inception = inception
+        self.inception_name = inception_name
+        if inception is not None:
+            from cxrcore.synthesis.inception import inception_features
+
+            self.real_inception_features = inception_features(inception, self.real)
 
     def measure(self, generated: np.ndarray) -> dict[str, Any]:
-        """Sample statistics, KID, two-sample accuracy and repeated detail of ``generated`` against the reference."""
+        """Sample statistics, KID, two-sample accuracy and repeated detail of ``generated`` against the reference
+        (and InceptionV3 KID and FID with an ``inception`` network)."""
         gray = _gray_unit(generated)
         kid = kernel_inception_distance(pixel_statistics_features(gray), self.real_features, seed=self.seed)
-        return {
+        row = {
             **sample_statistics(gray),
             "kid": None if kid["kid"] is None else round(float(kid["kid"]), 5),
             "two_sample_accuracy": two_sample_accuracy(self.real, gray, seed=self.seed),
@@ -212,6 +230,22 @@ class QualityProbe:
             "images": len(gray),
             "reference_images": len(self.real),
             "extractor": FEATURE_EXTRACTOR_NAME,
+        }
+        if self.inception is not None:
+            row.update(self._inception_scores(gray))
+        return row
+
+    def _inception_scores(self, gray: np.ndarray) -> dict[str, Any]:
+        from cxrcore.synthesis.inception import frechet_distance, inception_features
+
+        features = inception_features(self.inception, gray)
+        kid = kernel_inception_distance(features, self.real_inception_features, seed=self.seed)["kid"]
+        enough = len(features) >= 2 and len(self.real_inception_features) >= 2
+        fid = frechet_distance(features, self.real_inception_features) if enough else None
+        return {
+            "inception_kid": None if kid is None or not math.isfinite(kid) else round(float(kid), 5),
+            "inception_fid": None if fid is None or not math.isfinite(fid) else round(float(fid), 3),
+            "inception_extractor": self.inception_name,
         }
 
 

@@ -569,9 +569,16 @@ def _fit(
 
 
 def _callbacks(
-    settings: GanTrainSettings, record: TrainingRecord, images: np.ndarray, plan: BatchPlan, epochs: int, logger: Any
+    settings: GanTrainSettings,
+    record: TrainingRecord,
+    images: np.ndarray,
+    plan: BatchPlan,
+    epochs: int,
+    logger: Any,
+    inception: tuple[Any, str] | None = None,
 ) -> list[keras.callbacks.Callback]:
     """The epoch log, the sample grid and the quality monitor of one training run (checkpointing comes last)."""
+    extractor, extractor_name = inception if inception is not None else (None, "")
     return [
         EpochLog(record, epochs=epochs, images_per_epoch=plan.steps_per_epoch * plan.batch_size, logger=logger),
         GANSampleGrid(
@@ -579,7 +586,8 @@ def _callbacks(
         ),
         QualityMonitor(
             record,
-            QualityProbe(images, reference_size=QUALITY_IMAGES, seed=settings.seed),
+            QualityProbe(images, reference_size=QUALITY_IMAGES, seed=settings.seed, inception=extractor,
+                         inception_name=extractor_name),
             every=settings.quality_every,
             steps_per_epoch=plan.steps_per_epoch,
             epochs=epochs,
@@ -598,11 +606,14 @@ def train_gan(
     devices: Devices,
     work_dir: Path,
     logger: Any,
+    inception: tuple[Any, str] | None = None,
 ) -> GanTraining:
     """Builds the DCGAN, resumes from the series, trains and checkpoints along the way.
 
     The epoch count is ``settings.epochs_for(steps per epoch)``: the step budget when one is set, else the
-    epochs. Quality is measured along the way (:class:`QualityMonitor`).
+    epochs. Quality is measured along the way (:class:`QualityMonitor`); with ``inception`` (an InceptionV3
+    network and its recorded name, built before the DCGAN: building resets Keras' session and seed) every
+    measurement also has InceptionV3 KID and FID. Nothing of the training depends on them.
 
     Raises:
         ValueError: Fewer training images than replicas.
@@ -627,7 +638,7 @@ def train_gan(
         staging_dir=work_dir / "checkpoints",
         logger=logger,
     )
-    callbacks = _callbacks(settings, record, images, plan, epochs, logger)
+    callbacks = _callbacks(settings, record, images, plan, epochs, logger, inception)
     logger.info(
         "gan_train_start",
         initial_epoch=initial_epoch,

@@ -192,6 +192,10 @@ class GanOutput:
             "real_repeated_detail": lookup(info, ("quality", "final", "real_repeated_detail_share")),
             "quality_extractor": lookup(info, ("quality", "feature_extractor")),
             "published": lookup(info, ("quality", "published")),
+            "inception": lookup(info, ("quality", "inception")),
+            "inception_final": {
+                key: lookup(info, ("quality", "final", f"inception_{key}")) for key in ("kid", "fid", "extractor")
+            },
         }
 
 

@@ -197,11 +197,18 @@ def _stabiliser_notes(data: RunData) -> list[Block]:
 
 
 def _inception_notes(data: RunData) -> list[Block]:
-    """InceptionV3 KID and FID of each class's kept set (``selection.json`` quality.inception, format 2), or why
-    they were not measured; nothing for older outputs."""
+    """InceptionV3 KID and FID of each class's published generator (``gan.json`` quality, format 10) and kept set
+    (``selection.json`` quality.inception, format 2), or why they were not measured; nothing for older outputs."""
     measured, missing = [], []
     extractors = set()
     for class_name in CLASS_NAMES:
+        gan = data.gans.get(class_name)
+        gan_summary = gan.summary() if gan else {}
+        final = gan_summary.get("inception_final") or {}
+        if isinstance(gan_summary.get("inception"), dict) and gan_summary["inception"].get("status") == "measured":
+            extractors.add(str(final.get("extractor") or gan_summary["inception"].get("extractor")))
+            measured.append(f"{class_name} GAN (the published generator's measurement): KID "
+                            f"{format_value(final.get('kid'))}, FID {format_value(final.get('fid'))}")
         synthetic = data.synthetic.get(class_name)
         record = (synthetic.summary() if synthetic else {}).get("inception")
         if not isinstance(record, dict):
