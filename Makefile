@@ -30,6 +30,7 @@ test-slow: venv
 bench: venv
 	$(PY) bench/input_pipeline.py
 	$(PY) bench/gan_step.py
+	$(PY) bench/inception_cost.py
 
 ## Regenerate the images' hash-checked locks (docker/requirements/*.txt) from pyproject.toml and the Dockerfiles'
 ## TensorFlow base; needs the package index and CPython 3.11 on Linux x86_64. tests/test_locks.py checks them.

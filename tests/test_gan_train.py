@@ -234,7 +234,7 @@ def test_gan_train_step_budget_with_stabilisers(tmp_path, file_store, shrunk_set
         shrunk_settings, store, run_id="budget", class_name="PNEUMONIA", steps=5, beta_1=0.5, d_learning_rate=4e-4,
         label_smoothing=0.1, diff_augment="translation,cutout", instance_noise=0.1, quality_every=2,
         discriminator_width_multiplier=0.5, generator_ema=0.9, mode_seeking_weight=0.02,
-        mode_seeking_detail_weight=0.03, detail_mean_weight=5.0,
+        mode_seeking_detail_weight=0.03, detail_mean_weight=5.0, d_clipnorm=10.0, g_clipnorm=5.0,
     )
     assert settings.width_multiplier != 0.5
     summary = gan_train.run(settings)
@@ -250,6 +250,10 @@ def test_gan_train_step_budget_with_stabilisers(tmp_path, file_store, shrunk_set
     assert stabilisers["mode_seeking_weight"] == {"value": 0.02, "paper": 0.0}
     assert stabilisers["mode_seeking_detail_weight"] == {"value": 0.03, "paper": 0.0}
     assert stabilisers["detail_mean_weight"] == {"value": 5.0, "paper": 0.0}
+    assert stabilisers["d_clipnorm"] == {"value": 10.0, "paper": 0.0}
+    assert stabilisers["g_clipnorm"] == {"value": 5.0, "paper": 0.0}
+    losses = _losses(store, gan_prefix("budget", "PNEUMONIA"))
+    assert (losses["d_grad_norm_max"] > 0).all() and (losses["g_grad_norm_max"] > 0).all()
     assert info["model"]["generator_weights"] == "moving average (momentum 0.9)"
     # The published generator is the average, not the trained weights of the last checkpoint.
     prefix = gan_prefix("budget", "PNEUMONIA")

@@ -49,7 +49,9 @@ Changed on purpose: synthesize (``SYNTHESIZE_FORMAT`` 1 -> 2). selection.json ga
 
 Changed on purpose: gan-train (``OUTPUT_FORMAT`` 9 -> 10). The quality measurements gained InceptionV3 KID and FID
 when weights are at hand (gan.json ``quality.inception`` says which, or why none); the job inputs record what scored
-them (``inception``), the trajectory does not (it changes no weight); every committed GAN retrains once.
+them (``inception``), the trajectory does not (it changes no weight). The gradient spike guards (``d_clipnorm``,
+``g_clipnorm``) joined the identity and the stabilisers, and losses.csv the epoch's largest gradient norms; every
+committed GAN retrains once.
 """
 
 from __future__ import annotations
@@ -183,6 +185,8 @@ GOLDEN_IDENTITY = {
         "mode_seeking_detail_weight": 0.0,
         "detail_mean_weight": 0.0,
         "generator_ema": 0.0,
+        "d_clipnorm": 0.0,
+        "g_clipnorm": 0.0,
         "validation_fraction": 0.0,
         "validation_seed": 0,
         "quality_every": 500,
@@ -300,8 +304,8 @@ def test_prepare_inputs_and_version_ids_are_golden(
     [
         (
             {"run_id": "r1", "class_name": "NORMAL"},
-            "aaa90737ec90f29f80b5b429bcc7f5bc4c3b1dfb69b639850b2162906312d8e5",
-            "b677c18c27ee44804325be54d37190248583937c0cdd8755f0c404e55a65d7f6",
+            "d890aa0d56be748ca36cf20ef3983137397f9860dfd11813df69b33d7691a9d9",
+            "85ce4de67127e44cceb9dff00dcc2cc54bd85efe56d64cb71cc512bd174bb126",
         ),
         (
             {
@@ -320,8 +324,8 @@ def test_prepare_inputs_and_version_ids_are_golden(
                 "seed": 3,
                 "dataset": "other",
             },
-            "55d0417e78a5f6b8fd2aa70170bfecb9618d3f9da62559617d6991a36d16817e",
-            "775a503c0719ea163a75ae3efc050e78211f03acae2f0b3eae0d33940bdd91e0",
+            "fbc84eb78362592269003d4fedfceb8d4a0de3718861a056b52ed4734d589024",
+            "90848298f548502cf75ad81a1a58f1b633a85a14e0c91bc773c1c165f19fcbbb",
         ),
         (
             {
@@ -342,9 +346,11 @@ def test_prepare_inputs_and_version_ids_are_golden(
                 "mode_seeking_detail_weight": 0.03,
                 "detail_mean_weight": 5.0,
                 "publish": "guarded",
+                "d_clipnorm": 10.0,
+                "g_clipnorm": 5.0,
             },
-            "75bff205e6269e22363d9dae5b9297c28cd16ba448d5c06981a38025512799e9",
-            "5101d675d512b8c3d32121dc43f955d626fbe5660bf663a9e8ce3fbc31944066",
+            "f420da95dbd164a1d8e2bc15a4b538d229ec7d0c8cf0539c3e6080fb2240717e",
+            "77e895193252e8db888c3d8bc1e8a325198c257e7e106c7b64bcaa0d544fc4b3",
         ),
     ],
     ids=["default", "custom", "stabilised"],

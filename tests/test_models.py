@@ -218,8 +218,11 @@ def test_dcgan_fit_is_finite_reports_trackers_and_is_deterministic():
         histories.append(history.history)
         grids.append(sink_calls)
     history = histories[0]
-    assert set(history) == {"d_loss", "g_loss", "d_real_accuracy", "d_fake_accuracy"}
+    assert set(history) == {
+        "d_loss", "g_loss", "d_real_accuracy", "d_fake_accuracy", "d_grad_norm_max", "g_grad_norm_max"
+    }
     assert all(len(values) == 2 and np.all(np.isfinite(values)) for values in history.values())
+    assert all(value > 0.0 for value in history["d_grad_norm_max"] + history["g_grad_norm_max"])
     # BCE of an untrained discriminator is close to ln(2).
     assert 0.4 < history["d_loss"][0] < 1.0
     assert histories[0] == histories[1]
@@ -276,6 +279,44 @@ def test_default_gan_optimizers():
         assert optimizer.beta_1 == pytest.approx(0.9)
     with pytest.raises(ValueError, match="learning_rate=0"):
         default_gan_optimizers(learning_rate=0)
+    assert d_optimizer.global_clipnorm is None and g_optimizer.global_clipnorm is None
+
+
+@pytest.mark.parametrize(("d_clipnorm", "g_clipnorm"), [(10.0, 5.0), (0.0, 5.0), (10.0, 0.0)])
+def test_gan_spike_guards_clip_only_their_network(d_clipnorm, g_clipnorm):
+    d_optimizer, g_optimizer = default_gan_optimizers(d_clipnorm=d_clipnorm, g_clipnorm=g_clipnorm)
+    assert d_optimizer.global_clipnorm == (d_clipnorm or None)
+    assert g_optimizer.global_clipnorm == (g_clipnorm or None)
+
+
+@pytest.mark.parametrize("name", ["d_clipnorm", "g_clipnorm"])
+def test_gan_spike_guards_validate(name):
+    with pytest.raises(ValueError, match=f"{name}=-1"):
+        default_gan_optimizers(**{name: -1.0})
+
+
+def _adam_steps(gradients: list[float], clipnorm: float) -> list[float]:
+    """The size of each Adam(1e-3, beta_1 0.5) step on one weight fed ``gradients`` (the GAN profiles' Adam)."""
+    optimizer = default_gan_optimizers(1e-3, 0.5, d_clipnorm=clipnorm)[0]
+    variable = keras.Variable(np.zeros(4, np.float32))
+    optimizer.build([variable])
+    steps = []
+    for value in gradients:
+        before = np.array(variable)
+        optimizer.apply_gradients([(keras.ops.full((4,), value), variable)])
+        steps.append(float(np.linalg.norm(np.array(variable) - before)))
+    return steps
+
+
+def test_gan_spike_guard_bounds_the_step_of_a_spike_and_leaves_usual_steps_alone():
+    """Adam after 600 usual gradients, then one 50x larger (a spike as in a breakdown): its step is ~10x a usual one
+    without the guard and under 2x with a bound above the usual norm, which leaves the usual steps as they were."""
+    usual = [0.5] * 600
+    free = _adam_steps([*usual, 25.0], clipnorm=0.0)
+    guarded = _adam_steps([*usual, 25.0], clipnorm=2.0)
+    assert guarded[:600] == free[:600]  # the usual gradients' norm (1.0) is below the bound: identical steps
+    assert free[-1] > 8.0 * free[-2]
+    assert guarded[-1] < 2.0 * guarded[-2]
 
 
 def test_dcgan_generator_weight_average():
@@ -414,6 +455,8 @@ def test_dcgan_mixed_precision_under_mirrored_strategy():
     # tracker must report the un-divided mean (about ln 2, not ln 2 / 2).
     assert 0.5 < history["d_loss"][0] < 0.9
     assert 0.5 < history["g_loss"][0] < 0.9
+    # Gradient norms are reported without the loss scale (2^15 at the start): tens at most, not tens of thousands.
+    assert 0.0 < history["d_grad_norm_max"][0] < 1000.0 and 0.0 < history["g_grad_norm_max"][0] < 1000.0
 
 
 # --------------------------------------------------------------------------- grid helpers

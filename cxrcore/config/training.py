@@ -156,6 +156,19 @@ class GanTrainSettings(RunSettings):
         "none.",
         json_schema_extra={"identity": True},
     )
+    d_clipnorm: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="Spike guard: the discriminator's Adam clips its gradient's global norm to this (e.g. 10, above "
+        "every step of a healthy run, so only spikes are cut); 0 (paper): no clipping.",
+        json_schema_extra={"identity": True},
+    )
+    g_clipnorm: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="Spike guard of the generator's Adam, as d_clipnorm (e.g. 5); 0 (paper): no clipping.",
+        json_schema_extra={"identity": True},
+    )
     validation_fraction: float = Field(
         default=0.0,
         ge=0.0,

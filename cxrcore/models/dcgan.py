@@ -238,6 +238,8 @@ def default_gan_optimizers(
     *,
     generator_learning_rate: float | None = None,
     generator_ema: float = 0.0,
+    d_clipnorm: float = 0.0,
+    g_clipnorm: float = 0.0,
 ) -> tuple[keras.optimizers.Optimizer, keras.optimizers.Optimizer]:
     """Returns fresh `(d_optimizer, g_optimizer)` Adam optimizers.
 
@@ -253,12 +255,18 @@ def default_gan_optimizers(
         generator_learning_rate: The generator's learning rate when it differs (TTUR); `None`: `learning_rate`.
         generator_ema: Momentum of an exponential moving average of the generator's weights, kept by its
             optimizer (Keras `use_ema`, updated after every step); 0 (the paper): none.
+        d_clipnorm: The discriminator's Adam scales its gradients so their global norm is at most this (Keras
+            `global_clipnorm`); 0 (the paper): none. Adam divides a step by the running root mean square of
+            past gradients, so one gradient 50x the usual ones moves the weights ~15x a usual step; a bound
+            above every healthy step cuts only such spikes and leaves the other steps exactly as they were.
+        g_clipnorm: The same for the generator's Adam.
 
     Returns:
         A `(discriminator_optimizer, generator_optimizer)` tuple.
 
     Raises:
-        ValueError: If `learning_rate` is not positive, `beta_1` not in [0, 1) or `generator_ema` not in [0, 1).
+        ValueError: If `learning_rate` is not positive, `beta_1` not in [0, 1), `generator_ema` not in [0, 1)
+            or a clip norm negative.
     """
     if not learning_rate > 0:
         raise ValueError(f"`learning_rate` must be > 0. Received: learning_rate={learning_rate}")
@@ -271,10 +279,17 @@ def default_gan_optimizers(
         raise ValueError(f"`beta_1` must be in [0, 1). Received: beta_1={beta_1}")
     if not 0.0 <= generator_ema < 1.0:
         raise ValueError(f"`generator_ema` must be in [0, 1). Received: generator_ema={generator_ema}")
+    for name, value in (("d_clipnorm", d_clipnorm), ("g_clipnorm", g_clipnorm)):
+        if not value >= 0.0:
+            raise ValueError(f"`{name}` must be >= 0. Received: {name}={value}")
     averaging = {"use_ema": True, "ema_momentum": generator_ema} if generator_ema > 0.0 else {}
+    d_clip = {"global_clipnorm": float(d_clipnorm)} if d_clipnorm > 0.0 else {}
+    g_clip = {"global_clipnorm": float(g_clipnorm)} if g_clipnorm > 0.0 else {}
     return (
-        keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta_1, name="d_adam"),
-        keras.optimizers.Adam(learning_rate=generator_learning_rate, beta_1=beta_1, name="g_adam", **averaging),
+        keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta_1, name="d_adam", **d_clip),
+        keras.optimizers.Adam(
+            learning_rate=generator_learning_rate, beta_1=beta_1, name="g_adam", **averaging, **g_clip
+        ),
     )
 
 
@@ -284,6 +299,35 @@ def _moving_averages(optimizer: keras.optimizers.Optimizer | None) -> list[Any]:
     if inner is None or not getattr(inner, "use_ema", False) or not inner.built:
         return []
     return list(inner._model_variables_moving_average)  # as keras.callbacks.SwapEMAWeights reads it
+
+
+class RunningMax(keras.metrics.Metric):
+    """The largest value seen since the last reset (an epoch), e.g. the largest gradient norm of the epoch.
+
+    Under a distribution strategy it reads the first replica's maximum (a diagnostic, not a sum over replicas).
+    """
+
+    def __init__(self, name: str = "running_max", **kwargs: Any) -> None:
+        super().__init__(name=name, **kwargs)
+        self.maximum = self.add_variable(
+            shape=(), initializer="zeros", dtype="float32", aggregation="only_first_replica", name="maximum"
+        )
+
+    def update_state(self, value: Any) -> None:
+        self.maximum.assign(ops.maximum(self.maximum, ops.cast(value, "float32")))
+
+    def result(self) -> Any:
+        return ops.convert_to_tensor(self.maximum)
+
+    def reset_state(self) -> None:
+        self.maximum.assign(0.0)
+
+
+def _gradient_norm(gradients: list[Any], optimizer: keras.optimizers.Optimizer) -> Any:
+    """The global norm of the loss's gradients, before any clipping and without a mixed-precision loss scale."""
+    scale = ops.cast(optimizer.scale_loss(ops.ones((), dtype="float32")), "float32")
+    squares = [ops.sum(ops.square(ops.cast(gradient, "float32"))) for gradient in gradients if gradient is not None]
+    return ops.sqrt(ops.sum(ops.stack(squares))) / scale
 
 
 def _num_replicas() -> int:
@@ -491,6 +535,8 @@ class DCGAN(keras.Model):
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         self.d_real_accuracy_tracker = keras.metrics.Mean(name="d_real_accuracy")
         self.d_fake_accuracy_tracker = keras.metrics.Mean(name="d_fake_accuracy")
+        self.d_gradient_norm_tracker = RunningMax(name="d_grad_norm_max")
+        self.g_gradient_norm_tracker = RunningMax(name="g_grad_norm_max")
         self.d_optimizer: keras.optimizers.Optimizer | None = None
         self.g_optimizer: keras.optimizers.Optimizer | None = None
         self.loss_fn: keras.losses.Loss | None = None
@@ -557,6 +603,8 @@ class DCGAN(keras.Model):
             self.g_loss_tracker,
             self.d_real_accuracy_tracker,
             self.d_fake_accuracy_tracker,
+            self.d_gradient_norm_tracker,
+            self.g_gradient_norm_tracker,
         ]
 
     def _replica_seed(self) -> tf.Tensor:
@@ -635,6 +683,10 @@ class DCGAN(keras.Model):
         logits = ops.cast(logits, "float32")
         self.d_fake_accuracy_tracker.update_state(ops.mean(ops.cast(logits[:batch_size] < 0.0, "float32")))
         self.d_real_accuracy_tracker.update_state(ops.mean(ops.cast(logits[batch_size:] > 0.0, "float32")))
+        # The largest gradient norms of the epoch: a spike (tens of times the usual norm) is what sends Adam's
+        # step far and can start a breakdown; d_clipnorm / g_clipnorm bound them.
+        self.d_gradient_norm_tracker.update_state(_gradient_norm(d_gradients, self.d_optimizer))
+        self.g_gradient_norm_tracker.update_state(_gradient_norm(g_gradients, self.g_optimizer))
         return {metric.name: metric.result() for metric in self.metrics}
 
     @property

@@ -223,6 +223,8 @@ TEMPLATES: tuple[JobTemplate, ...] = (
             Parameter("mode_seeking_detail_weight"),
             Parameter("detail_mean_weight"),
             Parameter("generator_ema"),
+            Parameter("d_clipnorm"),
+            Parameter("g_clipnorm"),
             Parameter("quality_every"),
             Parameter("publish"),
             Parameter(

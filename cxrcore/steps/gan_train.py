@@ -9,7 +9,8 @@ a dataset version (test images never reach the GAN) and publishes it under ``run
                                                   ``publish`` chose (the last one unless told otherwise) and
                                                   the discriminator as it was then
         losses.csv                                epoch, d_loss, g_loss, seconds, d_real_accuracy,
-                                                  d_fake_accuracy, images_per_second (one row per epoch)
+                                                  d_fake_accuracy, images_per_second, d_grad_norm_max,
+                                                  g_grad_norm_max (one row per epoch)
         samples.png                               grid of the published generator's epoch (fixed, seeded noise)
         samples/epoch-NNNN.png                    one grid per epoch
         gan.json                                  settings, parameter counts, dataset version and digest,
@@ -97,7 +98,8 @@ JOB_NAME = "cxr-gan-train"
 #: Version of the output layout written by this step (part of the inputs: a layout change retrains).
 OUTPUT_FORMAT = 10  # 2: quality, stabilisers; 3: validation_holdout; 4: D width; 5: generator weight average;
 # 6: mode-seeking term; 7: its detail-band variant; 8: the detail-mean term; 9: publish (best.npz in checkpoints);
-# 10: InceptionV3 KID/FID in the measurements (quality.inception says which weights, or why none)
+# 10: InceptionV3 KID/FID in the measurements (quality.inception says which weights, or why none), and the
+# gradient spike guards (d_clipnorm, g_clipnorm)
 _INFO_FILE = "gan.json"
 
 log = get_logger(__name__)
@@ -305,6 +307,8 @@ def stabilisers(settings: GanTrainSettings) -> dict[str, Any]:
         "detail_mean_weight": settings.detail_mean_weight,
         "discriminator_width_multiplier": settings.discriminator_width(),
         "generator_ema": settings.generator_ema,
+        "d_clipnorm": settings.d_clipnorm,
+        "g_clipnorm": settings.g_clipnorm,
     }
     defaults = GanTrainSettings.model_fields
     paper = {

@@ -103,6 +103,8 @@ class EpochLog(keras.callbacks.Callback):
             "d_real_accuracy": float(logs.get("d_real_accuracy", math.nan)),
             "d_fake_accuracy": float(logs.get("d_fake_accuracy", math.nan)),
             "images_per_second": round(self.images_per_epoch / seconds, 2) if seconds > 0 else math.nan,
+            "d_grad_norm_max": round(float(logs.get("d_grad_norm_max", math.nan)), 4),
+            "g_grad_norm_max": round(float(logs.get("g_grad_norm_max", math.nan)), 4),
         }
         self.record.losses.append(row)
         if not (math.isfinite(row["d_loss"]) and math.isfinite(row["g_loss"])):
@@ -122,6 +124,8 @@ class EpochLog(keras.callbacks.Callback):
             d_fake_accuracy=round(row["d_fake_accuracy"], 4),
             seconds=round(seconds, 3),
             images_per_s=row["images_per_second"],
+            d_grad_norm_max=row["d_grad_norm_max"],
+            g_grad_norm_max=row["g_grad_norm_max"],
         )
 
 
@@ -358,7 +362,8 @@ def build_dcgan(settings: GanTrainSettings, devices: Devices, *, total_steps: in
 
     The stabilisers of the settings (Adam ``beta_1``, TTUR learning rates, one-sided label smoothing,
     DiffAugment, instance noise annealed over ``total_steps``, the mode-seeking term, the generator's weight
-    average) go to the model and its optimizers; at their defaults the model is the paper's.
+    average, the gradient spike guards) go to the model and its optimizers; at their defaults the model is the
+    paper's.
     """
     keras.backend.clear_session()
     keras.utils.set_random_seed(settings.seed)
@@ -389,7 +394,12 @@ def build_dcgan(settings: GanTrainSettings, devices: Devices, *, total_steps: in
         )
         d_rate, g_rate = settings.learning_rates()
         d_optimizer, g_optimizer = default_gan_optimizers(
-            d_rate, settings.beta_1, generator_learning_rate=g_rate, generator_ema=settings.generator_ema
+            d_rate,
+            settings.beta_1,
+            generator_learning_rate=g_rate,
+            generator_ema=settings.generator_ema,
+            d_clipnorm=settings.d_clipnorm,
+            g_clipnorm=settings.g_clipnorm,
         )
         model.compile(
             d_optimizer=d_optimizer,

@@ -60,6 +60,8 @@ LOSS_COLUMNS = (
     "d_real_accuracy",
     "d_fake_accuracy",
     "images_per_second",
+    "d_grad_norm_max",
+    "g_grad_norm_max",
 )
 
 
