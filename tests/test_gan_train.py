@@ -273,7 +273,7 @@ def test_gan_train_step_budget_with_stabilisers(tmp_path, file_store, shrunk_set
 
 
 def test_gan_train_scores_with_inception_without_changing_the_trajectory(tmp_path, file_store, shrunk_settings,
-                                                                         monkeypatch):
+                                                                         monkeypatch, capsys):
     """inception=<weights file>: every measurement gains InceptionV3 KID and FID; the weights trained are the same."""
     from cxrcore.steps import inception_weights as resolver
 
@@ -287,7 +287,9 @@ def test_gan_train_scores_with_inception_without_changing_the_trajectory(tmp_pat
                       inception="off")
     scored = plain.model_copy(update={"run_id": "scored", "inception": str(weights)})
     gan_train.run(plain)
+    assert "inception_kid" not in "".join(capsys.readouterr())
     gan_train.run(scored)
+    assert "inception_kid" in "".join(capsys.readouterr())  # the gan_quality events carry the scores
 
     plain_info = store.get_json(f"{gan_prefix('plain', 'NORMAL')}/gan.json")
     info = store.get_json(f"{gan_prefix('scored', 'NORMAL')}/gan.json")

@@ -197,6 +197,7 @@ class QualityMonitor(keras.callbacks.Callback):
             image_std=row["image_std"],
             sample_std=row["sample_std"],
             seconds=row["seconds"],
+            **{key: row[key] for key in ("inception_kid", "inception_fid") if key in row},
         )
 
     def _keep(self, row: dict[str, Any]) -> None:
