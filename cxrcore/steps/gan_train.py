@@ -64,12 +64,12 @@ from cxrcore.logging import get_logger
 from cxrcore.ml.checkpoints import CHECKPOINTS_DIR, CheckpointSeries, checkpoint_key
 from cxrcore.ml.devices import Devices, configure_devices
 from cxrcore.ml.model_io import put_verified, save_model
-from cxrcore.steps.inception_weights import InceptionScorer, resolve_inception
 from cxrcore.models import (
     DISCRIMINATOR_PAPER_PARAMS,
     GENERATOR_PAPER_PARAMS,
     model_summary_counts,
 )
+from cxrcore.steps.inception_weights import InceptionScorer, resolve_inception
 from cxrcore.storage import (
     MARKER_NAME,
     Marker,

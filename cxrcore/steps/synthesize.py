@@ -55,8 +55,8 @@ from cxrcore.synthesis.gan_quality import (
     sample_statistics,
     two_sample_accuracy,
 )
-from cxrcore.synthesis.kid import pixel_statistics_features, quality_report
 from cxrcore.synthesis.inception import inception_quality
+from cxrcore.synthesis.kid import pixel_statistics_features, quality_report
 from cxrcore.synthesis.outputs import (
     SAMPLE_TILES,
     SHARD_SIZE,
