@@ -236,15 +236,13 @@ class QualityProbe:
         return row
 
     def _inception_scores(self, gray: np.ndarray) -> dict[str, Any]:
-        from cxrcore.synthesis.inception import frechet_distance, inception_features
+        from cxrcore.synthesis.inception import feature_scores, inception_features
 
-        features = inception_features(self.inception, gray)
-        kid = kernel_inception_distance(features, self.real_inception_features, seed=self.seed)["kid"]
-        enough = len(features) >= 2 and len(self.real_inception_features) >= 2
-        fid = frechet_distance(features, self.real_inception_features) if enough else None
+        scores = feature_scores(inception_features(self.inception, gray), self.real_inception_features, seed=self.seed)
+        kid, fid = scores["kid"], scores["fid"]
         return {
             "inception_kid": None if kid is None or not math.isfinite(kid) else round(float(kid), 5),
-            "inception_fid": None if fid is None or not math.isfinite(fid) else round(float(fid), 3),
+            "inception_fid": None if fid is None else round(float(fid), 3),
             "inception_extractor": self.inception_name,
         }
 

@@ -27,6 +27,7 @@ __all__ = [
     "INCEPTION_EXTRACTOR_NAME",
     "INCEPTION_INPUT_SIZE",
     "build_inception_extractor",
+    "feature_scores",
     "frechet_distance",
     "inception_features",
     "inception_quality",
@@ -196,11 +197,16 @@ def inception_quality(
         "note": "FID is biased upward at small counts: compare FIDs of equal counts only",
     }
     for key, images in (("kept", kept), ("all_generated", generated)):
-        features = inception_features(extractor, images)
-        entry = kernel_inception_distance(features, real_features, seed=seed)
+        entry = feature_scores(inception_features(extractor, images), real_features, seed=seed)
         entry["num_images"] = int(len(images))
-        enough = len(features) >= 2 and len(real_features) >= 2
-        fid = frechet_distance(features, real_features) if enough else None
-        entry["fid"] = fid if fid is None or math.isfinite(fid) else None
         result[key] = entry
     return result
+
+
+def feature_scores(features: np.ndarray, real_features: np.ndarray, *, seed: int) -> dict[str, Any]:
+    """KID (:func:`cxrcore.synthesis.kid.kernel_inception_distance`, with its ``kid_std`` and subset counts) and
+    FID of one feature set against the real one; ``fid`` is ``None`` when either set has fewer than 2 rows."""
+    entry = kernel_inception_distance(features, real_features, seed=seed)
+    enough = len(features) >= 2 and len(real_features) >= 2
+    entry["fid"] = frechet_distance(features, real_features) if enough else None
+    return entry
