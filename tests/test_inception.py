@@ -19,6 +19,7 @@ from scipy import linalg
 
 from cxrcore.synthesis.inception import (
     build_inception_extractor,
+    feature_scores,
     frechet_distance,
     inception_features,
     inception_quality,
@@ -154,3 +155,13 @@ def test_inception_quality_ranks_a_copy_above_noise(extractor):
     one = inception_quality(extractor, kept=copies[:1], generated=noise, real=real, name="x", description="x",
                             seed=0)
     assert one["kept"]["kid"] is None and one["kept"]["fid"] is None
+
+
+def test_feature_scores_of_a_diverged_generator_are_not_a_crash():
+    """NaN images (a diverged generator) give NaN features: no FID and a NaN KID, which the quality rules flag."""
+    rng = np.random.default_rng(3)
+    real = rng.standard_normal((20, 6))
+    scores = feature_scores(np.full((8, 6), np.nan), real, seed=0)
+    assert scores["fid"] is None and not np.isfinite(scores["kid"])
+    assert feature_scores(real[:1], real, seed=0)["fid"] is None
+    assert feature_scores(real[:10], real[10:], seed=0)["fid"] == pytest.approx(frechet_distance(real[:10], real[10:]))

@@ -205,8 +205,9 @@ def inception_quality(
 
 def feature_scores(features: np.ndarray, real_features: np.ndarray, *, seed: int) -> dict[str, Any]:
     """KID (:func:`cxrcore.synthesis.kid.kernel_inception_distance`, with its ``kid_std`` and subset counts) and
-    FID of one feature set against the real one; ``fid`` is ``None`` when either set has fewer than 2 rows."""
+    FID of one feature set against the real one; ``fid`` is ``None`` when either set has fewer than 2 rows or a
+    non-finite value (a diverged generator's NaN images: measured and flagged through the KID, not a crash)."""
     entry = kernel_inception_distance(features, real_features, seed=seed)
-    enough = len(features) >= 2 and len(real_features) >= 2
-    entry["fid"] = frechet_distance(features, real_features) if enough else None
+    usable = all(len(rows) >= 2 and np.isfinite(rows).all() for rows in (features, real_features))
+    entry["fid"] = frechet_distance(features, real_features) if usable else None
     return entry
