@@ -26,6 +26,7 @@ from sklearn.metrics import roc_curve as sklearn_roc_curve
 __all__ = [
     "COLLAPSE_SHARE",
     "binary_metrics",
+    "collapsed_share",
     "confusion_counts",
     "mcnemar",
     "roc_auc",
@@ -35,6 +36,18 @@ __all__ = [
 
 #: A model whose predictions put at least this share of images in one class is flagged as collapsed.
 COLLAPSE_SHARE = 0.98
+
+
+def collapsed_share(positive_share: float) -> bool:
+    """Whether predictions with this share called positive put (nearly) every image in one class.
+
+    Args:
+        positive_share: The share of images predicted positive, in [0, 1].
+
+    Returns:
+        True when it is at least :data:`COLLAPSE_SHARE` or at most ``1 - COLLAPSE_SHARE``.
+    """
+    return positive_share >= COLLAPSE_SHARE or positive_share <= 1 - COLLAPSE_SHARE
 
 
 def _check(labels: np.ndarray, probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -157,7 +170,7 @@ def binary_metrics(labels: np.ndarray, probabilities: np.ndarray, *, threshold: 
     correct = tp + tn
     low, high = wilson_interval(correct, n)
     positive_share = (tp + fp) / n
-    collapsed = positive_share >= COLLAPSE_SHARE or positive_share <= 1 - COLLAPSE_SHARE
+    collapsed = collapsed_share(positive_share)
     return {
         "n": n,
         "threshold": threshold,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import pytest
 
@@ -168,6 +169,71 @@ def test_one_job_table_drives_console_scripts_and_cxr_subcommands():
         job("nope")
     with pytest.raises(ValueError, match="module:attribute"):
         resolve("cxrcore.steps.matrix")
+
+
+@pytest.mark.parametrize(
+    ("value", "model", "expected"),
+    [
+        ("0.0003", "vgg16", "0.0003"),  # a number passes through, for the field's own validation
+        (3e-4, "custom_cnn", 3e-4),
+        ('{"vgg16": 5e-5, "custom_cnn": 1e-3}', "vgg16", 5e-5),
+        ('{"vgg16": 5e-5, "custom_cnn": 1e-3}', "custom_cnn", 1e-3),
+        (' {"vgg16": 5e-5, "default": 2e-4}', "resnet50", 2e-4),
+        ({"xception": 1, "default": 2e-4}, "xception", 1.0),
+    ],
+)
+def test_learning_rate_for_model(value, model, expected):
+    from cxrcore.config.training import learning_rate_for_model
+
+    assert learning_rate_for_model(value, model) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ('{"vgg": 1e-4, "default": 1e-4}', "names no such model: vgg"),
+        ('{"vgg16": -1, "default": 1e-4}', "learning_rate of vgg16 must be a positive number"),
+        ('{"vgg16": "fast", "default": 1e-4}', "learning_rate of vgg16 must be a positive number"),
+        ('{"vgg16": NaN, "default": 1e-4}', "learning_rate of vgg16 must be a positive number"),
+        ('{"custom_cnn": 1e-3}', "no entry for vgg16 and no 'default' one"),
+        ('{"vgg16": 1e-4,}', "is not a JSON object"),
+    ],
+)
+def test_learning_rate_for_model_refuses(value, message):
+    from cxrcore.config.training import learning_rate_for_model
+
+    with pytest.raises(ValueError, match=re.escape(message)) as caught:
+        learning_rate_for_model(value, "vgg16")
+    assert f"Received: learning_rate={value!r}" in str(caught.value)
+
+
+def test_a_per_model_learning_rate_reaches_each_classifier_and_the_matrix_checks_it_first(capsys):
+    import json
+
+    from cxrcore.cli import main
+    from cxrcore.config import MatrixSettings, TrainClassifierSettings
+
+    rates = '{"vgg16": 5e-5, "custom_cnn": 1e-3}'
+    argv = ["--run-id=r1", "--condition=baseline", f"--learning-rate={rates}"]
+    vgg16 = parse_settings(TrainClassifierSettings, [*argv, "--model=vgg16"])
+    custom = parse_settings(TrainClassifierSettings, [*argv, "--model=custom_cnn"])
+    assert (vgg16.learning_rate, custom.learning_rate) == (5e-5, 1e-3)
+    # The rate in effect is what identifies the output: another model's entry changes nothing here.
+    other = parse_settings(TrainClassifierSettings, 
+        ["--run-id=r1", "--condition=baseline", "--model=vgg16", '--learning-rate={"vgg16": 5e-5, "custom_cnn": 1}']
+    )
+    assert other.model_dump() == vgg16.model_dump()
+    with pytest.raises(SettingsError, match="no entry for resnet50"):
+        parse_settings(TrainClassifierSettings, [*argv, "--model=resnet50"])
+
+    assert main(["matrix", "--models", '["vgg16", "custom_cnn"]', f"--learning-rate={rates}"]) == 0
+    assert json.loads(capsys.readouterr().out)["count"] == 2
+    assert main(["matrix", "--models", '["vgg16", "resnet50"]', f"--learning-rate={rates}"]) == EXIT_BAD_SETTINGS
+    assert "no entry for resnet50 and no 'default' one" in capsys.readouterr().err
+    for bad in ("-1", "fast", "nan"):
+        with pytest.raises(ValueError, match="learning_rate must be"):
+            MatrixSettings(models='["custom_cnn"]', learning_rate=bad)
+    assert MatrixSettings(models='["custom_cnn"]').learning_rate == "0.0001"
 
 
 def test_job_subcommands_run_through_the_table(tmp_path, capsys):

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cxrcore.config import MatrixSettings
 from cxrcore.ops.runner import (
     LocalRunner,
     NodeResult,
@@ -260,6 +261,8 @@ def test_real_paper_manifest_resolves_with_every_profile():
         overrides = {"source": "/data/chest_xray"} if profile.get("requires") else {}
         values = resolve_arguments(workflow, profile=profile, overrides=overrides)
         assert json.loads(values["models"]) and json.loads(values["seeds"]), name
+        # What the matrix step checks first: a learning rate for every listed model (a per-model object or a number).
+        MatrixSettings(models=values["models"], seeds=values["seeds"], learning_rate=values["clf-lr"])
 
 
 def test_freed_slot_goes_to_the_first_declared_ready_step(tmp_path):

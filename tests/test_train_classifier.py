@@ -577,6 +577,40 @@ def test_best_epoch_by_validation_auc(history, patience, best, stop):
     assert recipe.best_epoch(history) == len(history)
 
 
+#: The demo's custom CNN (seed 1, 2026-12-01): epoch 5 ranks best by AUC while calling every validation image
+#: PNEUMONIA at 0.5 (its test images too: flagged collapsed); epoch 6 ranks a little worse and calls both classes.
+_SHARES = [{"val_loss": loss, "val_auc": auc, "val_positive_share": share}
+           for loss, auc, share in ((0.692, 0.773, 1.0), (0.689, 0.825, 0.5), (0.682, 0.837, 0.9),
+                                    (0.630, 0.835, 0.7), (0.684, 0.858, 1.0), (0.613, 0.845, 0.6))]
+
+
+@pytest.mark.parametrize(
+    ("history", "metric", "best"),
+    [
+        (_SHARES, "val_auc", 6),  # epoch 5's AUC is the highest, but it collapsed on validation
+        (_SHARES[:5], "val_auc", 3),
+        (_SHARES[:1], "val_auc", 1),  # every epoch collapsed: the best of them
+        ([{**_SHARES[0], "val_positive_share": 0.0}, _SHARES[4]], "val_auc", 2),  # both collapsed (either class)
+        ([{**_SHARES[4], "val_positive_share": 0.979}, _SHARES[5]], "val_auc", 1),  # 97.9% is not collapsed
+        ([{**_SHARES[4], "val_positive_share": 0.021}, _SHARES[5]], "val_auc", 1),
+        ([{**_SHARES[4], "val_positive_share": 0.02}, _SHARES[5]], "val_auc", 2),  # 98% NORMAL is
+        ([{"val_loss": 0.3, "val_auc": 0.9, "val_positive_share": 1.0}, {"val_loss": 0.6, "val_auc": 0.8}],
+         "val_loss", 2),  # the loss metric too; a row without the column (older checkpoints) counts as usable
+        ([{"val_loss": 0.3, "val_auc": 0.9}, {"val_loss": 0.6, "val_auc": 0.8}], "val_loss", 1),
+    ],
+)
+def test_a_collapsed_epoch_is_chosen_only_when_every_epoch_collapsed(history, metric, best):
+    assert recipe.best_epoch(history, metric) == best
+
+
+def test_collapsed_epochs_do_not_count_as_improvements():
+    # AUC 0.858 at the collapsed epoch 5 is no improvement on epoch 3 (0.837): early stopping counts from epoch 3
+    # until epoch 6 beats it, and plateau halves the rate after epochs 4 and 5 failed to.
+    assert recipe.should_stop(_SHARES[:5], 2, "val_auc") is True
+    assert recipe.should_stop(_SHARES, 2, "val_auc") is False
+    assert recipe.learning_rate_for_epoch("plateau", 1e-3, 5, 10, _SHARES, "val_auc") == pytest.approx(5e-4)
+
+
 def test_plateau_by_validation_auc_and_bad_metric():
     # AUC improves at epochs 1, 2 and 4 (tie broken by the loss), then epochs 5 and 6 are worse: halved once.
     assert recipe.learning_rate_for_epoch("plateau", 1e-3, 6, 10, _AUCS, "val_auc") == pytest.approx(5e-4)
@@ -638,9 +672,12 @@ def test_recipe_end_to_end_chooses_on_validation_only(
     np.testing.assert_allclose(predict_pixels(saved, expected.validation_images), probabilities, atol=1e-5)
 
     assert list(history.columns) == [
-        "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "val_auc", "learning_rate", "seconds"
+        "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "val_auc", "val_positive_share", "learning_rate",
+        "seconds",
     ]
-    assert metrics["best_epoch"] == int(history["val_loss"].idxmin()) + 1
+    # The lowest validation loss among the epochs whose validation predictions did not collapse (all, if all did).
+    usable = history[(history["val_positive_share"] < 0.98) & (history["val_positive_share"] > 0.02)]
+    assert metrics["best_epoch"] == int((usable if len(usable) else history)["val_loss"].idxmin()) + 1
     assert metrics["stopped_early"] == (metrics["epochs_trained"] < 3)
     validation = metrics["validation"]
     assert validation["n"] == len(expected.validation_ids) and validation["patients_in_test"] == 0

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import math
+
 from pydantic import (
     Field,
     field_validator,
+    model_validator,
 )
 
 from cxrcore.config.base import JobSettings, RunSettings, _json_list
+from cxrcore.config.training import learning_rate_for_model
 from cxrcore.vocab import (
     MODEL_NAMES,
+    PAPER_LEARNING_RATE,
     RUN_ID_PATTERN,
     TASK_NAME_PATTERN,
 )
@@ -93,6 +98,13 @@ class MatrixSettings(JobSettings):
         json_schema_extra={"identity": True},
     )
 
+    learning_rate: str = Field(
+        default=str(PAPER_LEARNING_RATE),
+        description="The classifiers' learning_rate (a number, or a JSON object with one per model and an optional "
+        '"default"), checked here for every listed model so that a mistake fails before any training starts.',
+        json_schema_extra={"identity": True},
+    )
+
     @field_validator("models")
     @classmethod
     def _models(cls, value: str) -> str:
@@ -109,6 +121,20 @@ class MatrixSettings(JobSettings):
         if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
             raise ValueError(f"must be a non-empty JSON list of integers >= 0. Received: seeds={value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _learning_rate_of_every_model(self) -> MatrixSettings:
+        for model in _json_list(self.models, "models"):
+            rate = learning_rate_for_model(self.learning_rate, model)
+            try:
+                number = float(rate)
+            except ValueError:
+                raise ValueError(
+                    f"learning_rate must be a number or a JSON object. Received: learning_rate={self.learning_rate!r}"
+                ) from None
+            if not (math.isfinite(number) and number > 0):
+                raise ValueError(f"learning_rate must be > 0. Received: learning_rate={self.learning_rate!r}")
+        return self
 
 
 class OutcomeSettings(JobSettings):

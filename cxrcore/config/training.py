@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import json
+import math
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -40,6 +43,54 @@ InceptionChoice = Annotated[
         json_schema_extra={"identity": "resolved"},  # what scored: the weights' hash, or why nothing did
     ),
 ]
+
+
+#: The key of a per-model learning-rate object that applies to the models it does not name.
+DEFAULT_LEARNING_RATE_KEY = "default"
+
+
+def learning_rate_for_model(value: Any, model: str) -> Any:
+    """The learning rate of one classifier from a ``learning_rate`` setting that may name one per model.
+
+    Args:
+        value: A number (or its text), returned as it is for the field's own validation; or a mapping, or the text
+            of a JSON object, from model names (and optionally ``"default"``) to positive numbers.
+        model: The classifier being trained (a name of ``MODEL_NAMES``).
+
+    Returns:
+        ``value`` itself when it is not a mapping; else the entry of ``model``, or the ``"default"`` one.
+
+    Raises:
+        ValueError: Text starting with ``{`` that is not a JSON object; a key that is neither a model name nor
+            ``"default"``; an entry that is not a positive finite number; no entry for ``model`` and no default.
+    """
+    rates = value
+    if isinstance(value, str) and value.lstrip().startswith("{"):
+        try:
+            rates = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"learning_rate is not a JSON object ({exc.msg}). Received: learning_rate={value!r}"
+            ) from None
+    if not isinstance(rates, dict):
+        return value
+    unknown = sorted(str(key) for key in rates if key not in (*MODEL_NAMES, DEFAULT_LEARNING_RATE_KEY))
+    if unknown:
+        raise ValueError(
+            f"learning_rate names no such model: {', '.join(unknown)} (models: {', '.join(MODEL_NAMES)}; "
+            f"or {DEFAULT_LEARNING_RATE_KEY!r}). Received: learning_rate={value!r}"
+        )
+    for key, rate in rates.items():
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (math.isfinite(rate) and rate > 0):
+            raise ValueError(f"learning_rate of {key} must be a positive number. Received: learning_rate={value!r}")
+    if model in rates:
+        return float(rates[model])
+    if DEFAULT_LEARNING_RATE_KEY in rates:
+        return float(rates[DEFAULT_LEARNING_RATE_KEY])
+    raise ValueError(
+        f"learning_rate has no entry for {model} and no {DEFAULT_LEARNING_RATE_KEY!r} one. "
+        f"Received: learning_rate={value!r}"
+    )
 
 
 class GanTrainSettings(RunSettings):
@@ -341,7 +392,14 @@ class TrainClassifierSettings(RunSettings):
         description=f"Paper: {PAPER_IMAGE_SIZE}.",
         json_schema_extra={"identity": True},
     )
-    learning_rate: float = Field(default=PAPER_LEARNING_RATE, gt=0.0, json_schema_extra={"identity": True})
+    learning_rate: float = Field(
+        default=PAPER_LEARNING_RATE,
+        gt=0.0,
+        description='A number, or a JSON object with one per model and an optional "default" '
+        '({"vgg16": 5e-5, "default": 1e-4}): one workflow parameter serves every classifier, and a backbone '
+        "trained from scratch may need another rate than the custom CNN. Paper: 1e-4 for every model.",
+        json_schema_extra={"identity": True},  # the rate in effect for this model (the other entries do not count)
+    )
     optimizer: Literal[OPTIMIZERS] = Field(
         default="paper",
         description="paper: Adam, but RMSprop for InceptionV3 and SGD for ResNet50.",
@@ -434,6 +492,13 @@ class TrainClassifierSettings(RunSettings):
         "committed as gradcam.png and gradcam.json and shown in the report; 0: none.",
         json_schema_extra={"identity": False},
     )
+
+    @field_validator("learning_rate", mode="before")
+    @classmethod
+    def _learning_rate_of_this_model(cls, value: Any, info: ValidationInfo) -> Any:
+        # ``model`` is declared first, so it is validated by now (absent when it was itself invalid).
+        model = info.data.get("model")
+        return value if model is None else learning_rate_for_model(value, model)
 
     @model_validator(mode="after")
     def _recipe_needs_validation(self) -> TrainClassifierSettings:

@@ -166,7 +166,7 @@ TEMPLATES: tuple[JobTemplate, ...] = (
         command=("cxr",),
         subcommand="matrix",
         settings="MatrixSettings",
-        parameters=(Parameter("models"), Parameter("seeds", required=True)),
+        parameters=(Parameter("models"), Parameter("seeds", required=True), Parameter("learning_rate")),
         uses_store=False,
         outputs=("baseline", "augmented"),
         timeout="10m",

@@ -76,7 +76,9 @@ __all__ = ["PRODUCER", "TRAINING_FORMAT", "run", "training_inputs"]
 #: 2: backbones with weights=none train end to end; the recipe settings (validation split, early stopping,
 #: learning-rate schedule, decision threshold) joined the identity. 3: the validation split is carved with
 #: validation_seed (one carve for every seed, left out of the GANs), selection_metric, validation.seen_by_gan.
-TRAINING_FORMAT = 3
+#: 4: an epoch whose validation predictions collapse to one class at 0.5 is chosen only when every epoch's do
+#: (history rows gain val_positive_share).
+TRAINING_FORMAT = 4
 PRODUCER = f"cxr-train-classifier {__version__}"
 _METRICS_FILE = "metrics.json"
 

@@ -215,7 +215,8 @@ def _resume(
 
 
 def _validation_row(model: Any, data: TrainingData, settings: TrainClassifierSettings) -> dict[str, float]:
-    """``val_loss``, ``val_accuracy`` (at 0.5) and ``val_auc`` of the model on the VALIDATION images only."""
+    """``val_loss``, ``val_accuracy`` and ``val_positive_share`` (at 0.5) and ``val_auc`` of the model on the
+    VALIDATION images only."""
     probabilities = score(inference_copy(model), data.validation_images, settings)
     labels = data.validation_labels
     auc = roc_auc(labels, probabilities)
@@ -223,6 +224,7 @@ def _validation_row(model: Any, data: TrainingData, settings: TrainClassifierSet
         "val_loss": binary_cross_entropy(labels, probabilities),
         "val_accuracy": float(((probabilities >= 0.5).astype(int) == labels).mean()),
         "val_auc": float("nan") if auc is None else float(auc),
+        "val_positive_share": float((probabilities >= 0.5).mean()),
     }
 
 

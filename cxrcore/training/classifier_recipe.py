@@ -11,7 +11,11 @@ history) makes the same decisions as the uninterrupted run:
   ``patience`` epochs without improvement. The score is the ``selection_metric``: ``val_loss`` (lowest wins;
   ties: the earlier epoch) or ``val_auc`` (highest wins; ties: the lower validation loss, then the earlier
   epoch). AUC ranks the images the way the chosen threshold uses them and ignores calibration, which the
-  validation loss mixes in; an undefined AUC (one class in validation) ranks last;
+  validation loss mixes in; an undefined AUC (one class in validation) ranks last. Either way an epoch whose
+  validation predictions collapse (``val_positive_share``: :data:`cxrcore.metrics.COLLAPSE_SHARE` or more of the
+  images in one class at 0.5) ranks below every epoch whose predictions do not: a model that calls every image
+  one class at 0.5 is not a usable model there, however well it ranks them (rows without the column, from older
+  checkpoints, count as not collapsed);
 * :func:`choose_threshold`: the highest decision threshold whose validation sensitivity reaches the target;
 * :func:`operating_point`: accuracy, sensitivity and specificity of any probabilities at a threshold.
 """
@@ -24,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from cxrcore.metrics import confusion_counts, wilson_interval
+from cxrcore.metrics import collapsed_share, confusion_counts, wilson_interval
 
 __all__ = [
     "COSINE_FLOOR",
@@ -33,6 +37,7 @@ __all__ = [
     "SELECTION_METRICS",
     "VALIDATION_AUC",
     "VALIDATION_LOSS",
+    "VALIDATION_POSITIVE_SHARE",
     "best_epoch",
     "choose_threshold",
     "learning_rate_for_epoch",
@@ -44,6 +49,8 @@ __all__ = [
 VALIDATION_LOSS = "val_loss"
 VALIDATION_AUC = "val_auc"
 SELECTION_METRICS = (VALIDATION_LOSS, VALIDATION_AUC)
+#: The history column with the share of validation images predicted positive at 0.5 (a collapsed epoch ranks last).
+VALIDATION_POSITIVE_SHARE = "val_positive_share"
 #: ``cosine`` decays the rate from the base rate to this fraction of it at the last epoch.
 COSINE_FLOOR = 0.01
 #: ``plateau`` multiplies the rate by this factor ...
@@ -52,8 +59,9 @@ PLATEAU_FACTOR = 0.5
 PLATEAU_PATIENCE = 2
 
 
-def _scores(history: Sequence[dict[str, Any]], metric: str) -> list[tuple[float, float]]:
-    """Per epoch, a key that is larger for a better epoch: ``(-loss, 0)`` or ``(auc, -loss)``."""
+def _scores(history: Sequence[dict[str, Any]], metric: str) -> list[tuple[float, float, float]]:
+    """Per epoch, a key that is larger for a better epoch: ``(usable, -loss, 0)`` or ``(usable, auc, -loss)``,
+    where ``usable`` is 0 for an epoch whose validation predictions collapsed at 0.5 and 1 otherwise."""
     if metric not in SELECTION_METRICS:
         raise ValueError(
             f"selection_metric must be one of {', '.join(SELECTION_METRICS)}. Received: selection_metric={metric!r}"
@@ -63,11 +71,13 @@ def _scores(history: Sequence[dict[str, Any]], metric: str) -> list[tuple[float,
         if metric not in row or VALIDATION_LOSS not in row:
             raise ValueError(f"Every history row needs {metric!r} (a validation split). Received: row={dict(row)}")
         loss = float(row[VALIDATION_LOSS])
+        share = row.get(VALIDATION_POSITIVE_SHARE)
+        usable = 0.0 if share is not None and collapsed_share(float(share)) else 1.0
         if metric == VALIDATION_LOSS:
-            scores.append((-loss, 0.0))
+            scores.append((usable, -loss, 0.0))
         else:
             auc = float(row[VALIDATION_AUC])
-            scores.append((auc if math.isfinite(auc) else -math.inf, -loss))
+            scores.append((usable, auc if math.isfinite(auc) else -math.inf, -loss))
     return scores
 
 
@@ -102,7 +112,7 @@ def learning_rate_for_epoch(
             f"lr_schedule must be 'constant', 'cosine' or 'plateau'. Received: lr_schedule={schedule!r}"
         )
     rate = float(base_rate)
-    best = (-math.inf, -math.inf)
+    best = (-math.inf, -math.inf, -math.inf)
     waited = 0
     for score in _scores(history[:epoch], metric):
         if score > best:
@@ -120,7 +130,8 @@ def best_epoch(history: Sequence[dict[str, Any]], metric: str = VALIDATION_LOSS)
 
     Args:
         history: One row per epoch with ``val_loss`` (and ``val_auc`` for that metric).
-        metric: ``val_loss`` (lowest wins) or ``val_auc`` (highest wins; ties: lower ``val_loss``).
+        metric: ``val_loss`` (lowest wins) or ``val_auc`` (highest wins; ties: lower ``val_loss``). Epochs whose
+            ``val_positive_share`` is collapsed rank below all others whatever their score.
 
     Raises:
         ValueError: Empty history, an unknown metric, or a row without the metric.
