@@ -80,6 +80,7 @@ def _plant_classifier(store: Store, condition: str, model: str, seed: int, *, pr
         protocol=protocol,
         optimizer="paper",
         image_size=32,
+        learning_rate=1e-3 if model == "custom_cnn" else 1e-4,  # one rate per model (clf-lr as a JSON object)
         test_contaminated=protocol == "paper-merge",
     )
     predictions = pd.DataFrame({"image_id": image_ids, "label": labels, "probability": probabilities})
@@ -259,6 +260,10 @@ def test_full_report(store: Store, planted: dict, monkeypatch: pytest.MonkeyPatc
     assert "14.3% (1 images) at or above SSIM 0.95" in gan_section and "MEMORIZATION" in gan_section
     methods = page.split('<section id="methods">')[1].split("</section>")[0]
     assert "paper (Adam; RMSprop for InceptionV3, SGD for ResNet50)" in methods
+    # A setting the models do not share names the models of each value; a shared one is shown once.
+    assert re.search(r">Learning rate</td><td[^>]*>0\.0001</td><td[^>]*>0\.0001 \(resnet50\); 0\.001 \(custom_cnn\)</td>",
+                     methods), methods
+    assert re.search(r">Classifier image size \(px\)</td><td[^>]*>128</td><td>32</td>", methods)
     assert re.search(r">Synthetic training images</td><td[^>]*>[^<]*</td><td>14</td>", methods)
     assert HOSTILE not in page and "&lt;script&gt;" in page
     assert "<script" not in page
@@ -570,18 +575,21 @@ GOLDEN_FILES = ("index.html", "report.md", "tables.csv", "metrics.json")
 #: Changed on purpose ("full" metrics.json): each synthetic summary gained ``inception`` (selection.json
 #: quality.inception, cxr-synthesize format 2; null for these planted sets without one), and each GAN summary
 #: ``inception`` and ``inception_final`` (gan.json quality, cxr-gan-train format 10; nulls here).
+#: Changed on purpose (the planted inputs): the planted classifiers record one learning rate per model (1e-3 for
+#: the custom CNN, 1e-4 for the others), so Methods shows each rate with its models; the same report code on the
+#: previous planted inputs gives the previous digests.
 GOLDEN_DIGESTS: dict[str, dict[str, str]] = {
     "full": {
-        "index.html": "9cf52f110e3041973a77eb3e007695c195b57eb8238b6a1c7313149b03ef982f",
-        "report.md": "f41c4592f3325f0215f461ab269048653561bea6ed631e22bfe24839ea0b39a2",
+        "index.html": "fbce19be4338bf3ef922a7065d359536d07db6231d0d7786830b810fc3585bd9",
+        "report.md": "fd544fb4560c3428bbc7d4f8653136ba37e6a7a5d4940c55d1a37da1eaa547dd",
         "tables.csv": "563a4e7eaf886db7f0fdbe52770468776483b906a364bb34cdcc5195a9a9e821",
-        "metrics.json": "2e9e6b56f63d2713736e2f66574e7639e611b576580b6154d182152dd6773616",
+        "metrics.json": "24140d2f30a1ffdf726b1ac73c4ac0d0b1e9a7ba07e5bc0aff20e3443e9f7404",
     },
     "partial": {
-        "index.html": "2a3d1fb7a87624eea852ab04af67a7b73044d40a4b4ab9ae9ddf37bec8ec2b4d",
-        "report.md": "a8e5e70c4395983a49d826a9ee832398f7cf96b1901766ec52aade9a2acd2f48",
+        "index.html": "92f3a04d3df8afefece547a8b82b191615b02322e7825e16f3c74104cbb7482c",
+        "report.md": "e5110f2ec2476c0dc43f0bea629810b0e357cf5021f9df5552149e1b1be6afe5",
         "tables.csv": "6a4f9cf7d0df6b072fdab94477cb29416df6925633238681fe82b0b74ee4af26",
-        "metrics.json": "aae10bbeac2779f5e1ed553aba401fef2e70cd18cb7119f34993effb419dc5b5",
+        "metrics.json": "87ea56bc9d4e1332eb70796098dd7f3479d126213872987099bd704803f55603",
     },
 }
 

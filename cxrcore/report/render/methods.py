@@ -43,8 +43,7 @@ def methods_section(data: RunData) -> list[Block]:
     for key, aspect, published in _OPTIONAL_SETTINGS:
         recorded = _recorded(data, key)
         if recorded:
-            shown = [_OPTIMIZER_NAMES.get(value, value) if key == "optimizer" else value for value in recorded]
-            rows.insert(-2, [aspect, published, ", ".join(format_value(value) for value in shown)])
+            rows.insert(-2, [aspect, published, _shown(data, key, recorded)])
     return [
         Paragraph(_summary_text(strategies, protocols, seeds)),
         DisplayTable(columns=["Aspect", "Paper", "This run"], rows=rows, caption="Paper protocol vs this run"),
@@ -93,6 +92,22 @@ def _protocol_rows(data: RunData, strategies: list[Any], protocols: list[Any], s
          "macro P/R/F1 as the paper, plus sensitivity, specificity, ROC AUC, Wilson 95% CI of accuracy, McNemar's "
          "exact test baseline vs augmented on the same test images, mean ± sd over seeds, collapse flag"],
     ]
+
+
+def _shown(data: RunData, key: str, recorded: list[Any]) -> str:
+    """A recorded setting as the table shows it; when models differ (e.g. one learning rate per model), each value
+    is followed by the models that used it."""
+
+    def name(value: Any) -> str:
+        return format_value(_OPTIMIZER_NAMES.get(value, value) if key == "optimizer" else value)
+
+    if len(recorded) == 1:
+        return name(recorded[0])
+    parts = []
+    for value in recorded:
+        models = unique([metrics.get("model") for metrics in data.metrics.values() if metrics.get(key) == value])
+        parts.append(f"{name(value)} ({', '.join(str(model) for model in models)})" if models else name(value))
+    return "; ".join(parts)
 
 
 def _recorded(data: RunData, key: str) -> list[Any]:
