@@ -174,7 +174,7 @@ def test_one_job_table_drives_console_scripts_and_cxr_subcommands():
 @pytest.mark.parametrize(
     ("value", "model", "expected"),
     [
-        ("0.0003", "vgg16", "0.0003"),  # a number passes through, for the field's own validation
+        ("0.0003", "vgg16", 3e-4),  # a number (or its text) is the rate of every model
         (3e-4, "custom_cnn", 3e-4),
         ('{"vgg16": 5e-5, "custom_cnn": 1e-3}', "vgg16", 5e-5),
         ('{"vgg16": 5e-5, "custom_cnn": 1e-3}', "custom_cnn", 1e-3),
@@ -197,6 +197,9 @@ def test_learning_rate_for_model(value, model, expected):
         ('{"vgg16": NaN, "default": 1e-4}', "learning_rate of vgg16 must be a positive number"),
         ('{"custom_cnn": 1e-3}', "no entry for vgg16 and no 'default' one"),
         ('{"vgg16": 1e-4,}', "is not a JSON object"),
+        ("-1", "must be a positive number or a JSON object of them"),
+        ("inf", "must be a positive number or a JSON object of them"),
+        ("fast", "must be a positive number or a JSON object of them"),
     ],
 )
 def test_learning_rate_for_model_refuses(value, message):

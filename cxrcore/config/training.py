@@ -49,20 +49,24 @@ InceptionChoice = Annotated[
 DEFAULT_LEARNING_RATE_KEY = "default"
 
 
-def learning_rate_for_model(value: Any, model: str) -> Any:
+def learning_rate_for_model(value: Any, model: str) -> float:
     """The learning rate of one classifier from a ``learning_rate`` setting that may name one per model.
 
+    The one check of the setting: ``cxr-train-classifier`` resolves its own rate with it, and ``cxr matrix`` runs it
+    for every listed model before anything trains.
+
     Args:
-        value: A number (or its text), returned as it is for the field's own validation; or a mapping, or the text
-            of a JSON object, from model names (and optionally ``"default"``) to positive numbers.
+        value: A positive number (or its text); or a mapping, or the text of a JSON object, from model names (and
+            optionally ``"default"``) to positive numbers.
         model: The classifier being trained (a name of ``MODEL_NAMES``).
 
     Returns:
-        ``value`` itself when it is not a mapping; else the entry of ``model``, or the ``"default"`` one.
+        The number itself; or the mapping's entry for ``model``, else its ``"default"`` one.
 
     Raises:
-        ValueError: Text starting with ``{`` that is not a JSON object; a key that is neither a model name nor
-            ``"default"``; an entry that is not a positive finite number; no entry for ``model`` and no default.
+        ValueError: A value that is not a positive finite number or a mapping of them; text starting with ``{``
+            that is not a JSON object; a key that is neither a model name nor ``"default"``; no entry for
+            ``model`` and no default.
     """
     rates = value
     if isinstance(value, str) and value.lstrip().startswith("{"):
@@ -73,7 +77,12 @@ def learning_rate_for_model(value: Any, model: str) -> Any:
                 f"learning_rate is not a JSON object ({exc.msg}). Received: learning_rate={value!r}"
             ) from None
     if not isinstance(rates, dict):
-        return value
+        rate = _positive_number(value)
+        if rate is None:
+            raise ValueError(
+                f"learning_rate must be a positive number or a JSON object of them. Received: learning_rate={value!r}"
+            )
+        return rate
     unknown = sorted(str(key) for key in rates if key not in (*MODEL_NAMES, DEFAULT_LEARNING_RATE_KEY))
     if unknown:
         raise ValueError(
@@ -81,7 +90,8 @@ def learning_rate_for_model(value: Any, model: str) -> Any:
             f"or {DEFAULT_LEARNING_RATE_KEY!r}). Received: learning_rate={value!r}"
         )
     for key, rate in rates.items():
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (math.isfinite(rate) and rate > 0):
+        # JSON numbers only: an entry's text ("1e-4") is refused, as a typo inside the object would be.
+        if isinstance(rate, str) or _positive_number(rate) is None:
             raise ValueError(f"learning_rate of {key} must be a positive number. Received: learning_rate={value!r}")
     if model in rates:
         return float(rates[model])
@@ -91,6 +101,17 @@ def learning_rate_for_model(value: Any, model: str) -> Any:
         f"learning_rate has no entry for {model} and no {DEFAULT_LEARNING_RATE_KEY!r} one. "
         f"Received: learning_rate={value!r}"
     )
+
+
+def _positive_number(value: Any) -> float | None:
+    """``value`` as a float when it is a positive finite number or its text, else ``None`` (booleans included)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) and number > 0 else None
 
 
 class GanTrainSettings(RunSettings):

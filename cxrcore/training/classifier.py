@@ -220,11 +220,12 @@ def _validation_row(model: Any, data: TrainingData, settings: TrainClassifierSet
     probabilities = score(inference_copy(model), data.validation_images, settings)
     labels = data.validation_labels
     auc = roc_auc(labels, probabilities)
+    predicted = (probabilities >= 0.5).astype(int)
     return {
         "val_loss": binary_cross_entropy(labels, probabilities),
-        "val_accuracy": float(((probabilities >= 0.5).astype(int) == labels).mean()),
+        "val_accuracy": float((predicted == labels).mean()),
         "val_auc": float("nan") if auc is None else float(auc),
-        "val_positive_share": float((probabilities >= 0.5).mean()),
+        "val_positive_share": float(predicted.mean()),
     }
 
 
